@@ -1,0 +1,262 @@
+/* Control socket and the operator queries behind it.
+ *
+ * Protocol: the client sends one line ("status", "where INO"), the daemon
+ * answers with records, one per line, "kind key=value key=value ...", values
+ * percent-escaped, then closes. siltctl turns the records into tables or
+ * JSON, so the daemon never formats for humans.
+ *
+ * One thread ("silt-ctl") serves the socket; ctl_stop wakes it through a
+ * pipe and joins it. */
+#include "fs/ctl.h"
+#include "fs/vol_int.h"
+#include "utils/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+struct silt_ctl {
+	struct silt_vol *v;
+	int lfd;
+	int stop[2];
+	pthread_t thread;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+static void put_esc(FILE *o, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c <= ' ' || c == '%' || c == '=' || c >= 0x7f)
+			fprintf(o, "%%%02X", c);
+		else
+			fputc(c, o);
+	}
+}
+
+static void ctl_status(struct silt_vol *v, FILE *o)
+{
+	fprintf(o, "volume name=");
+	put_esc(o, v->cfg.name);
+	fprintf(o, " uuid=%s chunk_size=%u mountpoint=", v->uuid, v->chunk_size);
+	put_esc(o, v->mountpoint[0] ? v->mountpoint : "-");
+	fprintf(o, " reads=%llu writes=%llu read_bytes=%llu write_bytes=%llu ns_ops=%llu\n",
+		(unsigned long long)atomic_load(&v->reads), (unsigned long long)atomic_load(&v->writes),
+		(unsigned long long)atomic_load(&v->read_bytes),
+		(unsigned long long)atomic_load(&v->write_bytes), (unsigned long long)v->ns_seq);
+	fprintf(o, "ram size=%llu used=0\n", (unsigned long long)v->cfg.ram_size);
+	for (int i = 0; i < v->ntiers; i++) {
+		struct tier_stats ts;
+		tier_get_stats(v->tiers[i], &ts);
+		fprintf(o, "tier name=");
+		put_esc(o, ts.name);
+		fprintf(o, " class=%s path=", silt_class_name(ts.cls));
+		put_esc(o, ts.path);
+		fprintf(o, " capacity=%llu used=%llu chunks=%llu high_watermark=%u low_watermark=%u compression=",
+			(unsigned long long)ts.capacity, (unsigned long long)ts.used,
+			(unsigned long long)ts.chunks, ts.high_wm, ts.low_wm);
+		if (ts.zstd_level)
+			fprintf(o, "zstd:%d\n", ts.zstd_level);
+		else
+			fprintf(o, "none\n");
+	}
+}
+
+static int ctl_where(struct silt_vol *v, uint64_t ino, FILE *o)
+{
+	struct inode *in;
+	int r = inode_get(v, ino, &in);
+
+	if (r)
+		return r;
+	pthread_rwlock_rdlock(&in->io);
+	pthread_mutex_lock(&in->lock);
+	r = inode_load_chunks(v, in);
+	uint64_t size = in->rec.size, nchunks = in->rec.nchunks;
+	pthread_mutex_unlock(&in->lock);
+	if (r)
+		goto out;
+	fprintf(o, "file ino=%llu size=%llu chunk_size=%u chunks=%llu\n", (unsigned long long)ino,
+		(unsigned long long)size, v->chunk_size, (unsigned long long)nchunks);
+	for (int i = 0; i < v->ntiers; i++) {
+		int want = tier_id(v->tiers[i]) + 1;
+		uint64_t count = 0;
+		struct tier_stats ts;
+		tier_get_stats(v->tiers[i], &ts);
+		fprintf(o, "tier name=");
+		put_esc(o, ts.name);
+		fprintf(o, " class=%s runs=", silt_class_name(ts.cls));
+		int first = 1;
+		for (uint64_t k = ct_next_mapped(&in->ct, 0); k != UINT64_MAX;
+		     k = ct_next_mapped(&in->ct, k + 1)) {
+			if (ct_get(&in->ct, k) != want)
+				continue;
+			uint64_t end = k;
+			while (ct_get(&in->ct, end + 1) == want)
+				end++;
+			fprintf(o, "%s%llu-%llu", first ? "" : ",", (unsigned long long)k,
+				(unsigned long long)end);
+			first = 0;
+			count += end - k + 1;
+			k = end;
+		}
+		fprintf(o, " chunks=%llu\n", (unsigned long long)count);
+	}
+out:
+	pthread_rwlock_unlock(&in->io);
+	inode_put(v, in);
+	return r;
+}
+
+int vol_ctl(struct silt_vol *v, const char *req, char **reply, size_t *len)
+{
+	FILE *o = open_memstream(reply, len);
+	unsigned long long ino;
+	int r = 0;
+
+	if (!o)
+		return -ENOMEM;
+	if (!strcmp(req, "status"))
+		ctl_status(v, o);
+	else if (sscanf(req, "where %llu", &ino) == 1)
+		r = ctl_where(v, ino, o);
+	else
+		r = -EINVAL;
+	if (r)
+		fprintf(o, "error errno=%d message=%s\n", -r,
+			r == -EINVAL ? "unknown%20request" : strerror(-r));
+	fclose(o);
+	return 0;
+}
+
+static void serve(struct silt_ctl *c, int fd)
+{
+	char req[256];
+	size_t n = 0;
+	struct timeval tv = { .tv_sec = 2 };
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	while (n < sizeof(req) - 1) {
+		ssize_t r = read(fd, req + n, sizeof(req) - 1 - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+		if (memchr(req, '\n', n))
+			break;
+	}
+	req[n] = '\0';
+	req[strcspn(req, "\r\n")] = '\0';
+	char *reply = NULL;
+	size_t len = 0;
+	if (vol_ctl(c->v, req, &reply, &len) == 0) {
+		for (size_t off = 0; off < len;) {
+			ssize_t w = write(fd, reply + off, len - off);
+			if (w <= 0)
+				break;
+			off += (size_t)w;
+		}
+	}
+	free(reply);
+}
+
+static void *ctl_thread(void *arg)
+{
+	struct silt_ctl *c = arg;
+	struct pollfd p[2] = { { .fd = c->lfd, .events = POLLIN }, { .fd = c->stop[0], .events = POLLIN } };
+
+	pthread_setname_np(pthread_self(), "silt-ctl");
+	for (;;) {
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents)
+			break;
+		if (p[0].revents & POLLIN) {
+			int fd = accept4(c->lfd, NULL, NULL, SOCK_CLOEXEC);
+			if (fd >= 0) {
+				serve(c, fd);
+				close(fd);
+			}
+		}
+	}
+	return NULL;
+}
+
+int ctl_start(struct silt_vol *v, const char *path, struct silt_ctl **out)
+{
+	struct silt_ctl *c = calloc(1, sizeof(*c));
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char dir[sizeof(sa.sun_path)];
+	int r;
+
+	if (!c)
+		return -ENOMEM;
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		free(c);
+		return -ENAMETOOLONG;
+	}
+	c->v = v;
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		silt_mkdir_p(dir, 0700);
+	}
+	c->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->lfd < 0) {
+		r = -errno;
+		free(c);
+		return r;
+	}
+	/* A socket left by a crashed daemon is stale; a live one is a clash. */
+	if (connect(c->lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		close(c->lfd);
+		free(c);
+		return -EADDRINUSE;
+	}
+	unlink(path);
+	if (bind(c->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0600) < 0 ||
+	    listen(c->lfd, 16) < 0 || pipe2(c->stop, O_CLOEXEC) < 0) {
+		r = -errno;
+		close(c->lfd);
+		unlink(path);
+		free(c);
+		return r;
+	}
+	if ((r = -pthread_create(&c->thread, NULL, ctl_thread, c))) {
+		close(c->lfd);
+		close(c->stop[0]);
+		close(c->stop[1]);
+		unlink(path);
+		free(c);
+		return r;
+	}
+	*out = c;
+	return 0;
+}
+
+void ctl_stop(struct silt_ctl *c)
+{
+	if (!c)
+		return;
+	if (write(c->stop[1], "x", 1) < 0)
+		log_warn("control socket: cannot wake its thread: %s", strerror(errno));
+	pthread_join(c->thread, NULL);
+	close(c->lfd);
+	close(c->stop[0]);
+	close(c->stop[1]);
+	unlink(c->path);
+	free(c);
+}

@@ -1,0 +1,18 @@
+/* The FUSE low-level operations of siltfs: a thin mapping onto fs/vol.h. */
+#ifndef SILT_FUSE_OPS_H
+#define SILT_FUSE_OPS_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+struct silt_vol;
+
+struct silt_fs {
+	struct silt_vol *vol;
+	double timeout;     /* attribute and entry cache validity, seconds */
+	int lock_memory;    /* mlockall in init: required to serve swap */
+};
+
+extern const struct fuse_lowlevel_ops silt_fuse_ops;
+
+#endif

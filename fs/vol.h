@@ -1,0 +1,97 @@
+/* The siltfs engine: one mounted volume.
+ *
+ * The FUSE layer (fs/fuse_ops.c) is a thin mapping of kernel requests onto
+ * these calls; nothing below knows about FUSE. Every call returns 0 (or a
+ * byte count) or a negative errno. Inodes handed to the kernel are counted
+ * (vol_lookup adds a reference, vol_forget drops them), open files are
+ * handles (struct silt_file *) so that the data path never searches a table.
+ */
+#ifndef SILT_VOL_H
+#define SILT_VOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+#include "utils/config.h"
+
+#define SILT_ROOT_INO 1
+
+struct silt_vol;
+struct silt_file;
+
+/* setattr mask */
+enum {
+	SILT_SET_MODE = 1 << 0, SILT_SET_UID = 1 << 1, SILT_SET_GID = 1 << 2,
+	SILT_SET_SIZE = 1 << 3, SILT_SET_ATIME = 1 << 4, SILT_SET_MTIME = 1 << 5,
+	SILT_SET_ATIME_NOW = 1 << 6, SILT_SET_MTIME_NOW = 1 << 7, SILT_SET_CTIME = 1 << 8,
+};
+
+/* Open (or, when every tier folder is empty, create) the volume described by
+ * cfg. Checks identity and format before writing anything; on refusal err
+ * says why. created is set when a new volume was made. */
+int vol_open(const struct silt_config *cfg, struct silt_vol **out, int *created,
+	     char *err, size_t errlen);
+/* Flush everything and close. */
+void vol_close(struct silt_vol *v);
+const char *vol_uuid(const struct silt_vol *v);
+void vol_set_mountpoint(struct silt_vol *v, const char *mnt);
+
+/* namespace */
+int vol_lookup(struct silt_vol *v, uint64_t parent, const char *name, struct stat *st);
+void vol_forget(struct silt_vol *v, uint64_t ino, uint64_t nlookup);
+int vol_getattr(struct silt_vol *v, uint64_t ino, struct stat *st);
+int vol_setattr(struct silt_vol *v, uint64_t ino, const struct stat *in, int mask, struct stat *out);
+int vol_mknod(struct silt_vol *v, uint64_t parent, const char *name, mode_t mode, dev_t rdev,
+	      uid_t uid, gid_t gid, struct stat *st);
+int vol_mkdir(struct silt_vol *v, uint64_t parent, const char *name, mode_t mode,
+	      uid_t uid, gid_t gid, struct stat *st);
+int vol_symlink(struct silt_vol *v, uint64_t parent, const char *name, const char *target,
+		uid_t uid, gid_t gid, struct stat *st);
+int vol_readlink(struct silt_vol *v, uint64_t ino, char *buf, size_t len);
+int vol_link(struct silt_vol *v, uint64_t ino, uint64_t newparent, const char *newname,
+	     struct stat *st);
+int vol_unlink(struct silt_vol *v, uint64_t parent, const char *name);
+int vol_rmdir(struct silt_vol *v, uint64_t parent, const char *name);
+int vol_rename(struct silt_vol *v, uint64_t parent, const char *name, uint64_t newparent,
+	       const char *newname, unsigned flags);
+
+/* Directory listing. opendir takes a snapshot of the entries so that
+ * offsets stay stable while the directory changes underneath; readdir calls
+ * fill for entries from position off on and stops when fill returns
+ * non-zero. */
+struct silt_dir;
+typedef int (*vol_dir_fill)(void *ctx, const char *name, uint64_t ino, mode_t type, uint64_t next_off);
+int vol_opendir(struct silt_vol *v, uint64_t ino, struct silt_dir **d);
+int vol_readdir(struct silt_vol *v, struct silt_dir *d, uint64_t off, vol_dir_fill fill, void *ctx);
+void vol_releasedir(struct silt_vol *v, struct silt_dir *d);
+
+int vol_statfs(struct silt_vol *v, struct statvfs *sv);
+
+/* xattrs */
+int vol_setxattr(struct silt_vol *v, uint64_t ino, const char *name, const void *val,
+		 size_t len, int flags);
+/* Returns the value length; copies when len is large enough (-ERANGE if not). */
+int vol_getxattr(struct silt_vol *v, uint64_t ino, const char *name, void *buf, size_t len);
+int vol_listxattr(struct silt_vol *v, uint64_t ino, char *buf, size_t len);
+int vol_removexattr(struct silt_vol *v, uint64_t ino, const char *name);
+
+/* files */
+int vol_open_file(struct silt_vol *v, uint64_t ino, int flags, struct silt_file **f);
+int vol_create(struct silt_vol *v, uint64_t parent, const char *name, mode_t mode,
+	       uid_t uid, gid_t gid, int flags, struct stat *st, struct silt_file **f);
+void vol_release(struct silt_vol *v, struct silt_file *f);
+/* Reads into the calling thread's I/O buffer; *data points at the bytes. */
+ssize_t vol_read(struct silt_vol *v, struct silt_file *f, size_t size, off_t off, const void **data);
+ssize_t vol_write(struct silt_vol *v, struct silt_file *f, const void *buf, size_t size, off_t off);
+int vol_flush(struct silt_vol *v, struct silt_file *f);
+int vol_fsync(struct silt_vol *v, struct silt_file *f, int datasync);
+int vol_fallocate(struct silt_vol *v, struct silt_file *f, int mode, off_t off, off_t len);
+off_t vol_lseek(struct silt_vol *v, struct silt_file *f, off_t off, int whence);
+
+/* Operator queries (control socket): text lines of key=value records. */
+int vol_ctl(struct silt_vol *v, const char *request, char **reply, size_t *replylen);
+
+#endif

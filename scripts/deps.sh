@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install every Debian package siltfs needs to build, test and benchmark.
+# Idempotent: only installs what is missing, so it is cheap on a warm machine.
+set -euo pipefail
+pkgs=(
+  build-essential pkg-config meson ninja-build
+  libfuse3-dev fuse3 liburing-dev librocksdb-dev libzstd-dev libxxhash-dev
+  libsodium-dev libinih-dev libcmocka-dev
+  fio qemu-utils e2fsprogs util-linux kmod python3 jq
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "siltfs: installing ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,135 @@
+/* io_uring submission for tier I/O.
+ *
+ * A ring per I/O thread, so submission needs no lock. Short transfers are
+ * resubmitted for the remainder; a read that hits end-of-file zero-fills the
+ * rest, because a tier file is only as long as the last byte ever written to
+ * it and a chunk slot's unwritten tail is a hole. */
+#include "tiers/io.h"
+#include "utils/util.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct silt_ioctx {
+	struct io_uring ring;
+	unsigned depth;
+	void *buf;
+	size_t buflen;
+};
+
+int silt_ioctx_new(unsigned depth, size_t buflen, struct silt_ioctx **out)
+{
+	struct silt_ioctx *c = calloc(1, sizeof(*c));
+	int r;
+
+	if (!c)
+		return -ENOMEM;
+	r = io_uring_queue_init(depth, &c->ring, 0);
+	if (r < 0) {
+		free(c);
+		return r;
+	}
+	c->depth = depth;
+	c->buflen = buflen;
+	c->buf = silt_aligned_alloc(buflen);
+	if (!c->buf) {
+		io_uring_queue_exit(&c->ring);
+		free(c);
+		return -ENOMEM;
+	}
+	*out = c;
+	return 0;
+}
+
+void silt_ioctx_free(struct silt_ioctx *c)
+{
+	if (!c)
+		return;
+	io_uring_queue_exit(&c->ring);
+	free(c->buf);
+	free(c);
+}
+
+void *silt_ioctx_buf(struct silt_ioctx *c, size_t *len)
+{
+	*len = c->buflen;
+	return c->buf;
+}
+
+/* Per-op progress lives in the caller's array: done bytes are tracked by
+ * advancing off/buf/len in place, so a resubmission is just another SQE. */
+int tier_io_run(struct silt_ioctx *c, struct tier_io *ops, unsigned n)
+{
+	unsigned next = 0, inflight = 0;
+	int first_err = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		ops[i].res = 0;
+	while (next < n || inflight) {
+		while (next < n && inflight < c->depth) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
+			struct tier_io *op = &ops[next];
+			if (!sqe)
+				break;
+			if (op->len == 0) {
+				next++;
+				continue;
+			}
+			if (op->write)
+				io_uring_prep_write(sqe, op->fd, op->buf, op->len, op->off);
+			else
+				io_uring_prep_read(sqe, op->fd, op->buf, op->len, op->off);
+			io_uring_sqe_set_data(sqe, op);
+			next++;
+			inflight++;
+		}
+		if (!inflight)
+			break;
+		int r = io_uring_submit_and_wait(&c->ring, 1);
+		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+			return r; /* ring broken: nothing sensible left to do */
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+		io_uring_for_each_cqe(&c->ring, head, cqe) {
+			struct tier_io *op = io_uring_cqe_get_data(cqe);
+			int res = cqe->res;
+			seen++;
+			inflight--;
+			if (res == -EINTR || res == -EAGAIN) {
+				res = 0; /* retry whole remainder below */
+			} else if (res < 0) {
+				op->res = res;
+				if (!first_err)
+					first_err = res;
+				continue;
+			} else if (res == 0 && !op->write) {
+				memset(op->buf, 0, op->len); /* EOF: hole */
+				op->len = 0;
+				continue;
+			}
+			op->off += (uint64_t)res;
+			op->buf = (char *)op->buf + res;
+			op->len -= (uint32_t)res;
+			if (op->len) {
+				/* short transfer: requeue the rest (at the end) */
+				struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
+				if (!sqe) {
+					op->res = -EAGAIN;
+					if (!first_err)
+						first_err = -EIO;
+					continue;
+				}
+				if (op->write)
+					io_uring_prep_write(sqe, op->fd, op->buf, op->len, op->off);
+				else
+					io_uring_prep_read(sqe, op->fd, op->buf, op->len, op->off);
+				io_uring_sqe_set_data(sqe, op);
+				inflight++;
+			}
+		}
+		io_uring_cq_advance(&c->ring, seen);
+	}
+	return first_err;
+}

@@ -1,0 +1,31 @@
+/* Batched tier I/O through io_uring: one request from the FUSE layer turns
+ * into several reads or writes on tier files (one per chunk run), which go
+ * to the kernel together and are waited for together. */
+#ifndef SILT_IO_H
+#define SILT_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct tier_io {
+	int fd;
+	int write;
+	uint64_t off;
+	void *buf;
+	uint32_t len;
+	int res;        /* 0 or -errno after tier_io_run */
+};
+
+struct silt_ioctx;
+
+/* Each I/O thread owns one context (ring + bounce buffer). */
+int silt_ioctx_new(unsigned depth, size_t buflen, struct silt_ioctx **out);
+void silt_ioctx_free(struct silt_ioctx *c);
+void *silt_ioctx_buf(struct silt_ioctx *c, size_t *len);
+
+/* Run all ops; reads past the end of a tier file are zero-filled (a chunk
+ * slot that was never fully written reads as zeros). Returns 0 or the first
+ * negative errno; each op's own result is in op->res. */
+int tier_io_run(struct silt_ioctx *c, struct tier_io *ops, unsigned n);
+
+#endif

@@ -1,0 +1,62 @@
+/* Storage tiers: a directory on some mounted filesystem that holds, for each
+ * inode, sparse files in which chunk k sits at offset k * chunk_size.
+ *
+ *   <path>/tier.id                           marker: which volume owns this tier
+ *   <path>/<uuid>/chunks/<ino>               segment 0 of an inode
+ *   <path>/<uuid>/chunks/<ino>.<seg>         segment seg (seg >= 1)
+ *
+ * A segment covers SILT_SEG_BYTES of the file, so a 64 TiB image never needs
+ * a tier file larger than ext4's 16 TiB limit. */
+#ifndef SILT_TIER_H
+#define SILT_TIER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "utils/config.h"
+
+#define SILT_SEG_SHIFT 40 /* 1 TiB per tier file */
+#define SILT_SEG_BYTES (1ull << SILT_SEG_SHIFT)
+#define SILT_SEG_MAX 64   /* files up to 64 TiB */
+#define SILT_MAX_FILE_SIZE ((uint64_t)SILT_SEG_MAX << SILT_SEG_SHIFT)
+
+struct silt_tier;
+
+struct tier_stats {
+	const char *name, *path;
+	enum silt_tier_class cls;
+	uint64_t capacity, used, chunks;
+	unsigned high_wm, low_wm;
+	int zstd_level;
+	int id;
+};
+
+/* Read <path>/tier.id. 0 and the owning volume's uuid (37 bytes) on
+ * success, -ENOENT when there is no marker, -EINVAL when it is not ours. */
+int tier_probe(const char *path, char uuid[37], char *tiername, size_t tnlen);
+/* Claim an empty directory for a volume: chunk directory, then marker. */
+int tier_format(const struct silt_tier_conf *c, const char *uuid, const char *volname);
+
+int tier_open(const struct silt_tier_conf *c, int id, const char *uuid, uint32_t chunk_size,
+	      struct silt_tier **out, char *err, size_t errlen);
+void tier_close(struct silt_tier *t);
+
+int tier_id(const struct silt_tier *t);
+const char *tier_name(const struct silt_tier *t);
+
+/* Open (creating if asked) the O_DIRECT tier file of one inode segment. */
+int tier_open_file(struct silt_tier *t, uint64_t ino, unsigned seg, int create);
+/* Remove every segment of an inode up to max_seg. */
+int tier_remove_inode(struct silt_tier *t, uint64_t ino, unsigned max_seg);
+
+/* Space accounting, in chunks. reserve fails with -ENOSPC above the high
+ * watermark (or above capacity when over_wm is set). */
+int tier_reserve(struct silt_tier *t, int over_wm);
+void tier_release(struct silt_tier *t, uint64_t nchunks);
+void tier_account(struct silt_tier *t, uint64_t nchunks); /* at mount */
+/* The tier filesystem said ENOSPC although we had room: trust it until the
+ * next capacity refresh. */
+void tier_mark_full(struct silt_tier *t);
+void tier_get_stats(struct silt_tier *t, struct tier_stats *st);
+
+#endif

@@ -1,0 +1,345 @@
+/* siltfs: the daemon.
+ *
+ *   siltfs CONFIG MOUNTPOINT [-f] [-d] [-o OPTIONS]
+ *
+ * Source first, options after, as mount.fuse3 calls it, so an fstab line of
+ * type fuse.siltfs works. Start-up order matters:
+ *   1. parse options and config, build the FUSE session (pure memory): any
+ *      mistake is printed here and the exit status is 1;
+ *   2. fork: the parent waits on a pipe for the child's verdict, so that
+ *      `mount` still gets errors and an exit status (RocksDB and io_uring
+ *      start threads, which would not survive a fork done later);
+ *   3. the child opens the volume, starts the control socket, mounts, then
+ *      tells the parent and detaches;
+ *   4. the FUSE init callback locks memory (see fs/fuse_ops.c).
+ * SIGTERM/SIGINT/SIGHUP end the session loop; everything is flushed, the
+ * control socket removed and the mount undone on the way out. */
+#include "fs/ctl.h"
+#include "fs/fuse_ops.h"
+#include "fs/vol.h"
+#include "utils/config.h"
+#include "utils/log.h"
+#include "utils/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_THREADS 64
+
+struct opts {
+	const char *config, *mountpoint;
+	int foreground, debug;
+	unsigned threads;
+	char ctl[108];
+	char fuse_opts[4096]; /* what we pass on to libfuse */
+};
+
+static int status_fd = -1; /* pipe to the waiting parent, until detached */
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+	char line[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if (n > (int)sizeof(line) - 2)
+		n = (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	if (status_fd >= 0) {
+		if (write(status_fd, line, (size_t)n) < 0)
+			return;
+	} else {
+		fprintf(stderr, "siltfs: %.*s", n, line);
+	}
+}
+
+static void usage(FILE *o)
+{
+	fprintf(o,
+		"usage: siltfs CONFIG MOUNTPOINT [-f] [-d] [-o OPTIONS]\n"
+		"  -f            stay in the foreground\n"
+		"  -d            debug output (implies -f)\n"
+		"  -o ctl=PATH   control socket (default /run/siltfs/<mountpoint>.sock)\n"
+		"  -o threads=N  FUSE worker threads (default 16, at most %d)\n"
+		"  -o OPT,...    FUSE and mount options (allow_other, ro, noatime, ...)\n"
+		"see docs/usage.md for the config file\n", MAX_THREADS);
+}
+
+static int add_fuse_opt(struct opts *o, const char *opt)
+{
+	size_t n = strlen(o->fuse_opts);
+	if (n + strlen(opt) + 2 >= sizeof(o->fuse_opts))
+		return -1;
+	snprintf(o->fuse_opts + n, sizeof(o->fuse_opts) - n, "%s%s", n ? "," : "", opt);
+	return 0;
+}
+
+/* One comma-separated -o list: ours are taken, fstab's no-ops dropped, the
+ * rest left for libfuse (which rejects what it does not know). */
+static int parse_o(struct opts *o, const char *list)
+{
+	char *dup = strdup(list), *save = NULL;
+
+	if (!dup)
+		return -1;
+	for (char *opt = strtok_r(dup, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+		if (!strncmp(opt, "ctl=", 4)) {
+			if (opt[4] != '/' || strlen(opt + 4) >= sizeof(o->ctl)) {
+				fprintf(stderr, "siltfs: -o %s: must be an absolute path under %zu bytes\n",
+					opt, sizeof(o->ctl));
+				free(dup);
+				return -1;
+			}
+			snprintf(o->ctl, sizeof(o->ctl), "%s", opt + 4);
+		} else if (!strncmp(opt, "threads=", 8)) {
+			char *end;
+			long t = strtol(opt + 8, &end, 10);
+			if (*end || t < 1 || t > MAX_THREADS) {
+				fprintf(stderr, "siltfs: -o %s: must be 1..%d\n", opt, MAX_THREADS);
+				free(dup);
+				return -1;
+			}
+			o->threads = (unsigned)t;
+		} else if (!strcmp(opt, "defaults") || !strcmp(opt, "_netdev") || !strcmp(opt, "nofail") ||
+			   !strcmp(opt, "auto") || !strcmp(opt, "noauto") || !strcmp(opt, "user") ||
+			   !strcmp(opt, "users") || !strcmp(opt, "nouser") || !strncmp(opt, "x-", 2) ||
+			   !strncmp(opt, "comment=", 8) || !strcmp(opt, "default_permissions") ||
+			   !strncmp(opt, "fsname=", 7) || !strncmp(opt, "subtype=", 8)) {
+			/* fstab's business, or something we always set ourselves */
+		} else if (add_fuse_opt(o, opt)) {
+			free(dup);
+			return -1;
+		}
+	}
+	free(dup);
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+	int npos = 0;
+
+	memset(o, 0, sizeof(*o));
+	o->threads = 16;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			usage(stdout);
+			exit(0);
+		} else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
+			printf("siltfs 0.1.0 (libfuse %d)\n", fuse_version());
+			exit(0);
+		} else if (!strcmp(a, "-f")) {
+			o->foreground = 1;
+		} else if (!strcmp(a, "-d")) {
+			o->debug = o->foreground = 1;
+		} else if (!strncmp(a, "-o", 2)) {
+			const char *list = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
+			if (!list) {
+				fprintf(stderr, "siltfs: -o needs an argument\n");
+				return -1;
+			}
+			if (parse_o(o, list))
+				return -1;
+		} else if (a[0] == '-' && a[1]) {
+			fprintf(stderr, "siltfs: unknown option %s\n", a);
+			usage(stderr);
+			return -1;
+		} else if (npos == 0) {
+			o->config = a;
+			npos++;
+		} else if (npos == 1) {
+			o->mountpoint = a;
+			npos++;
+		} else {
+			fprintf(stderr, "siltfs: unexpected argument %s\n", a);
+			return -1;
+		}
+	}
+	if (npos != 2) {
+		usage(stderr);
+		return -1;
+	}
+	return 0;
+}
+
+/* Parent side of the fork: relay the child's messages; its last line says
+ * whether the mount is up. */
+static int wait_for_child(int fd)
+{
+	char buf[8192];
+	size_t n = 0;
+	ssize_t r;
+	int ok = 0;
+
+	while (n < sizeof(buf) - 1 && (r = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0)
+		n += (size_t)r;
+	buf[n] = '\0';
+	if (n >= 3 && !strcmp(buf + n - 3, "OK\n") && (n == 3 || buf[n - 4] == '\n')) {
+		ok = 1;
+		buf[n - 3] = '\0';
+	}
+	for (char *line = buf, *nl; *line; line = nl + 1) {
+		nl = strchr(line, '\n');
+		if (!nl) {
+			fprintf(stderr, "siltfs: %s\n", line);
+			break;
+		}
+		fprintf(stderr, "siltfs: %.*s\n", (int)(nl - line), line);
+	}
+	if (!ok && n == 0)
+		fprintf(stderr, "siltfs: the daemon exited during start-up\n");
+	return ok ? 0 : 1;
+}
+
+static void detach_stdio(void)
+{
+	int fd = open("/dev/null", O_RDWR);
+	if (fd < 0)
+		return;
+	dup2(fd, 0);
+	dup2(fd, 1);
+	dup2(fd, 2);
+	if (fd > 2)
+		close(fd);
+}
+
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct silt_config cfg;
+	struct silt_fs fs = { .timeout = 1.0, .lock_memory = 1 };
+	struct silt_ctl *ctl = NULL;
+	struct fuse_session *se;
+	struct opts o;
+	char err[8192], mnt[PATH_MAX], cfgpath[PATH_MAX], opt[PATH_MAX + 64];
+	int created = 0, r;
+
+	silt_log_init("siltfs", 0);
+	if (parse_args(argc, argv, &o))
+		return 1;
+	silt_log_init("siltfs", o.debug);
+	if (!realpath(o.mountpoint, mnt)) {
+		fprintf(stderr, "siltfs: mountpoint %s: %s\n", o.mountpoint, strerror(errno));
+		return 1;
+	}
+	if (!realpath(o.config, cfgpath)) {
+		fprintf(stderr, "siltfs: config %s: %s\n", o.config, strerror(errno));
+		return 1;
+	}
+	if ((r = silt_config_load(cfgpath, &cfg, err, sizeof(err)))) {
+		fprintf(stderr, "siltfs: %s\n", err);
+		return 1;
+	}
+	if (!o.ctl[0])
+		silt_ctl_default_path(mnt, o.ctl, sizeof(o.ctl));
+
+	/* libfuse gets: our fixed options, then the user's. */
+	snprintf(opt, sizeof(opt), "fsname=%s,subtype=siltfs,default_permissions", cfgpath);
+	if (fuse_opt_add_arg(&args, "siltfs") || fuse_opt_add_arg(&args, "-o") ||
+	    fuse_opt_add_arg(&args, opt) ||
+	    (o.fuse_opts[0] && (fuse_opt_add_arg(&args, "-o") || fuse_opt_add_arg(&args, o.fuse_opts))) ||
+	    (o.debug && fuse_opt_add_arg(&args, "-d"))) {
+		fprintf(stderr, "siltfs: out of memory\n");
+		return 1;
+	}
+	se = fuse_session_new(&args, &silt_fuse_ops, sizeof(silt_fuse_ops), &fs);
+	if (!se) {
+		fprintf(stderr, "siltfs: invalid mount options: %s\n", o.fuse_opts);
+		return 1;
+	}
+
+	if (!o.foreground) {
+		int p[2];
+		if (pipe2(p, O_CLOEXEC) < 0) {
+			perror("siltfs: pipe");
+			return 1;
+		}
+		pid_t pid = fork();
+		if (pid < 0) {
+			perror("siltfs: fork");
+			return 1;
+		}
+		if (pid > 0) {
+			close(p[1]);
+			return wait_for_child(p[0]);
+		}
+		close(p[0]);
+		status_fd = p[1];
+		setsid();
+	}
+	raise_nofile();
+	setenv("FUSE_THREAD_STACK", "1048576", 1);
+
+	if ((r = vol_open(&cfg, &fs.vol, &created, err, sizeof(err)))) {
+		say("%s", err);
+		return 1;
+	}
+	vol_set_mountpoint(fs.vol, mnt);
+	if (created) {
+		char tiers[1024] = "";
+		for (int i = 0; i < cfg.ntiers; i++)
+			snprintf(tiers + strlen(tiers), sizeof(tiers) - strlen(tiers), "%s%s",
+				 i ? ", " : "", cfg.tiers[i].name);
+		say("created volume %s (uuid %s) on tiers %s", cfg.name, vol_uuid(fs.vol), tiers);
+	}
+	if ((r = ctl_start(fs.vol, o.ctl, &ctl))) {
+		say("control socket %s: %s", o.ctl,
+		    r == -EADDRINUSE ? "another siltfs is serving it (already mounted?)" : strerror(-r));
+		vol_close(fs.vol);
+		return 1;
+	}
+	if (fuse_set_signal_handlers(se) || fuse_session_mount(se, mnt)) {
+		say("cannot mount on %s (see the message above or syslog)", mnt);
+		ctl_stop(ctl);
+		vol_close(fs.vol);
+		return 1;
+	}
+	if (status_fd >= 0) {
+		if (chdir("/") < 0)
+			log_warn("chdir /: %s", strerror(errno));
+		silt_log_use_syslog();
+		log_info("volume %s (%s) mounted on %s", cfg.name, vol_uuid(fs.vol), mnt);
+		say("OK");
+		close(status_fd);
+		status_fd = -1;
+		detach_stdio();
+	}
+
+	struct fuse_loop_config *lc = fuse_loop_cfg_create();
+	fuse_loop_cfg_set_max_threads(lc, o.threads);
+	fuse_loop_cfg_set_idle_threads(lc, o.threads);
+	fuse_loop_cfg_set_clone_fd(lc, 1);
+	r = fuse_session_loop_mt(se, lc);
+	fuse_loop_cfg_destroy(lc);
+
+	log_info("unmounting %s", mnt);
+	fuse_session_unmount(se);
+	fuse_remove_signal_handlers(se);
+	ctl_stop(ctl);
+	vol_close(fs.vol);
+	fuse_session_destroy(se);
+	fuse_opt_free_args(&args);
+	return r < 0 ? 1 : 0;
+}

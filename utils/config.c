@@ -1,0 +1,298 @@
+/* Configuration parser.
+ *
+ * libinih does the lexing; we feed it through our own reader so that every
+ * handler call knows its line number, and report the first problem as
+ * "file:line: what is wrong". Validation that needs the whole file (a tier
+ * without a path, watermarks out of order) names the line of the section.
+ *
+ *   [volume]   name, chunk_size (power of two, 4K..4M), metadata
+ *   [ram]      size
+ *   [tier X]   path, class, capacity, high_watermark, low_watermark, compression
+ */
+#include "utils/config.h"
+#include "utils/util.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct parse_state {
+	struct silt_config *cfg;
+	FILE *fp;
+	int line;
+	char *err;
+	size_t errlen;
+	int failed;
+	char cur_section[128];
+	struct silt_tier_conf *cur_tier;
+	int seen_volume, seen_ram;
+};
+
+static int fail(struct parse_state *st, int line, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (st->failed)
+		return 0;
+	st->failed = 1;
+	n = snprintf(st->err, st->errlen, "%s:%d: ", st->cfg->file, line);
+	if (n < 0 || (size_t)n >= st->errlen)
+		return 0;
+	va_start(ap, fmt);
+	vsnprintf(st->err + n, st->errlen - n, fmt, ap);
+	va_end(ap);
+	return 0; /* inih stops at the first handler that returns 0 */
+}
+
+static char *reader(char *buf, int size, void *stream)
+{
+	struct parse_state *st = stream;
+	char *r = fgets(buf, size, st->fp);
+	if (r)
+		st->line++;
+	return r;
+}
+
+const char *silt_class_name(enum silt_tier_class c)
+{
+	static const char *n[] = { "nvme", "ssd", "hdd", "net" };
+	return n[c];
+}
+
+static int parse_percent(const char *v, unsigned *out)
+{
+	char *end;
+	long p = strtol(v, &end, 10);
+	if (end == v)
+		return -EINVAL;
+	if (*end == '%')
+		end++;
+	if (*end || p < 1 || p > 100)
+		return -EINVAL;
+	*out = (unsigned)p;
+	return 0;
+}
+
+static int valid_name(const char *s)
+{
+	if (!*s || strlen(s) >= SILT_NAME_MAX)
+		return 0;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' || *s == '.'))
+			return 0;
+	return 1;
+}
+
+/* A new section header: decide what it is before any of its keys arrive. */
+static int enter_section(struct parse_state *st, const char *section)
+{
+	struct silt_config *cfg = st->cfg;
+
+	snprintf(st->cur_section, sizeof(st->cur_section), "%s", section);
+	st->cur_tier = NULL;
+	if (!strcmp(section, "volume")) {
+		if (st->seen_volume++)
+			return fail(st, st->line, "[volume] appears twice");
+		return 1;
+	}
+	if (!strcmp(section, "ram")) {
+		if (st->seen_ram++)
+			return fail(st, st->line, "[ram] appears twice");
+		return 1;
+	}
+	if (!strncmp(section, "tier", 4) && (section[4] == ' ' || section[4] == '\t')) {
+		const char *name = section + 5;
+		while (*name == ' ' || *name == '\t')
+			name++;
+		if (!valid_name(name))
+			return fail(st, st->line, "[%s]: tier name must be 1-63 characters of [A-Za-z0-9._-]", section);
+		if (!strcasecmp(name, "ram"))
+			return fail(st, st->line, "[%s]: 'ram' is reserved for the [ram] section", section);
+		for (int i = 0; i < cfg->ntiers; i++)
+			if (!strcmp(cfg->tiers[i].name, name))
+				return fail(st, st->line, "tier '%s' is defined twice (first at line %d)", name, cfg->tiers[i].line);
+		if (cfg->ntiers == SILT_MAX_TIERS)
+			return fail(st, st->line, "too many tiers (at most %d)", SILT_MAX_TIERS);
+		st->cur_tier = &cfg->tiers[cfg->ntiers++];
+		memset(st->cur_tier, 0, sizeof(*st->cur_tier));
+		snprintf(st->cur_tier->name, sizeof(st->cur_tier->name), "%s", name);
+		st->cur_tier->line = st->line;
+		st->cur_tier->cls = -1;
+		st->cur_tier->high_wm = 90;
+		st->cur_tier->low_wm = 75;
+		return 1;
+	}
+	return fail(st, st->line, "unknown section [%s] (expected [volume], [ram] or [tier NAME])", section);
+}
+
+static int handler(void *user, const char *section, const char *key, const char *value)
+{
+	struct parse_state *st = user;
+	struct silt_config *cfg = st->cfg;
+	int line = st->line;
+	uint64_t sz;
+
+	if (strcmp(section, st->cur_section) || (!key && !value)) {
+		if (!enter_section(st, section))
+			return 0;
+		if (!key)
+			return 1;
+	}
+	if (!section[0])
+		return fail(st, line, "'%s' is outside any section", key);
+
+	if (!strcmp(section, "volume")) {
+		if (!strcmp(key, "name")) {
+			if (!valid_name(value))
+				return fail(st, line, "name = %s: must be 1-63 characters of [A-Za-z0-9._-]", value);
+			snprintf(cfg->name, sizeof(cfg->name), "%s", value);
+		} else if (!strcmp(key, "chunk_size")) {
+			if (silt_parse_size(value, &sz) || sz < 4096 || sz > (4u << 20) || (sz & (sz - 1)))
+				return fail(st, line, "chunk_size = %s: must be a power of two from 4K to 4M", value);
+			cfg->chunk_size = (uint32_t)sz;
+		} else if (!strcmp(key, "metadata")) {
+			if (value[0] != '/')
+				return fail(st, line, "metadata = %s: must be an absolute path", value);
+			snprintf(cfg->meta_dir, sizeof(cfg->meta_dir), "%s", value);
+		} else {
+			return fail(st, line, "unknown key '%s' in [volume] (expected name, chunk_size, metadata)", key);
+		}
+		return 1;
+	}
+	if (!strcmp(section, "ram")) {
+		if (!strcmp(key, "size")) {
+			if (silt_parse_size(value, &sz))
+				return fail(st, line, "size = %s: not a size (e.g. 256M, 2G)", value);
+			cfg->ram_size = sz;
+		} else {
+			return fail(st, line, "unknown key '%s' in [ram] (expected size)", key);
+		}
+		return 1;
+	}
+
+	struct silt_tier_conf *t = st->cur_tier;
+	if (!strcmp(key, "path")) {
+		if (value[0] != '/')
+			return fail(st, line, "path = %s: must be an absolute path", value);
+		if (strlen(value) >= sizeof(t->path) - 128)
+			return fail(st, line, "path is too long");
+		snprintf(t->path, sizeof(t->path), "%s", value);
+		size_t n = strlen(t->path);
+		while (n > 1 && t->path[n - 1] == '/')
+			t->path[--n] = '\0';
+	} else if (!strcmp(key, "class")) {
+		static const char *names[] = { "nvme", "ssd", "hdd", "net" };
+		t->cls = -1;
+		for (int i = 0; i < 4; i++)
+			if (!strcasecmp(value, names[i]))
+				t->cls = i;
+		if ((int)t->cls < 0)
+			return fail(st, line, "class = %s: must be one of nvme, ssd, hdd, net", value);
+	} else if (!strcmp(key, "capacity")) {
+		if (!strcasecmp(value, "auto"))
+			t->capacity = 0;
+		else if (silt_parse_size(value, &sz) || sz < (1u << 20))
+			return fail(st, line, "capacity = %s: must be 'auto' or a size of at least 1M", value);
+		else
+			t->capacity = sz;
+	} else if (!strcmp(key, "high_watermark")) {
+		if (parse_percent(value, &t->high_wm))
+			return fail(st, line, "high_watermark = %s: must be a percentage from 1%% to 100%%", value);
+	} else if (!strcmp(key, "low_watermark")) {
+		if (parse_percent(value, &t->low_wm))
+			return fail(st, line, "low_watermark = %s: must be a percentage from 1%% to 100%%", value);
+	} else if (!strcmp(key, "compression")) {
+		char *end;
+		if (!strcasecmp(value, "none")) {
+			t->zstd_level = 0;
+		} else if (!strncasecmp(value, "zstd", 4)) {
+			long lvl = 3;
+			if (value[4] == ':') {
+				lvl = strtol(value + 5, &end, 10);
+				if (end == value + 5 || *end)
+					lvl = -1;
+			} else if (value[4]) {
+				lvl = -1;
+			}
+			if (lvl < 1 || lvl > 19)
+				return fail(st, line, "compression = %s: zstd level must be 1..19 (e.g. zstd:3)", value);
+			t->zstd_level = (int)lvl;
+		} else {
+			return fail(st, line, "compression = %s: must be none or zstd:N", value);
+		}
+	} else {
+		return fail(st, line, "unknown key '%s' in [%s] (expected path, class, capacity, high_watermark, low_watermark, compression)", key, section);
+	}
+	return 1;
+}
+
+int silt_config_load(const char *path, struct silt_config *cfg, char *err, size_t errlen)
+{
+	struct parse_state st = { .cfg = cfg, .err = err, .errlen = errlen };
+	int r;
+
+	memset(cfg, 0, sizeof(*cfg));
+	snprintf(cfg->file, sizeof(cfg->file), "%s", path);
+	cfg->chunk_size = 64 * 1024;
+	cfg->ram_size = 64ull << 20;
+	err[0] = '\0';
+
+	st.fp = fopen(path, "r");
+	if (!st.fp) {
+		r = -errno;
+		snprintf(err, errlen, "%s: cannot open config: %s", path, strerror(-r));
+		return r;
+	}
+	/* Debian's inih does not report section headers on their own, so a
+	 * section is entered at its first key and errors name that line. */
+	r = ini_parse_stream(reader, &st, handler, &st);
+	fclose(st.fp);
+	if (st.failed)
+		return -EINVAL;
+	if (r > 0) {
+		snprintf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)", path, r);
+		return -EINVAL;
+	}
+	if (r < 0) {
+		snprintf(err, errlen, "%s: cannot read config", path);
+		return -EIO;
+	}
+	if (cfg->ntiers == 0) {
+		snprintf(err, errlen, "%s: no [tier NAME] section: a volume needs at least one storage tier", path);
+		return -EINVAL;
+	}
+	if (!cfg->name[0]) {
+		snprintf(err, errlen, "%s: [volume] name is missing", path);
+		return -EINVAL;
+	}
+	for (int i = 0; i < cfg->ntiers; i++) {
+		struct silt_tier_conf *t = &cfg->tiers[i];
+		if (!t->path[0]) {
+			snprintf(err, errlen, "%s:%d: [tier %s] has no path", path, t->line, t->name);
+			return -EINVAL;
+		}
+		if ((int)t->cls < 0) {
+			snprintf(err, errlen, "%s:%d: [tier %s] has no class (nvme, ssd, hdd or net)", path, t->line, t->name);
+			return -EINVAL;
+		}
+		if (t->low_wm > t->high_wm) {
+			snprintf(err, errlen, "%s:%d: [tier %s] low_watermark (%u%%) is above high_watermark (%u%%)",
+				 path, t->line, t->name, t->low_wm, t->high_wm);
+			return -EINVAL;
+		}
+		for (int j = 0; j < i; j++) {
+			if (!strcmp(cfg->tiers[j].path, t->path)) {
+				snprintf(err, errlen, "%s:%d: [tier %s] uses the same path as [tier %s] (line %d)",
+					 path, t->line, t->name, cfg->tiers[j].name, cfg->tiers[j].line);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,44 @@
+/* Small helpers shared by every module: sizes, time, paths, aligned memory. */
+#ifndef SILT_UTIL_H
+#define SILT_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SILT_ALIGN 4096u /* O_DIRECT alignment for buffers, offsets, lengths */
+
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* "64K", "10G", "1.5T", "4096" -> bytes. Returns -EINVAL on garbage. */
+int silt_parse_size(const char *s, uint64_t *out);
+/* "4.0 GiB"-style rendering into buf. */
+const char *silt_fmt_size(uint64_t v, char *buf, size_t len);
+
+uint64_t silt_now_ns(void);          /* CLOCK_MONOTONIC */
+uint64_t silt_wall_ns(void);         /* CLOCK_REALTIME */
+
+void *silt_aligned_alloc(size_t len); /* SILT_ALIGN-aligned, zeroed; NULL on failure */
+
+int silt_mkdir_p(const char *path, unsigned mode);   /* 0 or -errno */
+int silt_fsync_dir(const char *path);                /* 0 or -errno */
+/* Write a small file atomically and durably (tmp, fsync, rename, fsync dir). */
+int silt_write_file_atomic(const char *path, const char *data, size_t len);
+
+/* Control socket of the volume mounted at mnt: /run/siltfs/<escaped>.sock,
+ * the mountpoint escaped systemd-style ('/' -> '-'). */
+void silt_ctl_default_path(const char *mnt, char *out, size_t len);
+
+static inline void silt_put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) { p[i] = (uint8_t)v; v >>= 8; }
+}
+static inline uint64_t silt_get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
+	return v;
+}
+
+#endif
