@@ -16,6 +16,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "siltfs: installing ${missing[*]}"
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  $sudo_cmd apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
+  log=$(mktemp /tmp/siltfs-apt.XXXXXX)
+  if ! { $sudo_cmd apt-get update -q &&
+         DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "siltfs: package installation failed (log above)" >&2
+    exit 1
+  fi
+  rm -f "$log"
 fi

@@ -30,6 +30,7 @@ struct parse_state {
 	char cur_section[128];
 	struct silt_tier_conf *cur_tier;
 	int seen_volume, seen_ram;
+	int new_header;    /* the reader saw a [section] line since the last key */
 };
 
 static int fail(struct parse_state *st, int line, const char *fmt, ...)
@@ -53,8 +54,14 @@ static char *reader(char *buf, int size, void *stream)
 {
 	struct parse_state *st = stream;
 	char *r = fgets(buf, size, st->fp);
-	if (r)
+	if (r) {
+		const char *p = r;
 		st->line++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '[')
+			st->new_header = 1;
+	}
 	return r;
 }
 
@@ -138,7 +145,12 @@ static int handler(void *user, const char *section, const char *key, const char 
 	int line = st->line;
 	uint64_t sz;
 
-	if (strcmp(section, st->cur_section) || (!key && !value)) {
+	if (st->failed) /* inih goes on after an error; we report the first */
+		return 0;
+	/* inih only names the section; a header repeated verbatim would look
+	 * like more keys of the same section, hence the reader's flag */
+	if (st->new_header || strcmp(section, st->cur_section)) {
+		st->new_header = 0;
 		if (!enter_section(st, section))
 			return 0;
 		if (!key)
