@@ -96,10 +96,10 @@ static int ctl_where(struct silt_vol *v, uint64_t ino, FILE *o)
 		int first = 1;
 		for (uint64_t k = ct_next_mapped(&in->ct, 0); k != UINT64_MAX;
 		     k = ct_next_mapped(&in->ct, k + 1)) {
-			if (ct_get(&in->ct, k) != want)
+			if (ct_tier(ct_get(&in->ct, k)) + 1 != want)
 				continue;
 			uint64_t end = k;
-			while (ct_get(&in->ct, end + 1) == want)
+			while (ct_tier(ct_get(&in->ct, end + 1)) + 1 == want)
 				end++;
 			fprintf(o, "%s%llu-%llu", first ? "" : ",", (unsigned long long)k,
 				(unsigned long long)end);

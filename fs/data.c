@@ -22,6 +22,7 @@
  * which serialises read-modify-write against other writes to those chunks.
  */
 #include "fs/vol_int.h"
+#include "tiers/zchunk.h"
 #include "utils/log.h"
 
 #include <errno.h>
@@ -253,6 +254,117 @@ static void note_access(struct silt_vol *v, struct inode *in, uint64_t k0, uint6
 	}
 }
 
+/* ---- compressed chunks: always read and rewritten whole ---- */
+
+static int read_zc(struct silt_vol *v, struct inode *in, struct silt_ioctx *ctx, uint64_t k,
+		   uint8_t e, uint64_t from, char *dst, uint64_t len)
+{
+	char *raw = silt_ioctx_scratch(ctx, 1, v->chunk_size);
+	int fd = chunk_fd(v, in, ct_tier(e), k, 0);
+	int r;
+
+	if (!raw)
+		return -ENOMEM;
+	if (fd < 0)
+		return fd;
+	r = zchunk_read(ctx, fd, slot_off(v, k), v->chunk_size, !!(e & CT_PLAIN), raw);
+	if (r == -EIO)
+		log_err("inode %llu chunk %llu on tier %s is corrupt", (unsigned long long)in->ino,
+			(unsigned long long)k, tier_name(v->tier_by_id[ct_tier(e)]));
+	if (!r)
+		memcpy(dst, raw + from, len);
+	return r;
+}
+
+/* Store raw as chunk k's new content and record how it was stored.
+ * locked: the caller already holds in->lock. */
+static int store_zc(struct silt_vol *v, struct inode *in, struct silt_ioctx *ctx, uint64_t k,
+		    int tid, const char *raw, int locked)
+{
+	struct zchunk_info zi;
+	struct chunk_rec cr = { .tier = (uint8_t)tid };
+	uint8_t key[16];
+	int fd = chunk_fd(v, in, tid, k, 1), r;
+
+	if (fd < 0)
+		return fd;
+	r = zchunk_write(ctx, fd, slot_off(v, k), v->chunk_size, v->zlevel[tid], raw, &zi);
+	if (r)
+		return r;
+	cr.flags = zi.plain ? CHUNK_PLAIN : 0;
+	cr.stored_len = zi.stored_len;
+	cr.csum = zi.csum;
+	struct meta_batch *b = meta_batch_new();
+	if (!b)
+		return -ENOMEM;
+	key_chunk(key, in->ino, k);
+	meta_put(b, v->meta, CF_CHUNKS, key, 16, &cr, sizeof(cr));
+	r = meta_commit(v->meta, b, 0);
+	meta_batch_free(b);
+	if (!r) {
+		if (!locked)
+			pthread_mutex_lock(&in->lock);
+		ct_set(&in->ct, k, (uint8_t)((tid + 1) | (zi.plain ? CT_PLAIN : 0)));
+		if (!locked)
+			pthread_mutex_unlock(&in->lock);
+	}
+	return r;
+}
+
+/* Load chunk k whole into the thread's raw buffer (zeros for a new one). */
+static char *load_zc(struct silt_vol *v, struct inode *in, struct silt_ioctx *ctx, uint64_t k,
+		     int fresh, int *err)
+{
+	char *raw = silt_ioctx_scratch(ctx, 1, v->chunk_size);
+	uint8_t e = ct_get(&in->ct, k);
+
+	*err = 0;
+	if (!raw) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	if (fresh) {
+		memset(raw, 0, v->chunk_size);
+		return raw;
+	}
+	int fd = chunk_fd(v, in, ct_tier(e), k, 0);
+	*err = fd < 0 ? fd : zchunk_read(ctx, fd, slot_off(v, k), v->chunk_size, !!(e & CT_PLAIN), raw);
+	return *err ? NULL : raw;
+}
+
+static int write_zc(struct silt_vol *v, struct inode *in, struct silt_ioctx *ctx, uint64_t k,
+		    int fresh, const char *data, uint64_t off, uint64_t end)
+{
+	uint64_t cs = k << v->chunk_shift, ce = cs + v->chunk_size;
+	uint64_t from = MAX(off, cs), to = MIN(end, ce);
+	int r;
+	char *raw = load_zc(v, in, ctx, k, fresh, &r);
+
+	if (!raw)
+		return r;
+	memcpy(raw + (from - cs), data + (from - off), to - from);
+	return store_zc(v, in, ctx, k, ct_tier(ct_get(&in->ct, k)), raw, 0);
+}
+
+/* Make [from, from+len) of chunk k read as zeros: a punch on a plain tier,
+ * a rewrite on a compressed one. */
+static int zero_in_chunk(struct silt_vol *v, struct inode *in, uint64_t k, uint64_t from, uint64_t len)
+{
+	uint8_t e = ct_get(&in->ct, k);
+	int tid = ct_tier(e), r;
+
+	if (!v->zlevel[tid] || (from == 0 && len == v->chunk_size))
+		return punch_chunk(v, in, tid, k, from, len);
+	struct silt_ioctx *ctx = vol_ioctx(v);
+	if (!ctx)
+		return -ENOMEM;
+	char *raw = load_zc(v, in, ctx, k, 0, &r);
+	if (!raw)
+		return r;
+	memset(raw + from, 0, len);
+	return store_zc(v, in, ctx, k, tid, raw, 1);
+}
+
 /* ---- read ---- */
 
 ssize_t vol_read(struct silt_vol *v, struct silt_file *f, size_t size, off_t off, const void **data)
@@ -291,8 +403,10 @@ ssize_t vol_read(struct silt_vol *v, struct silt_file *f, size_t size, off_t off
 		uint8_t e = ct_get(&in->ct, k);
 		if (!e)
 			memset(buf + (pos - a0), 0, cend - pos);
+		else if (v->zlevel[ct_tier(e)])
+			r = read_zc(v, in, ctx, k, e, pos - (k << v->chunk_shift), buf + (pos - a0), cend - pos);
 		else
-			r = queue_io(v, in, ops, &nops, e - 1, k, (uint32_t)(pos - (k << v->chunk_shift)),
+			r = queue_io(v, in, ops, &nops, ct_tier(e), k, (uint32_t)(pos - (k << v->chunk_shift)),
 				     buf + (pos - a0), (uint32_t)(cend - pos), 0);
 		pos = cend;
 	}
@@ -374,11 +488,13 @@ static int read_edge(struct silt_vol *v, struct inode *in, struct silt_ioctx *ct
 	unsigned n = 0;
 	int r;
 
-	if (!e || newtier[k - k0]) {
+	if (!e || newtier[k - k0] || v->zlevel[ct_tier(e)]) {
+		/* nothing there yet, or a compressed chunk, which is rewritten
+		 * whole from its own copy and never from the bounce buffer */
 		memset(dst, 0, SILT_ALIGN);
 		return 0;
 	}
-	r = queue_io(v, in, &op, &n, e - 1, k, (uint32_t)(blk - (k << v->chunk_shift)), dst, SILT_ALIGN, 0);
+	r = queue_io(v, in, &op, &n, ct_tier(e), k, (uint32_t)(blk - (k << v->chunk_shift)), dst, SILT_ALIGN, 0);
 	return r ? r : tier_io_run(ctx, &op, 1);
 }
 
@@ -486,10 +602,13 @@ static ssize_t write_piece(struct silt_vol *v, struct inode *in, const char *dat
 	for (uint64_t pos = a0; pos < a1 && !r;) {
 		uint64_t k = pos >> v->chunk_shift;
 		uint64_t cend = MIN((k + 1) << v->chunk_shift, a1);
-		int tid = ct_get(&in->ct, k) - 1;
+		int tid = ct_tier(ct_get(&in->ct, k));
 		dirty_mask |= 1u << tid;
-		r = queue_io(v, in, ops, &nops, tid, k, (uint32_t)(pos - (k << v->chunk_shift)),
-			     buf + (pos - a0), (uint32_t)(cend - pos), 1);
+		if (v->zlevel[tid])
+			r = write_zc(v, in, ctx, k, !!newtier[k - k0], data, off, end);
+		else
+			r = queue_io(v, in, ops, &nops, tid, k, (uint32_t)(pos - (k << v->chunk_shift)),
+				     buf + (pos - a0), (uint32_t)(cend - pos), 1);
 		pos = cend;
 	}
 	if (!r)
@@ -578,10 +697,10 @@ int data_free_range(struct silt_vol *v, struct inode *in, struct meta_batch *b,
 	if (from >= to)
 		return 0;
 	for (uint64_t k = ct_next_mapped(&in->ct, from); k < to; k = ct_next_mapped(&in->ct, k)) {
-		int tid = ct_get(&in->ct, k) - 1;
+		int tid = ct_tier(ct_get(&in->ct, k));
 		uint64_t run = k;
 		/* one punch per run of chunks on the same tier file */
-		while (run + 1 < to && ct_get(&in->ct, run + 1) == tid + 1 &&
+		while (run + 1 < to && ct_tier(ct_get(&in->ct, run + 1)) == tid &&
 		       (run + 1) % v->chunks_per_seg != 0)
 			run++;
 		int pr = punch_chunk(v, in, tid, k, 0, (run - k + 1) << v->chunk_shift);
@@ -609,7 +728,7 @@ int data_destroy(struct silt_vol *v, struct inode *in, struct meta_batch *b)
 	if (r)
 		return r;
 	for (uint64_t k = ct_next_mapped(&in->ct, 0); k != UINT64_MAX; k = ct_next_mapped(&in->ct, k + 1))
-		counts[ct_get(&in->ct, k) - 1]++;
+		counts[ct_tier(ct_get(&in->ct, k))]++;
 	last = ct_last_mapped(&in->ct);
 	data_close_fds(v, in);
 	for (int t = 0; t < SILT_MAX_TIERS; t++) {
@@ -655,7 +774,7 @@ int data_truncate(struct silt_vol *v, struct inode *in, uint64_t size)
 		uint64_t tail = size & (v->chunk_size - 1);
 		uint8_t e = tail ? ct_get(&in->ct, size >> v->chunk_shift) : 0;
 		if (!r && e)
-			r = punch_chunk(v, in, e - 1, size >> v->chunk_shift, tail, v->chunk_size - tail);
+			r = zero_in_chunk(v, in, size >> v->chunk_shift, tail, v->chunk_size - tail);
 		if (r)
 			goto out;
 	}
@@ -752,9 +871,8 @@ static int punch_range(struct silt_vol *v, struct inode *in, uint64_t off, uint6
 			pos = end_whole << v->chunk_shift;
 			continue;
 		}
-		uint8_t e = ct_get(&in->ct, k);
-		if (e)
-			r = punch_chunk(v, in, e - 1, k, pos - cstart, cend - pos);
+		if (ct_get(&in->ct, k))
+			r = zero_in_chunk(v, in, k, pos - cstart, cend - pos);
 		pos = cend;
 	}
 	if (!r && first_whole < end_whole)

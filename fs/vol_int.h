@@ -37,13 +37,19 @@ struct chunk_rec {
 	uint64_t csum;           /* XXH3 of the raw chunk when written whole */
 } __attribute__((packed));
 
+/* Chunk map record flags */
+#define CHUNK_PLAIN 1   /* on a compressed tier, stored without header */
+
 /* In-memory chunk table of a loaded inode: one byte per chunk (0 = hole,
- * else tier id + 1) in 4096-entry pages under a top array that grows by
+ * else tier id + 1 in the low nibble, CT_PLAIN above it) in 4096-entry pages under a top array that grows by
  * doubling. Readers are lock-free; writers hold the inode mutex. A grown
  * top array replaces the old one, which is kept (retired) until the inode
  * is evicted because a reader may still be looking at it. */
 #define CT_PAGE_SHIFT 12
 #define CT_PAGE (1u << CT_PAGE_SHIFT)
+#define CT_TIER_MASK 0x0f
+#define CT_PLAIN 0x10
+static inline int ct_tier(uint8_t e) { return (e & CT_TIER_MASK) - 1; }
 struct ct_top {
 	uint64_t n;                 /* page slots */
 	struct ct_top *retired;
@@ -87,6 +93,7 @@ struct silt_vol {
 	int ntiers;
 	struct silt_tier *tiers[SILT_MAX_TIERS];      /* placement order: fastest first */
 	struct silt_tier *tier_by_id[SILT_MAX_TIERS]; /* persistent id -> tier */
+	int zlevel[SILT_MAX_TIERS];                    /* by id: zstd level, 0 = none */
 	pthread_key_t io_key;                          /* per-thread struct silt_ioctx */
 
 	pthread_mutex_t itab_lock;

@@ -423,7 +423,8 @@ int inode_load_chunks(struct silt_vol *v, struct inode *in)
 			r = -EUCLEAN;
 			break;
 		}
-		r = ct_set(&in->ct, chunk, tid + 1);
+		uint8_t flags = vl >= 2 ? (uint8_t)val[1] : 0;
+		r = ct_set(&in->ct, chunk, (uint8_t)((tid + 1) | ((flags & CHUNK_PLAIN) ? CT_PLAIN : 0)));
 		if (r)
 			break;
 	}
@@ -811,6 +812,7 @@ int vol_open(const struct silt_config *cfg, struct silt_vol **out, int *created,
 		if (r)
 			goto fail;
 		v->tier_by_id[ids[i]] = v->tiers[i];
+		v->zlevel[ids[i]] = cfg->tiers[i].zstd_level;
 	}
 	if ((r = fact_get_u64(v->meta, K_NEXT_INO, &v->next_ino))) {
 		snprintf(err, errlen, "metadata %s: next inode number missing", v->meta_dir);

@@ -11,12 +11,17 @@
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zstd.h>
 
 struct silt_ioctx {
 	struct io_uring ring;
 	unsigned depth;
 	void *buf;
 	size_t buflen;
+	void *scratch[2];       /* lazily, for compressed chunks */
+	size_t scratch_len[2];
+	ZSTD_CCtx *cctx;
+	ZSTD_DCtx *dctx;
 };
 
 int silt_ioctx_new(unsigned depth, size_t buflen, struct silt_ioctx **out)
@@ -49,6 +54,10 @@ void silt_ioctx_free(struct silt_ioctx *c)
 		return;
 	io_uring_queue_exit(&c->ring);
 	free(c->buf);
+	free(c->scratch[0]);
+	free(c->scratch[1]);
+	ZSTD_freeCCtx(c->cctx);
+	ZSTD_freeDCtx(c->dctx);
 	free(c);
 }
 
@@ -56,6 +65,30 @@ void *silt_ioctx_buf(struct silt_ioctx *c, size_t *len)
 {
 	*len = c->buflen;
 	return c->buf;
+}
+
+void *silt_ioctx_scratch(struct silt_ioctx *c, int idx, size_t len)
+{
+	if (c->scratch_len[idx] < len) {
+		free(c->scratch[idx]);
+		c->scratch[idx] = silt_aligned_alloc(len);
+		c->scratch_len[idx] = c->scratch[idx] ? len : 0;
+	}
+	return c->scratch[idx];
+}
+
+ZSTD_CCtx *silt_ioctx_cctx(struct silt_ioctx *c)
+{
+	if (!c->cctx)
+		c->cctx = ZSTD_createCCtx();
+	return c->cctx;
+}
+
+ZSTD_DCtx *silt_ioctx_dctx(struct silt_ioctx *c)
+{
+	if (!c->dctx)
+		c->dctx = ZSTD_createDCtx();
+	return c->dctx;
 }
 
 /* Per-op progress lives in the caller's array: done bytes are tracked by

@@ -22,6 +22,11 @@ struct silt_ioctx;
 int silt_ioctx_new(unsigned depth, size_t buflen, struct silt_ioctx **out);
 void silt_ioctx_free(struct silt_ioctx *c);
 void *silt_ioctx_buf(struct silt_ioctx *c, size_t *len);
+/* Extra aligned buffers (idx 0 or 1) of at least len bytes, kept for the
+ * thread's lifetime (compressed chunks); and the thread's zstd contexts. */
+void *silt_ioctx_scratch(struct silt_ioctx *c, int idx, size_t len);
+struct ZSTD_CCtx_s *silt_ioctx_cctx(struct silt_ioctx *c);
+struct ZSTD_DCtx_s *silt_ioctx_dctx(struct silt_ioctx *c);
 
 /* Run all ops; reads past the end of a tier file are zero-filled (a chunk
  * slot that was never fully written reads as zeros). Returns 0 or the first

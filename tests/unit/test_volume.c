@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <stdio.h>
@@ -260,6 +261,65 @@ static void test_data_roundtrip(void **state)
 	free(pat);
 }
 
+/* Second tier compressed: compressible chunks shrink on disk, random ones
+ * are stored plain, partial overwrites and punches keep the bytes right,
+ * and a flipped byte on the tier is reported, never returned. */
+static void test_compressed_tier(void **state)
+{
+	struct fixture *f = *state;
+	struct silt_vol *v;
+	struct silt_file *fh;
+	struct stat st, ts;
+	char err[1024], tfile[4300];
+	int created;
+	const size_t len = 2u << 20; /* first tier (1 MiB) spills into the compressed one */
+	char *pat = malloc(len);
+	const void *data;
+
+	f->cfg.tiers[1].zstd_level = 3;
+	f->cfg.chunk_size = 65536;
+	for (size_t i = 0; i < len; i++) /* compressible, except the last 256 KiB */
+		pat[i] = i < len - (256 << 10) ? (char)((i / 512) & 0x3f) : (char)(rand() & 0xff);
+	assert_int_equal(vol_open(&f->cfg, &v, &created, err, sizeof(err)), 0);
+	assert_int_equal(vol_create(v, SILT_ROOT_INO, "z", 0644, 0, 0, O_RDWR, &st, &fh), 0);
+	for (size_t off = 0; off < len; off += 65536)
+		assert_int_equal(vol_write(v, fh, pat + off, 65536, (off_t)off), 65536);
+	/* unaligned overwrite across a chunk boundary, inside the compressed tier */
+	memset(pat + (1536 << 10) - 100, 'x', 5000);
+	assert_int_equal(vol_write(v, fh, pat + (1536 << 10) - 100, 5000, (1536 << 10) - 100), 5000);
+	/* unaligned punch inside a compressed chunk */
+	assert_int_equal(vol_fallocate(v, fh, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (1200 << 10) + 7, 3000), 0);
+	memset(pat + (1200 << 10) + 7, 0, 3000);
+	for (size_t off = 0; off < len; off += 100000) {
+		ssize_t n = vol_read(v, fh, 100000, (off_t)off, &data);
+		assert_int_equal(n, (ssize_t)MIN(100000, len - off));
+		assert_memory_equal(data, pat + off, (size_t)n);
+	}
+	assert_int_equal(vol_fsync(v, fh, 0), 0);
+	snprintf(tfile, sizeof(tfile), "%s/%s/chunks/%llu", f->cfg.tiers[1].path, vol_uuid(v),
+		 (unsigned long long)st.st_ino);
+	assert_int_equal(stat(tfile, &ts), 0);
+	/* ~1 MiB of chunks live there; compressed they take far less, the
+	 * random quarter megabyte stays as it is */
+	assert_true(ts.st_blocks * 512 < (512 << 10));
+	assert_true(ts.st_blocks * 512 >= (256 << 10));
+
+	/* flip a byte inside a compressed chunk's frame */
+	int fd = open(tfile, O_RDWR);
+	uint64_t slot = ((1 << 20) + (64 << 10)) / 4096 * 4096; /* second chunk of that tier */
+	char c;
+	assert_int_equal(pread(fd, &c, 1, (off_t)(slot + 40)), 1);
+	c ^= 0x55;
+	assert_int_equal(pwrite(fd, &c, 1, (off_t)(slot + 40)), 1);
+	close(fd);
+	ssize_t n = vol_read(v, fh, 4096, (off_t)slot, &data);
+	assert_int_equal(n, -EIO);
+	vol_release(v, fh);
+	vol_forget(v, st.st_ino, 1);
+	vol_close(v);
+	free(pat);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -270,6 +330,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_refuse_newer_format, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refuse_chunk_size_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_data_roundtrip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compressed_tier, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

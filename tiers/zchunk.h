@@ -1,0 +1,34 @@
+/* Compressed chunks on a compressed tier.
+ *
+ * A chunk on a tier with compression = zstd:N is always read and written
+ * whole. When compression saves at least a block, the slot starts with a
+ * header, the zstd frame follows, and the rest of the slot is punched, so
+ * the space is really saved:
+ *
+ *   magic "SLTZ" | version | codec | raw_len | stored_len | xxh3(raw) | ...
+ *
+ * When it does not, the raw chunk fills the slot and the chunk map flags it
+ * as plain (a header would not fit). A slot whose first block is all zeros
+ * was never written and reads as zeros. The checksum is verified on every
+ * read: corruption on a slow tier is reported (-EIO), never returned. */
+#ifndef SILT_ZCHUNK_H
+#define SILT_ZCHUNK_H
+
+#include <stdint.h>
+
+struct silt_ioctx;
+
+struct zchunk_info {
+	int plain;            /* stored raw, no header */
+	uint32_t stored_len;  /* bytes used in the slot */
+	uint64_t csum;        /* XXH3-64 of the raw chunk */
+};
+
+/* Read the chunk at slot into raw (chunk_size bytes). plain comes from the
+ * chunk map. 0, or -EIO on a bad header or checksum. */
+int zchunk_read(struct silt_ioctx *c, int fd, uint64_t slot, uint32_t chunk_size, int plain, void *raw);
+/* Compress raw (chunk_size bytes) and store it at slot. */
+int zchunk_write(struct silt_ioctx *c, int fd, uint64_t slot, uint32_t chunk_size, int level,
+		 const void *raw, struct zchunk_info *info);
+
+#endif
