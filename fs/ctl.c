@@ -220,11 +220,21 @@ int ctl_start(struct silt_vol *v, const char *path, struct silt_ctl **out)
 		free(c);
 		return r;
 	}
-	/* A socket left by a crashed daemon is stale; a live one is a clash. */
-	if (connect(c->lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+	/* A socket left by a crashed daemon is stale; a live one is a clash,
+	 * unless its daemon is on its way out (just unmounted): give it 10 s. */
+	for (int tries = 0; connect(c->lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0; tries++) {
 		close(c->lfd);
-		free(c);
-		return -EADDRINUSE;
+		if (tries == 100) {
+			free(c);
+			return -EADDRINUSE;
+		}
+		usleep(100 * 1000);
+		c->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (c->lfd < 0) {
+			r = -errno;
+			free(c);
+			return r;
+		}
 	}
 	unlink(path);
 	if (bind(c->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0600) < 0 ||

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *cf_names[CF_COUNT] = {
 	"default", "inodes", "dentries", "xattrs", "chunks", "history", "models", "journal",
@@ -80,12 +81,21 @@ int meta_open(const char *dir, int mode, struct silt_meta **out, char *err, size
 	for (int i = 0; i < CF_COUNT; i++)
 		cfopts[i] = m->opts;
 
-	if (mode == META_READONLY)
-		m->db = rocksdb_open_for_read_only_column_families(m->opts, dir, CF_COUNT, cf_names,
-								   cfopts, m->cf, 0, &rerr);
-	else
-		m->db = rocksdb_open_column_families(m->opts, dir, CF_COUNT, cf_names, cfopts,
-						     m->cf, &rerr);
+	/* A daemon that was just unmounted may still be closing the store:
+	 * `umount && mount` must not fail on its lock, so wait a little. */
+	for (int tries = 0;; tries++) {
+		if (mode == META_READONLY)
+			m->db = rocksdb_open_for_read_only_column_families(m->opts, dir, CF_COUNT, cf_names,
+									   cfopts, m->cf, 0, &rerr);
+		else
+			m->db = rocksdb_open_column_families(m->opts, dir, CF_COUNT, cf_names, cfopts,
+							     m->cf, &rerr);
+		if (m->db || !rerr || !strstr(rerr, "lock") || tries == 100)
+			break;
+		free(rerr);
+		rerr = NULL;
+		usleep(100 * 1000);
+	}
 	if (!m->db) {
 		char what[4200];
 		snprintf(what, sizeof(what), "metadata store %s", dir);
