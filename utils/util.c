@@ -172,5 +172,11 @@ void silt_ctl_default_path(const char *mnt, char *out, size_t len)
 	while (j && esc[j - 1] == '-')
 		j--;
 	esc[j] = '\0';
+	if (j > 80) { /* sun_path is 108 bytes: keep a prefix and a hash of the whole */
+		uint64_t h = 1469598103934665603ull;
+		for (const char *p = esc; *p; p++)
+			h = (h ^ (unsigned char)*p) * 1099511628211ull;
+		snprintf(esc + 64, sizeof(esc) - 64, "-%016llx", (unsigned long long)h);
+	}
 	snprintf(out, len, "/run/siltfs/%s.sock", j ? esc : "root");
 }
