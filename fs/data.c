@@ -162,12 +162,12 @@ static int chunk_fd(struct silt_vol *v, struct inode *in, int tid, uint64_t k, i
 		return -EFBIG;
 	if (fds && (fd = atomic_load(&fds[tid][seg])) >= 0)
 		return fd;
-	pthread_mutex_lock(&in->lock);
+	pthread_mutex_lock(&in->fd_lock);
 	fds = atomic_load(&in->fds);
 	if (!fds) {
 		fds = malloc(sizeof(*fds) * SILT_MAX_TIERS);
 		if (!fds) {
-			pthread_mutex_unlock(&in->lock);
+			pthread_mutex_unlock(&in->fd_lock);
 			return -ENOMEM;
 		}
 		for (int t = 0; t < SILT_MAX_TIERS; t++)
@@ -181,7 +181,7 @@ static int chunk_fd(struct silt_vol *v, struct inode *in, int tid, uint64_t k, i
 		if (fd >= 0)
 			atomic_store(&fds[tid][seg], fd);
 	}
-	pthread_mutex_unlock(&in->lock);
+	pthread_mutex_unlock(&in->fd_lock);
 	return fd;
 }
 

@@ -655,7 +655,7 @@ int vol_readdir(struct silt_vol *v, struct silt_dir *d, uint64_t off, vol_dir_fi
 		if (pos == 0)
 			full = fill(ctx, ".", d->ino, S_IFDIR, 1);
 		else if (pos == 1)
-			full = fill(ctx, "..", d->ino == SILT_ROOT_INO ? SILT_ROOT_INO : 0, S_IFDIR, 2);
+			full = fill(ctx, "..", d->ino, S_IFDIR, 2); /* the kernel fixes up ".." itself */
 		else
 			full = fill(ctx, d->e[pos - 2].name, d->e[pos - 2].ino, d->e[pos - 2].mode, pos + 1);
 		if (full)

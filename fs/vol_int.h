@@ -65,7 +65,8 @@ struct inode {
 	uint64_t nlookup;          /* kernel references          (vol->itab_lock) */
 	uint32_t nopen;            /* open handles               (vol->itab_lock) */
 	uint32_t refs;             /* engine calls in progress   (vol->itab_lock) */
-	pthread_mutex_t lock;      /* rec, dirty, fds, ct growth */
+	pthread_mutex_t lock;      /* rec, dirty, ct growth */
+	pthread_mutex_t fd_lock;   /* opening tier files (taken with or without lock) */
 	pthread_rwlock_t io;       /* shared: read/write; exclusive: truncate, punch, close */
 	struct inode_rec rec;
 	char *symlink;

@@ -110,6 +110,7 @@ static void inode_free_mem(struct inode *in)
 	free((void *)in->fds);
 	free(in->symlink);
 	pthread_mutex_destroy(&in->lock);
+	pthread_mutex_destroy(&in->fd_lock);
 	pthread_rwlock_destroy(&in->io);
 	free(in);
 }
@@ -152,6 +153,7 @@ static struct inode *inode_alloc(uint64_t ino)
 		return NULL;
 	in->ino = ino;
 	pthread_mutex_init(&in->lock, NULL);
+	pthread_mutex_init(&in->fd_lock, NULL);
 	pthread_rwlock_init(&in->io, NULL);
 	return in;
 }

@@ -181,7 +181,7 @@ int tier_reserve(struct silt_tier *t, int over_wm)
 	if (atomic_load(&t->full))
 		return -ENOSPC;
 	cap = atomic_load(&t->capacity);
-	limit = over_wm ? cap : cap / 100 * t->conf.high_wm;
+	limit = over_wm ? cap : (uint64_t)((unsigned __int128)cap * t->conf.high_wm / 100);
 	cur = atomic_load(&t->chunks);
 	do {
 		if ((cur + 1) * t->chunk_size > limit)

@@ -30,7 +30,8 @@ struct parse_state {
 	char cur_section[128];
 	struct silt_tier_conf *cur_tier;
 	int seen_volume, seen_ram;
-	int new_header;    /* the reader saw a [section] line since the last key */
+	int volume_line;   /* where [volume] starts */
+	int fail_line;     /* line of our first error, 0 if none */
 };
 
 static int fail(struct parse_state *st, int line, const char *fmt, ...)
@@ -41,6 +42,7 @@ static int fail(struct parse_state *st, int line, const char *fmt, ...)
 	if (st->failed)
 		return 0;
 	st->failed = 1;
+	st->fail_line = line;
 	n = snprintf(st->err, st->errlen, "%s:%d: ", st->cfg->file, line);
 	if (n < 0 || (size_t)n >= st->errlen)
 		return 0;
@@ -50,17 +52,26 @@ static int fail(struct parse_state *st, int line, const char *fmt, ...)
 	return 0; /* inih stops at the first handler that returns 0 */
 }
 
+static int enter_section(struct parse_state *st, const char *section);
+
+/* Line source for inih. Section headers are handled here rather than in the
+ * key handler: inih only tells the handler about sections that have keys,
+ * so an unknown or repeated header without keys would slip through, and
+ * errors about a section should name its header's line. */
 static char *reader(char *buf, int size, void *stream)
 {
 	struct parse_state *st = stream;
 	char *r = fgets(buf, size, st->fp);
 	if (r) {
-		const char *p = r;
+		const char *p = r, *close;
 		st->line++;
 		while (*p == ' ' || *p == '\t')
 			p++;
-		if (*p == '[')
-			st->new_header = 1;
+		if (*p == '[' && (close = strchr(p, ']')) && !st->failed) {
+			char name[128];
+			snprintf(name, sizeof(name), "%.*s", (int)(close - p - 1), p + 1);
+			enter_section(st, name);
+		}
 	}
 	return r;
 }
@@ -106,6 +117,7 @@ static int enter_section(struct parse_state *st, const char *section)
 	if (!strcmp(section, "volume")) {
 		if (st->seen_volume++)
 			return fail(st, st->line, "[volume] appears twice");
+		st->volume_line = st->line;
 		return 1;
 	}
 	if (!strcmp(section, "ram")) {
@@ -147,15 +159,6 @@ static int handler(void *user, const char *section, const char *key, const char 
 
 	if (st->failed) /* inih goes on after an error; we report the first */
 		return 0;
-	/* inih only names the section; a header repeated verbatim would look
-	 * like more keys of the same section, hence the reader's flag */
-	if (st->new_header || strcmp(section, st->cur_section)) {
-		st->new_header = 0;
-		if (!enter_section(st, section))
-			return 0;
-		if (!key)
-			return 1;
-	}
 	if (!section[0])
 		return fail(st, line, "'%s' is outside any section", key);
 
@@ -261,26 +264,25 @@ int silt_config_load(const char *path, struct silt_config *cfg, char *err, size_
 		snprintf(err, errlen, "%s: cannot open config: %s", path, strerror(-r));
 		return r;
 	}
-	/* Debian's inih does not report section headers on their own, so a
-	 * section is entered at its first key and errors name that line. */
 	r = ini_parse_stream(reader, &st, handler, &st);
 	fclose(st.fp);
-	if (st.failed)
-		return -EINVAL;
-	if (r > 0) {
+	if (r > 0 && (!st.failed || r < st.fail_line)) {
 		snprintf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)", path, r);
 		return -EINVAL;
 	}
+	if (st.failed)
+		return -EINVAL;
 	if (r < 0) {
 		snprintf(err, errlen, "%s: cannot read config", path);
 		return -EIO;
 	}
 	if (cfg->ntiers == 0) {
-		snprintf(err, errlen, "%s: no [tier NAME] section: a volume needs at least one storage tier", path);
+		snprintf(err, errlen, "%s:%d: no [tier NAME] section: a volume needs at least one storage tier",
+			 path, st.line);
 		return -EINVAL;
 	}
 	if (!cfg->name[0]) {
-		snprintf(err, errlen, "%s: [volume] name is missing", path);
+		snprintf(err, errlen, "%s:%d: [volume] has no name", path, st.volume_line ? st.volume_line : 1);
 		return -EINVAL;
 	}
 	for (int i = 0; i < cfg->ntiers; i++) {
