@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -310,6 +311,12 @@ int main(int argc, char **argv)
 		vol_close(fs.vol);
 		return 1;
 	}
+	/* libfuse only takes over signals left at their default; a daemon
+	 * started as a background job inherits SIGINT ignored, and should
+	 * still unmount cleanly when told to. */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
 	if (fuse_set_signal_handlers(se) || fuse_session_mount(se, mnt)) {
 		say("cannot mount on %s (see the message above or syslog)", mnt);
 		ctl_stop(ctl);
