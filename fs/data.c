@@ -185,8 +185,15 @@ static int chunk_fd(struct silt_vol *v, struct inode *in, int tid, uint64_t k, i
 	return fd;
 }
 
+void data_quiesce(struct inode *in)
+{
+	while (atomic_load(&in->aio_inflight))
+		usleep(20);
+}
+
 void data_close_fds(struct silt_vol *v, struct inode *in)
 {
+	data_quiesce(in);
 	_Atomic int (*fds)[SILT_SEG_MAX] = atomic_exchange(&in->fds, NULL);
 	if (!fds)
 		return;
@@ -431,11 +438,16 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static uint32_t stripe_of(uint64_t ino, uint64_t k)
+{
+	return (uint32_t)(((ino * 0x9E3779B97F4A7C15ull) ^ k) % SILT_STRIPES);
+}
+
 static unsigned lock_stripes(struct silt_vol *v, uint64_t ino, uint64_t k0, uint64_t k1, uint32_t *idx)
 {
 	unsigned n = 0;
 	for (uint64_t k = k0; k <= k1; k++)
-		idx[n++] = (uint32_t)(((ino * 0x9E3779B97F4A7C15ull) ^ k) % SILT_STRIPES);
+		idx[n++] = stripe_of(ino, k);
 	qsort(idx, n, sizeof(*idx), cmp_u32);
 	unsigned u = 0;
 	for (unsigned i = 0; i < n; i++)
@@ -522,6 +534,11 @@ static ssize_t write_piece(struct silt_vol *v, struct inode *in, const char *dat
 
 	pthread_rwlock_rdlock(&in->io);
 	nstripes = lock_stripes(v, in->ino, k0, k1, stripes);
+	/* an asynchronous overwrite of these chunks may still be in flight:
+	 * a read-modify-write must not read under it */
+	for (unsigned i = 0; i < nstripes; i++)
+		while (atomic_load(&v->stripe_aio[stripes[i]]))
+			usleep(20);
 
 	/* 1. place every chunk of the range that has no home yet */
 	for (uint64_t k = k0; k <= k1; k++) {
@@ -682,6 +699,206 @@ ssize_t vol_write(struct silt_vol *v, struct silt_file *f, const void *buf, size
 	return (ssize_t)done;
 }
 
+/* ---- asynchronous path ----
+ *
+ * For I/O of at most AIO_MAX bytes, 4 KiB aligned (reads are widened), on
+ * chunks that already live on one uncompressed tier, in one tier file run:
+ * a pooled request carries its own aligned buffer, the FUSE worker submits
+ * and returns, and the completion thread replies. That is the whole
+ * random-I/O workload of a VM image, and it spares a worker two sleeps per
+ * request. The inode's aio_inflight keeps truncate and friends out (they
+ * drain it under the exclusive lock); per-stripe counters keep a
+ * read-modify-write from reading under an overwrite in flight. */
+
+#define AIO_MAX (64u << 10)
+#define AIO_POOL 256
+
+struct aio_req {
+	struct silt_aio_op op;
+	struct silt_vol *v;
+	struct inode *in;
+	char *buf;               /* AIO_MAX + SILT_ALIGN, aligned */
+	uint32_t skew, len;      /* caller's bytes within buf */
+	int write;
+	uint64_t k0, k1;
+	vol_io_done done;
+	void *arg;
+	struct aio_req *next;
+};
+
+static struct aio_req *aio_get(struct silt_vol *v)
+{
+	struct aio_req *rq;
+
+	pthread_mutex_lock(&v->aio_lock);
+	rq = v->aio_free;
+	if (rq) {
+		v->aio_free = rq->next;
+	} else if (v->aio_count < AIO_POOL && (rq = calloc(1, sizeof(*rq)))) {
+		if ((rq->buf = silt_aligned_alloc(AIO_MAX + SILT_ALIGN)))
+			v->aio_count++;
+		else {
+			free(rq);
+			rq = NULL;
+		}
+	}
+	pthread_mutex_unlock(&v->aio_lock);
+	return rq;
+}
+
+static void aio_put(struct silt_vol *v, struct aio_req *rq)
+{
+	pthread_mutex_lock(&v->aio_lock);
+	rq->next = v->aio_free;
+	v->aio_free = rq;
+	pthread_mutex_unlock(&v->aio_lock);
+}
+
+void data_aio_pool_free(struct silt_vol *v)
+{
+	while (v->aio_free) {
+		struct aio_req *rq = v->aio_free;
+		v->aio_free = rq->next;
+		free(rq->buf);
+		free(rq);
+	}
+}
+
+/* The one tier file run that holds chunks k0..k1, or -EAGAIN. */
+static int single_run(struct silt_vol *v, struct inode *in, uint64_t k0, uint64_t k1, int *tid)
+{
+	uint8_t e0 = ct_get(&in->ct, k0);
+
+	if (!e0 || v->zlevel[ct_tier(e0)] || k0 / v->chunks_per_seg != k1 / v->chunks_per_seg)
+		return -EAGAIN;
+	for (uint64_t k = k0 + 1; k <= k1; k++)
+		if (ct_tier(ct_get(&in->ct, k)) != ct_tier(e0))
+			return -EAGAIN;
+	*tid = ct_tier(e0);
+	return 0;
+}
+
+static void aio_complete(void *arg, int res)
+{
+	struct aio_req *rq = arg;
+	struct silt_vol *v = rq->v;
+
+	if (res)
+		log_err("inode %llu: asynchronous %s failed: %s", (unsigned long long)rq->in->ino,
+			rq->write ? "write" : "read", strerror(-res));
+	rq->done(rq->arg, rq->write ? NULL : rq->buf + rq->skew, res ? res : (ssize_t)rq->len);
+	if (rq->write)
+		for (uint64_t k = rq->k0; k <= rq->k1; k++)
+			atomic_fetch_sub(&v->stripe_aio[stripe_of(rq->in->ino, k)], 1);
+	atomic_fetch_sub(&rq->in->aio_inflight, 1);
+	aio_put(v, rq);
+}
+
+static int start_aio(struct silt_vol *v, struct inode *in, struct aio_req *rq, int tid,
+		     uint64_t a0, uint64_t a1)
+{
+	int fd = chunk_fd(v, in, tid, rq->k0, 0);
+
+	if (fd < 0)
+		return fd;
+	uint64_t off = slot_off(v, rq->k0) + (a0 - (rq->k0 << v->chunk_shift));
+	return silt_aio_submit(v->aio, &rq->op, fd, rq->write, off, rq->buf, (uint32_t)(a1 - a0),
+			       aio_complete, rq);
+}
+
+int vol_read_async(struct silt_vol *v, struct silt_file *f, size_t size, off_t off,
+		   vol_io_done done, void *arg)
+{
+	struct inode *in = f->ino;
+	struct aio_req *rq;
+	uint64_t a0, a1, len;
+	int tid, r = -EAGAIN;
+
+	if (off < 0 || size == 0 || size > AIO_MAX)
+		return -EAGAIN;
+	pthread_rwlock_rdlock(&in->io);
+	pthread_mutex_lock(&in->lock);
+	uint64_t fsize = in->rec.size;
+	pthread_mutex_unlock(&in->lock);
+	if ((uint64_t)off >= fsize)
+		goto out;
+	len = MIN((uint64_t)size, fsize - (uint64_t)off);
+	a0 = (uint64_t)off & ~(uint64_t)(SILT_ALIGN - 1);
+	a1 = ((uint64_t)off + len + SILT_ALIGN - 1) & ~(uint64_t)(SILT_ALIGN - 1);
+	if (single_run(v, in, a0 >> v->chunk_shift, (a1 - 1) >> v->chunk_shift, &tid))
+		goto out;
+	if (!(rq = aio_get(v)))
+		goto out;
+	*rq = (struct aio_req){ .v = v, .in = in, .buf = rq->buf, .skew = (uint32_t)((uint64_t)off - a0),
+				.len = (uint32_t)len, .k0 = a0 >> v->chunk_shift,
+				.k1 = (a1 - 1) >> v->chunk_shift, .done = done, .arg = arg };
+	atomic_fetch_add(&in->aio_inflight, 1);
+	r = start_aio(v, in, rq, tid, a0, a1);
+	if (r) {
+		atomic_fetch_sub(&in->aio_inflight, 1);
+		aio_put(v, rq);
+		r = -EAGAIN;
+	} else {
+		note_access(v, in, rq->k0, rq->k1, 0, len);
+	}
+out:
+	pthread_rwlock_unlock(&in->io);
+	return r;
+}
+
+int vol_write_async(struct silt_vol *v, struct silt_file *f, const void *buf, size_t size,
+		    off_t off, vol_io_done done, void *arg)
+{
+	struct inode *in = f->ino;
+	struct aio_req *rq;
+	uint64_t k0, k1;
+	int tid, r = -EAGAIN;
+
+	/* whole blocks inside the file on chunks that have a home: no
+	 * read-modify-write, no allocation, no size change, no metadata */
+	if (off < 0 || size == 0 || size > AIO_MAX || ((uint64_t)off | size) & (SILT_ALIGN - 1))
+		return -EAGAIN;
+	k0 = (uint64_t)off >> v->chunk_shift;
+	k1 = ((uint64_t)off + size - 1) >> v->chunk_shift;
+	pthread_rwlock_rdlock(&in->io);
+	pthread_mutex_lock(&in->lock);
+	if ((uint64_t)off + size > in->rec.size || single_run(v, in, k0, k1, &tid)) {
+		pthread_mutex_unlock(&in->lock);
+		goto out;
+	}
+	in->rec.mtime = in->rec.ctime = silt_now_wall();
+	in->dirty = 1;
+	pthread_mutex_unlock(&in->lock);
+	if (!(rq = aio_get(v)))
+		goto out;
+	*rq = (struct aio_req){ .v = v, .in = in, .buf = rq->buf, .len = (uint32_t)size, .write = 1,
+				.k0 = k0, .k1 = k1, .done = done, .arg = arg };
+	memcpy(rq->buf, buf, size);
+	/* announce the write on its stripes; a writer holding a stripe lock
+	 * is mid read-modify-write and must finish first */
+	for (uint64_t k = k0; k <= k1; k++) {
+		uint32_t s = stripe_of(in->ino, k);
+		pthread_mutex_lock(&v->stripes[s]);
+		atomic_fetch_add(&v->stripe_aio[s], 1);
+		pthread_mutex_unlock(&v->stripes[s]);
+	}
+	atomic_fetch_or(&in->dirty_tiers, 1u << tid);
+	atomic_fetch_add(&in->aio_inflight, 1);
+	r = start_aio(v, in, rq, tid, (uint64_t)off, (uint64_t)off + size);
+	if (r) {
+		for (uint64_t k = k0; k <= k1; k++)
+			atomic_fetch_sub(&v->stripe_aio[stripe_of(in->ino, k)], 1);
+		atomic_fetch_sub(&in->aio_inflight, 1);
+		aio_put(v, rq);
+		r = -EAGAIN;
+	} else {
+		note_access(v, in, k0, k1, 1, size);
+	}
+out:
+	pthread_rwlock_unlock(&in->io);
+	return r;
+}
+
 /* ---- freeing ---- */
 
 /* Free chunks [from, to): map entries into b, tier space released, slots
@@ -759,6 +976,7 @@ int data_truncate(struct silt_vol *v, struct inode *in, uint64_t size)
 	if (!(b = meta_batch_new()))
 		return -ENOMEM;
 	pthread_rwlock_wrlock(&in->io);
+	data_quiesce(in);
 	pthread_mutex_lock(&in->lock);
 	r = inode_load_chunks(v, in);
 	if (r)
@@ -899,6 +1117,7 @@ int vol_fallocate(struct silt_vol *v, struct silt_file *f, int mode, off_t off, 
 	if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE))
 		return -EINVAL;
 	pthread_rwlock_wrlock(&in->io);
+	data_quiesce(in);
 	pthread_mutex_lock(&in->lock);
 	if (mode & FALLOC_FL_PUNCH_HOLE)
 		r = punch_range(v, in, (uint64_t)off, (uint64_t)len);

@@ -86,6 +86,15 @@ void vol_release(struct silt_vol *v, struct silt_file *f);
 /* Reads into the calling thread's I/O buffer; *data points at the bytes. */
 ssize_t vol_read(struct silt_vol *v, struct silt_file *f, size_t size, off_t off, const void **data);
 ssize_t vol_write(struct silt_vol *v, struct silt_file *f, const void *buf, size_t size, off_t off);
+/* The asynchronous path for small aligned I/O on chunks that already have a
+ * home: the call returns at once and done() runs on the completion thread
+ * with the data (reads) or the byte count (res) or -errno. -EAGAIN means
+ * "not a case for it": use vol_read/vol_write. */
+typedef void (*vol_io_done)(void *arg, const void *data, ssize_t res);
+int vol_read_async(struct silt_vol *v, struct silt_file *f, size_t size, off_t off,
+		   vol_io_done done, void *arg);
+int vol_write_async(struct silt_vol *v, struct silt_file *f, const void *buf, size_t size,
+		    off_t off, vol_io_done done, void *arg);
 int vol_flush(struct silt_vol *v, struct silt_file *f);
 int vol_fsync(struct silt_vol *v, struct silt_file *f, int datasync);
 int vol_fallocate(struct silt_vol *v, struct silt_file *f, int mode, off_t off, off_t len);

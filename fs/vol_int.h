@@ -9,6 +9,7 @@
 
 #include "fs/meta.h"
 #include "fs/vol.h"
+#include "tiers/aio.h"
 #include "tiers/io.h"
 #include "tiers/tier.h"
 #include "utils/util.h"
@@ -75,6 +76,7 @@ struct inode {
 	struct chunk_table ct;
 	_Atomic int (*fds)[SILT_SEG_MAX]; /* [tier id][segment], -1 = closed */
 	_Atomic uint32_t dirty_tiers;     /* tiers written since the last fsync */
+	_Atomic uint32_t aio_inflight;    /* asynchronous I/Os not yet completed */
 };
 
 struct silt_file {
@@ -106,6 +108,12 @@ struct silt_vol {
 	uint64_t ns_seq;           /* namespace operations committed (journal point) */
 
 	pthread_mutex_t stripes[SILT_STRIPES];
+	_Atomic uint32_t stripe_aio[SILT_STRIPES]; /* async writes in flight per stripe */
+
+	struct silt_aio *aio;          /* shared ring + "silt-aio" completion thread */
+	pthread_mutex_t aio_lock;      /* request pool */
+	struct aio_req *aio_free;
+	unsigned aio_count;
 
 	_Atomic uint64_t reads, writes, read_bytes, write_bytes;
 };
@@ -156,5 +164,9 @@ int data_free_range(struct silt_vol *v, struct inode *in, struct meta_batch *b,
 int data_destroy(struct silt_vol *v, struct inode *in, struct meta_batch *b);
 int data_truncate(struct silt_vol *v, struct inode *in, uint64_t size);
 void data_close_fds(struct silt_vol *v, struct inode *in);
+/* Wait until no asynchronous I/O of the inode is in flight. Callers hold
+ * in->io exclusively, so no new one can start. */
+void data_quiesce(struct inode *in);
+void data_aio_pool_free(struct silt_vol *v);
 
 #endif

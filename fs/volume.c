@@ -266,6 +266,7 @@ static int inode_destroy(struct silt_vol *v, struct inode *in)
 	if (!b)
 		return -ENOMEM;
 	pthread_rwlock_wrlock(&in->io);
+	data_quiesce(in);
 	pthread_mutex_lock(&in->lock);
 	r = data_destroy(v, in, b);
 	key_ino(k, in->ino);
@@ -774,6 +775,7 @@ int vol_open(const struct silt_config *cfg, struct silt_vol **out, int *created,
 	v->ntiers = cfg->ntiers;
 	pthread_mutex_init(&v->itab_lock, NULL);
 	pthread_mutex_init(&v->ns_lock, NULL);
+	pthread_mutex_init(&v->aio_lock, NULL);
 	for (int i = 0; i < SILT_STRIPES; i++)
 		pthread_mutex_init(&v->stripes[i], NULL);
 	v->itab_size = 1024;
@@ -824,6 +826,10 @@ int vol_open(const struct silt_config *cfg, struct silt_vol **out, int *created,
 		v->ns_seq = 0;
 	if ((r = count_tier_chunks(v, err, errlen)))
 		goto fail;
+	if ((r = silt_aio_start(256, &v->aio))) {
+		snprintf(err, errlen, "cannot start the I/O completion thread: %s", strerror(-r));
+		goto fail;
+	}
 	if ((r = reap_orphans(v))) {
 		snprintf(err, errlen, "metadata %s: cannot free orphaned inodes: %s", v->meta_dir,
 			 strerror(-r));
@@ -841,6 +847,8 @@ void vol_close(struct silt_vol *v)
 {
 	if (!v)
 		return;
+	silt_aio_stop(v->aio); /* waits for every asynchronous I/O */
+	data_aio_pool_free(v);
 	/* Whatever the kernel still held is ours to write back now. */
 	if (v->meta) {
 		for (size_t i = 0; i < v->itab_size; i++) {

@@ -11,6 +11,7 @@
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zstd.h>
 
 struct silt_ioctx {
@@ -93,10 +94,38 @@ ZSTD_DCtx *silt_ioctx_dctx(struct silt_ioctx *c)
 
 /* Per-op progress lives in the caller's array: done bytes are tracked by
  * advancing off/buf/len in place, so a resubmission is just another SQE. */
+/* One op needs no ring: a plain pread/pwrite is one syscall either way and
+ * skips the submission and completion bookkeeping. */
+static int io_one(struct tier_io *op)
+{
+	while (op->len) {
+		ssize_t r = op->write ? pwrite(op->fd, op->buf, op->len, (off_t)op->off)
+				      : pread(op->fd, op->buf, op->len, (off_t)op->off);
+		if (r < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return op->res = -errno;
+		}
+		if (r == 0 && !op->write) {
+			memset(op->buf, 0, op->len); /* EOF: hole */
+			break;
+		}
+		if (r == 0)
+			return op->res = -EIO;
+		op->off += (uint64_t)r;
+		op->buf = (char *)op->buf + r;
+		op->len -= (uint32_t)r;
+	}
+	return op->res = 0;
+}
+
 int tier_io_run(struct silt_ioctx *c, struct tier_io *ops, unsigned n)
 {
 	unsigned next = 0, inflight = 0;
 	int first_err = 0;
+
+	if (n == 1)
+		return io_one(ops);
 
 	for (unsigned i = 0; i < n; i++)
 		ops[i].res = 0;

@@ -1,0 +1,33 @@
+/* Asynchronous tier I/O: submit now, get a callback from the completion
+ * thread later. Used for the data path's common case (a small aligned read
+ * or overwrite of one run of chunks) so that a FUSE worker never sleeps on
+ * the disk and can take the next request at once. */
+#ifndef SILT_AIO_H
+#define SILT_AIO_H
+
+#include <stdint.h>
+
+struct silt_aio;
+
+/* res: 0 or -errno; called on the completion thread. */
+typedef void (*silt_aio_done)(void *arg, int res);
+
+/* Storage for one operation, owned by the caller until done() runs (so the
+ * I/O path allocates nothing). Fields are private to aio.c. */
+struct silt_aio_op {
+	int fd, write;
+	uint64_t off;
+	char *buf;
+	uint32_t len;
+	silt_aio_done done;
+	void *arg;
+};
+
+int silt_aio_start(unsigned depth, struct silt_aio **out);
+/* Wait for everything in flight, then stop the completion thread. */
+void silt_aio_stop(struct silt_aio *a);
+/* -EAGAIN when the queue is full (do it synchronously instead). */
+int silt_aio_submit(struct silt_aio *a, struct silt_aio_op *op, int fd, int write, uint64_t off,
+		    void *buf, uint32_t len, silt_aio_done done, void *arg);
+
+#endif
