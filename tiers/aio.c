@@ -100,6 +100,9 @@ int silt_aio_start(unsigned depth, struct silt_aio **out)
 		return r;
 	}
 	a->depth = depth;
+	/* ops that must block go to kernel workers: bound them (swap safety) */
+	unsigned workers[2] = { 2, 2 };
+	io_uring_register_iowq_max_workers(&a->ring, workers);
 	pthread_mutex_init(&a->sq_lock, NULL);
 	if ((r = -pthread_create(&a->thread, NULL, reaper, a))) {
 		io_uring_queue_exit(&a->ring);

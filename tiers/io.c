@@ -37,6 +37,9 @@ int silt_ioctx_new(unsigned depth, size_t buflen, struct silt_ioctx **out)
 		free(c);
 		return r;
 	}
+	/* ops that must block go to kernel workers: bound them (swap safety) */
+	unsigned workers[2] = { 1, 1 };
+	io_uring_register_iowq_max_workers(&c->ring, workers);
 	c->depth = depth;
 	c->buflen = buflen;
 	c->buf = silt_aligned_alloc(buflen);
