@@ -571,12 +571,11 @@ int vol_rename(struct silt_vol *v, uint64_t parent, const char *name, uint64_t n
 	inode_stage(v, b, src);
 	pthread_mutex_unlock(&src->lock);
 	r = vol_commit_ns(v, b, 0);
-	if (r) {
-		/* in-memory state is now ahead of disk: reload it */
+	if (r) { /* memory is ahead of the store: take the store's word */
 		struct inode *vs[] = { pd, npd, src, dst };
 		for (int i = 0; i < 4; i++)
 			if (vs[i])
-				vs[i]->dirty = 0;
+				inode_reload(v, vs[i]);
 	}
 out:
 	meta_batch_free(b);

@@ -127,6 +127,7 @@ int inode_insert_new(struct silt_vol *v, struct inode *in); /* with one ref */
 void inode_ref_kernel(struct silt_vol *v, struct inode *in, uint64_t n);
 void inode_ref_open(struct silt_vol *v, struct inode *in, int delta);
 int inode_persist(struct silt_vol *v, struct inode *in, int sync);
+int inode_reload(struct silt_vol *v, struct inode *in);
 void inode_stage_orphan(struct silt_vol *v, struct meta_batch *b, uint64_t ino, int add);
 uint64_t vol_alloc_ino(struct silt_vol *v, struct meta_batch *b); /* under ns_lock */
 /* Queue the inode record (and symlink target) into b. Caller holds in->lock. */

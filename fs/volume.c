@@ -146,6 +146,22 @@ static int inode_read(struct silt_vol *v, uint64_t ino, struct inode *in)
 	return 0;
 }
 
+/* After a failed commit, memory may be ahead of the store: re-read. */
+int inode_reload(struct silt_vol *v, struct inode *in)
+{
+	struct inode tmp = { 0 };
+	int r = inode_read(v, in->ino, &tmp);
+
+	if (r)
+		return r;
+	pthread_mutex_lock(&in->lock);
+	in->rec = tmp.rec;
+	in->dirty = 0;
+	pthread_mutex_unlock(&in->lock);
+	free(tmp.symlink);
+	return 0;
+}
+
 static struct inode *inode_alloc(uint64_t ino)
 {
 	struct inode *in = calloc(1, sizeof(*in));
