@@ -87,7 +87,7 @@ struct silt_file {
 struct silt_vol {
 	struct silt_config cfg;
 	char uuid[37];
-	char meta_dir[4096];
+	char meta_dir[4096 + 64];   /* a tier path is < 3968 bytes (config.c) */
 	char mountpoint[4096];
 	uint32_t chunk_size;
 	unsigned chunk_shift;

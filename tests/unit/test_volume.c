@@ -92,7 +92,7 @@ static void test_refuse_foreign_tier(void **state)
 {
 	struct fixture *f = *state;
 	struct silt_vol *v;
-	char err[1024], other[4200];
+	char err[1024], other[4096];
 	int created;
 
 	assert_int_equal(vol_open(&f->cfg, &v, &created, err, sizeof(err)), 0);
@@ -105,7 +105,7 @@ static void test_refuse_foreign_tier(void **state)
 	}
 	assert_int_equal(vol_open(&o, &v, &created, err, sizeof(err)), 0);
 	vol_close(v);
-	snprintf(other, sizeof(other), "%s", o.tiers[1].path);
+	memcpy(other, o.tiers[1].path, sizeof(other));
 	struct silt_config mixed = f->cfg;
 	snprintf(mixed.tiers[1].path, sizeof(mixed.tiers[1].path), "%s", other);
 	char *before = snapshot(f->dir);
