@@ -590,6 +590,16 @@ static int probe_tiers(const struct silt_config *cfg, char uuid[37], int *create
 				 t->name, t->path, strerror(-r));
 			return -EUCLEAN;
 		}
+		/* the right volume but another tier's folder (paths swapped in
+		 * the config, disks mounted at each other's places): reading
+		 * through it would return another tier's bytes */
+		if (tname[0] && strcmp(tname, t->name)) {
+			snprintf(err, errlen,
+				 "%s:%d: tier %s: %s holds tier '%s' of volume %s, not tier '%s': "
+				 "paths swapped or disks mounted in the wrong places?",
+				 cfg->file, t->line, t->name, t->path, tname, u, t->name);
+			return -EEXIST;
+		}
 		if (marked >= 0 && strcmp(u, uuid)) {
 			snprintf(err, errlen,
 				 "tier %s: %s belongs to volume %s, but tier %s (%s) belongs to volume %s: "

@@ -1,0 +1,399 @@
+#!/usr/bin/env bash
+# config_errors: every kind of bad config file makes `siltfs CONF MNT` refuse
+# to start: exit status 1, a "vol.conf:LINE: ..." message naming the right
+# line on stderr, nothing written into any tier folder, nothing mounted.
+# A valid config (positive control) mounts, so the refusals are not just a
+# daemon that can't start at all.
+. "$(dirname "$0")/lib.sh"
+# Keep going after a failed step so that every check reports.
+set +e
+
+# Each case lives in its own directory: C/vol.conf, C/t0, C/t1 (empty).
+ncase=0
+new_case() {
+	ncase=$((ncase + 1))
+	CASE="$SILT_TMP/case$ncase"
+	mkdir -p "$CASE/t0" "$CASE/t1" "$CASE/mnt"
+	silt_track_mount "$CASE/mnt"
+}
+
+# expect_refused DESC LINES...: run siltfs on $CASE/vol.conf (written by the
+# caller); LINES are the acceptable line numbers ("any" = any number).
+expect_refused() {
+	local desc=$1; shift
+	local err="$CASE/stderr" rc=0 l ok=0 got
+	say "$desc"
+	timeout 30 "$SILTFS" "$CASE/vol.conf" "$CASE/mnt" </dev/null >/dev/null 2>"$err" || rc=$?
+	sed 's/^/    [siltfs] /' "$err" | head -n 5
+	check_eq "$rc" 1 "$desc: exit status 1"
+	got=$(grep -oE 'vol\.conf:[0-9]+:' "$err" | head -n1 | tr -dc '0-9')
+	for l in "$@"; do
+		if [ "$l" == any ] && [ -n "$got" ]; then ok=1; fi
+		if [ "$l" == "$got" ]; then ok=1; fi
+	done
+	if [ $ok = 1 ]; then
+		pass "$desc: stderr names vol.conf:$got:"
+	else
+		fail "$desc: stderr should contain vol.conf:{$(echo "$@" | tr ' ' ,)}: (got line '${got}'): $(head -c 300 "$err")"
+	fi
+	check '[ -z "$(find "$CASE/t0" "$CASE/t1" -mindepth 1 | head -n1)" ]' "$desc: tier folders still empty"
+	if silt_is_mounted "$CASE/mnt"; then
+		fail "$desc: $CASE/mnt got mounted"
+		silt_umount "$CASE/mnt" || true
+	else
+		pass "$desc: nothing mounted"
+	fi
+}
+
+# conf BODY: write $CASE/vol.conf from BODY, where @T0@ and @T1@ stand for
+# the case's tier folders.  Line numbers in the cases below count from 1 at
+# the first line of BODY.
+conf() { sed -e "s|@T0@|$CASE/t0|g" -e "s|@T1@|$CASE/t1|g" > "$CASE/vol.conf"; }
+
+# --- positive control --------------------------------------------------------
+new_case
+conf <<'EOF'
+[volume]
+name = good
+chunk_size = 64K
+
+[tier fast]
+path = @T0@
+class = nvme
+capacity = 64M
+high_watermark = 90%
+low_watermark = 75%
+compression = none
+
+[tier slow]
+path = @T1@
+class = hdd
+compression = zstd:3
+EOF
+say "valid config mounts"
+if silt_mount "$CASE/vol.conf" "$CASE/mnt"; then
+	pass "valid config: mounted"
+	check_cmd "valid config: umount" silt_umount "$CASE/mnt"
+else
+	fail "valid config: siltfs $CASE/vol.conf $CASE/mnt failed: $(cat "$SILT_LAST_ERR")"
+fi
+
+# --- the refusals -------------------------------------------------------------
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+colour = blue
+
+[tier a]
+path = @T0@
+class = nvme
+EOF
+expect_refused "unknown key in [volume]" 3
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+
+[tier a]
+path = @T0@
+class = nvme
+speed = fast
+EOF
+expect_refused "unknown key in [tier]" 7
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+chunk_size = 3K
+
+[tier a]
+path = @T0@
+class = nvme
+EOF
+expect_refused "chunk_size 3K (not a power of two)" 3
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+chunk_size = 8M
+
+[tier a]
+path = @T0@
+class = nvme
+EOF
+expect_refused "chunk_size 8M (too big)" 3
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+chunk_size = 2K
+
+[tier a]
+path = @T0@
+class = nvme
+EOF
+expect_refused "chunk_size 2K (too small)" 3
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+
+[tier a]
+path = @T0@
+class = tape
+EOF
+expect_refused "bad class" 6
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+
+[tier a]
+path = @T0@
+class = nvme
+
+[tier b]
+path = relative/t1
+class = hdd
+EOF
+expect_refused "relative tier path" 9
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+
+[tier a]
+path = @T0@
+class = nvme
+
+[tier b]
+class = hdd
+capacity = 1G
+EOF
+# The line of the section header.
+expect_refused "tier without path" 8
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+
+[tier a]
+path = @T0@
+class = nvme
+
+[tier a]
+path = @T1@
+class = hdd
+EOF
+# The second header.
+expect_refused "duplicate tier name, back to back" 8
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+
+[tier a]
+path = @T0@
+class = nvme
+
+[tier b]
+path = @T1@
+class = hdd
+
+[tier a]
+class = hdd
+EOF
+expect_refused "duplicate tier name, not back to back" 12
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+
+[tier a]
+path = @T0@
+class = nvme
+high_watermark = 50%
+low_watermark = 80%
+EOF
+# Section header (4) or either watermark line (7, 8).
+expect_refused "low_watermark above high_watermark" 4 7 8
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+
+[tier a]
+path = @T0@
+class = nvme
+high_watermark = 150%
+EOF
+expect_refused "high_watermark 150%" 7
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+
+[tier a]
+path = @T0@
+class = nvme
+compression = zstd:99
+EOF
+expect_refused "compression zstd:99" 7
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+
+[tier a]
+path = @T0@
+class = nvme
+compression = lz4
+EOF
+expect_refused "compression lz4" 7
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+
+[tier a]
+path = @T0@
+class = nvme
+capacity = lots
+EOF
+expect_refused "capacity not a size" 7
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+chunk_size 64K
+
+[tier a]
+path = @T0@
+class = nvme
+EOF
+expect_refused "syntax error (no '=')" 3
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+
+[tier a
+path = @T0@
+class = nvme
+EOF
+expect_refused "syntax error (unclosed section header)" 4
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+chunk_size = 64K
+EOF
+# No line is "the" wrong one: any line number will do, the contract says
+# every mistake is reported as file:line.
+expect_refused "no tier at all" any
+
+new_case
+conf <<'EOF'
+[volume]
+chunk_size = 64K
+
+[tier a]
+path = @T0@
+class = nvme
+EOF
+expect_refused "volume without name" any
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad/name
+
+[tier a]
+path = @T0@
+class = nvme
+EOF
+expect_refused "volume name with '/'" 2
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+
+[cache]
+size = 1G
+
+[tier a]
+path = @T0@
+class = nvme
+EOF
+# The header.
+expect_refused "unknown section" 4
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+
+[cache]
+
+[tier a]
+path = @T0@
+class = nvme
+EOF
+expect_refused "unknown section without keys" 4
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+
+[tier a]
+path = @T0@
+class = nvme
+
+[tier b]
+path = @T0@
+class = hdd
+EOF
+# The second section (8) or its path line (9).
+expect_refused "two tiers with the same path" 8 9
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+
+[tier a]
+path = @T0@
+class = nvme
+path_extra
+EOF
+expect_refused "syntax error at the end" 7
+
+say "missing config file"
+new_case
+rc=0
+timeout 30 "$SILTFS" "$CASE/nonexistent.conf" "$CASE/mnt" </dev/null >/dev/null 2>"$CASE/stderr" || rc=$?
+check_eq "$rc" 1 "missing config: exit status 1"
+check 'grep -q "nonexistent.conf" "$CASE/stderr"' "missing config: message names the file"
+check '! silt_is_mounted "$CASE/mnt"' "missing config: nothing mounted"
+
+silt_summary

@@ -1,0 +1,555 @@
+# shellcheck shell=bash
+# Common helpers for the siltfs integration tests (tests/integration/*.sh and
+# tests/integration/stress/*.sh).  Source it first thing:
+#
+#     . "$(dirname "$0")/lib.sh"          (or "$(dirname "$0")/../lib.sh")
+#
+# It turns on `set -euo pipefail`, makes a private work directory $SILT_TMP
+# (mktemp -d under /tmp) and installs an EXIT trap that ALWAYS cleans up, even
+# when the script fails or is interrupted: lazy-unmounts every mount made
+# through these helpers, swapoff + detaches every loop device made through
+# them, kills the siltfs daemons started from $SILT_TMP (by pid) and removes
+# $SILT_TMP.
+#
+# Environment (meson sets these; defaults make hand runs work):
+#   SRCDIR    source tree              (default: two levels above this file)
+#   BUILDDIR  build tree               (default: $SRCDIR/build-it)
+#   SILTFS    the daemon               (default: $BUILDDIR/siltfs)
+#   SILTCTL   the CLI                  (default: $BUILDDIR/siltctl)
+#   SILT_RENAMEAT2, SILT_XATTR, SILT_SEEK, SILT_ODIRECT, SILT_MMAPRW,
+#   SILT_SYNCIO, SILT_STRIPES: the C helpers of tests/integration/tools/
+#                                      (default: $BUILDDIR/tests/integration/silt-*)
+#   SILT_KEEP=1  keep $SILT_TMP after the run (for debugging)
+#   SILT_DEADLINE  seconds (default 240) after which a watchdog kills -9 the
+#                siltfs daemons this script started, so that a hung daemon
+#                turns into failed checks and a summary instead of a meson
+#                timeout with stale mounts; counted as a failure.  (The
+#                watchdog is a background job: use `wait PID`, never a bare
+#                `wait`, in tests.)
+#
+# Results: `check`/`check_eq`/`pass`/`fail` count; `silt_summary` prints
+# "NAME: P passed, F failed" and exits non-zero when F > 0.  A script that
+# dies early (set -e) still prints the summary line, marked ABORTED, and
+# exits non-zero.
+
+set -euo pipefail
+
+SILT_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+: "${SRCDIR:=$(cd "$SILT_LIB_DIR/../.." && pwd)}"
+: "${BUILDDIR:=$SRCDIR/build-it}"
+: "${SILTFS:=$BUILDDIR/siltfs}"
+: "${SILTCTL:=$BUILDDIR/siltctl}"
+: "${SILT_RENAMEAT2:=$BUILDDIR/tests/integration/silt-renameat2}"
+: "${SILT_XATTR:=$BUILDDIR/tests/integration/silt-xattr}"
+: "${SILT_SEEK:=$BUILDDIR/tests/integration/silt-seek}"
+: "${SILT_ODIRECT:=$BUILDDIR/tests/integration/silt-odirect}"
+: "${SILT_MMAPRW:=$BUILDDIR/tests/integration/silt-mmaprw}"
+: "${SILT_SYNCIO:=$BUILDDIR/tests/integration/silt-syncio}"
+: "${SILT_STRIPES:=$BUILDDIR/tests/integration/silt-stripes}"
+: "${SILT_DEADLINE:=240}"
+export SRCDIR BUILDDIR SILTFS SILTCTL
+
+# Name used in the summary line: the script's file name without .sh.
+SILT_TEST_NAME=${SILT_TEST_NAME:-$(basename "$0" .sh)}
+SILT_PASSED=0
+SILT_FAILED=0
+SILT_SKIPPED=0
+SILT_SUMMARY_DONE=0
+SILT_MOUNTS=()      # every mount point mounted through these helpers, in order
+SILT_LOOPS=()       # every loop device attached through silt_losetup
+SILT_SWAPS=()       # every swap file/device enabled through silt_swapon
+SILT_PIDS=()        # every daemon pid we know we started
+SILT_LAST_ERR=""    # stderr file of the last silt_mount / silt_mount_fg
+SILT_FG_PID=""      # pid of the last silt_mount_fg daemon
+
+SILT_TMP=$(mktemp -d /tmp/siltit.XXXXXX)
+# World-traversable, so tests that run commands as user nobody can reach
+# mounts under it.
+chmod 0755 "$SILT_TMP"
+export SILT_TMP
+
+# ---------------------------------------------------------------------------
+# Reporting
+
+# pass MSG: count and print a passed check.
+pass() { SILT_PASSED=$((SILT_PASSED + 1)); echo "  ok   $*"; }
+
+# fail MSG: count and print a failed check (does not exit).
+fail() { SILT_FAILED=$((SILT_FAILED + 1)); echo "  FAIL $*"; }
+
+# silt_abort MSG: count a failure and stop the script now (the cleanup and
+# the summary line still run).  For steps everything after depends on, such
+# as the first mount.
+silt_abort() { fail "$* (aborting)"; exit 1; }
+
+# skip MSG: print a skipped check (counts neither way).
+skip() { SILT_SKIPPED=$((SILT_SKIPPED + 1)); echo "  skip $*"; }
+
+# say MSG: print a section heading.
+say() { echo "== $*"; }
+
+# check COND MSG: eval the shell condition COND; pass MSG if it is true,
+# fail MSG otherwise.  Always returns 0 so that set -e does not stop the run.
+#   check '[ -f "$f" ]' "file exists"
+check() {
+	local cond=$1; shift
+	if eval "$cond"; then pass "$*"; else fail "$*   [false: $cond]"; fi
+	return 0
+}
+
+# check_eq ACTUAL EXPECTED MSG: pass when the two strings are equal, else fail
+# printing both.
+check_eq() {
+	local actual=$1 expected=$2; shift 2
+	if [ "$actual" == "$expected" ]; then pass "$*"; else fail "$* (expected '$expected', got '$actual')"; fi
+	return 0
+}
+
+# check_ge ACTUAL MIN MSG / check_le ACTUAL MAX MSG: integer comparisons.
+check_ge() {
+	local a=$1 b=$2; shift 2
+	if [[ "$a" =~ ^-?[0-9]+$ ]] && [ "$a" -ge "$b" ]; then pass "$* ($a >= $b)"; else fail "$* (expected >= $b, got '$a')"; fi
+	return 0
+}
+check_le() {
+	local a=$1 b=$2; shift 2
+	if [[ "$a" =~ ^-?[0-9]+$ ]] && [ "$a" -le "$b" ]; then pass "$* ($a <= $b)"; else fail "$* (expected <= $b, got '$a')"; fi
+	return 0
+}
+
+# check_cmd MSG CMD...: run CMD; pass if it exits 0, else fail showing the
+# tail of its output.  External commands get a 120 s timeout; shell
+# functions run in the current shell (so their variable changes stick).
+check_cmd() {
+	local msg=$1; shift
+	local out="$SILT_TMP/.check_cmd.out" rc=0
+	if declare -F "$1" >/dev/null; then
+		"$@" >"$out" 2>&1 || rc=$?
+	else
+		timeout -k 10 120 "$@" >"$out" 2>&1 || rc=$?
+	fi
+	if [ $rc -eq 0 ]; then pass "$msg"; else fail "$msg: '$*' exited $rc: $(tail -n 5 "$out")"; fi
+	return 0
+}
+
+# check_cmd_fails MSG CMD...: pass if CMD exits non-zero.
+check_cmd_fails() {
+	local msg=$1; shift
+	local rc=0
+	if declare -F "$1" >/dev/null; then
+		"$@" >/dev/null 2>&1 || rc=$?
+	else
+		timeout -k 10 120 "$@" >/dev/null 2>&1 || rc=$?
+	fi
+	if [ $rc -ne 0 ]; then pass "$msg"; else fail "$msg: '$*' unexpectedly succeeded"; fi
+	return 0
+}
+
+# silt_summary: print "NAME: P passed, F failed" and exit 1 if any failed.
+silt_summary() {
+	SILT_SUMMARY_DONE=1
+	local extra=""
+	[ -e "$SILT_TMP/.watchdog" ] && fail "watchdog fired after ${SILT_DEADLINE}s: a daemon hung (see above)"
+	[ "$SILT_SKIPPED" -gt 0 ] && extra=", $SILT_SKIPPED skipped"
+	echo "$SILT_TEST_NAME: $SILT_PASSED passed, $SILT_FAILED failed$extra"
+	[ "$SILT_FAILED" -eq 0 ] && exit 0
+	exit 1
+}
+
+# ---------------------------------------------------------------------------
+# Data helpers
+
+# silt_wait_for SECONDS COND: poll (every 0.1 s) until the shell condition
+# COND is true; false if it is still false after SECONDS.  For effects the
+# daemon may finish asynchronously (freeing chunks after unlink/release).
+silt_wait_for() {
+	local secs=$1 cond=$2 i
+	for ((i = 0; i < secs * 10; i++)); do
+		eval "$cond" && return 0
+		sleep 0.1
+	done
+	eval "$cond"
+}
+
+# json_get JSON FILTER: print the jq FILTER applied to the JSON text (raw
+# strings, one value per line).  Returns non-zero if JSON does not parse.
+#   json_get "$(siltctl status --json)" '.tiers[0].chunks'
+json_get() { printf '%s' "$1" | jq -r "$2"; }
+
+# silt_pattern BYTE SIZE: write SIZE bytes of value BYTE (0..255) to stdout.
+silt_pattern() {
+	local oct
+	oct=$(printf '\\%03o' "$1")
+	head -c "$2" /dev/zero | tr '\000' "$oct"
+}
+
+# silt_random FILE SIZE: fill FILE with SIZE random bytes.
+silt_random() { head -c "$2" /dev/urandom > "$1"; }
+
+# silt_range FILE OFF LEN: print LEN bytes of FILE starting at byte OFF.
+silt_range() { dd if="$1" iflag=skip_bytes,count_bytes skip="$2" count="$3" bs=1M status=none; }
+
+# silt_is_zero FILE OFF LEN: true if FILE has LEN zero bytes at OFF (and is
+# at least OFF+LEN long).
+silt_is_zero() {
+	local n
+	n=$(silt_range "$1" "$2" "$3" | tr -d '\000' | wc -c)
+	[ "$n" -eq 0 ] && [ "$(silt_range "$1" "$2" "$3" | wc -c)" -eq "$3" ]
+}
+
+# silt_is_byte FILE OFF LEN BYTE: true if FILE has LEN bytes of value BYTE at OFF.
+silt_is_byte() {
+	cmp -s <(silt_range "$1" "$2" "$3") <(silt_pattern "$4" "$3")
+}
+
+# silt_drop_caches: drop the kernel page cache so that the next reads of
+# FUSE files really go to the daemon.
+silt_drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+
+# silt_sum FILE: sha256 of FILE (just the hash).
+silt_sum() { sha256sum "$1" | cut -d' ' -f1; }
+
+# silt_tree_state DIR...: listing (path, type, size) plus sha256 of every
+# regular file under the DIRs, sorted; compare two calls to prove nothing was
+# written.
+silt_tree_state() {
+	find "$@" -printf '%p %y %s\n' 2>&1 | LC_ALL=C sort
+	find "$@" -type f -exec sha256sum {} + 2>/dev/null | LC_ALL=C sort
+}
+
+# ---------------------------------------------------------------------------
+# Volumes
+
+# silt_make_volume DIR NTIERS [CHUNK_SIZE] [CAPACITY...]
+# Create DIR/t0 .. DIR/t<N-1> (empty) and write DIR/vol.conf: volume name
+# "v-<basename DIR>", tiers named t0, t1, ... with classes nvme, ssd, hdd (hdd
+# for any further tier), path DIR/tK.  CHUNK_SIZE (e.g. 64K; empty or "-" =
+# leave the default) and one CAPACITY per tier (e.g. 64M; empty, "-" or
+# "auto" = auto) are optional.  Extra lines can be injected through:
+#   SILT_VOLUME_OPTS  text appended to the [volume] section
+#   SILT_TIER_OPTS    text appended to every [tier] section
+#                     (e.g. $'high_watermark = 100%\nlow_watermark = 100%')
+# Prints nothing; the config is DIR/vol.conf.
+silt_make_volume() {
+	local dir=$1 n=$2 cs=${3:-}
+	shift 2; [ $# -gt 0 ] && shift
+	local caps=("$@") classes=(nvme ssd hdd) i name conf
+	mkdir -p "$dir"
+	name="v-$(basename "$dir" | tr -c 'A-Za-z0-9._\n-' '_')"
+	name=${name:0:63}
+	conf="$dir/vol.conf"
+	{
+		echo "[volume]"
+		echo "name = $name"
+		[ -n "$cs" ] && [ "$cs" != "-" ] && echo "chunk_size = $cs"
+		[ -n "${SILT_VOLUME_OPTS:-}" ] && echo "$SILT_VOLUME_OPTS"
+		for ((i = 0; i < n; i++)); do
+			mkdir -p "$dir/t$i"
+			echo
+			echo "[tier t$i]"
+			echo "path = $dir/t$i"
+			echo "class = ${classes[$i]:-hdd}"
+			local cap=${caps[$i]:-}
+			[ -n "$cap" ] && [ "$cap" != "-" ] && echo "capacity = $cap"
+			[ -n "${SILT_TIER_OPTS:-}" ] && echo "$SILT_TIER_OPTS"
+		done
+	} > "$conf"
+	return 0
+}
+
+# silt_volume_name CONF: the name = value of CONF's [volume] section.
+silt_volume_name() { sed -n 's/^name[[:space:]]*=[[:space:]]*//p' "$1" | head -n1; }
+
+# silt_daemon_pids MNT: pids of running siltfs daemons whose command line has
+# MNT as an argument (works for daemonised, -f and fstab-started daemons).
+silt_daemon_pids() {
+	local mnt p arg
+	mnt=$(realpath -ms "$1")
+	for p in $(pgrep -x siltfs 2>/dev/null || true); do
+		while IFS= read -r -d '' arg; do
+			if [ "$arg" == "$1" ] || [ "$arg" == "$mnt" ]; then echo "$p"; break; fi
+		done 2>/dev/null < "/proc/$p/cmdline" || true
+	done
+}
+
+# silt_is_mounted MNT: true if MNT is a mount point right now.
+# (Reads /proc/self/mounts, so a dead daemon's mount still counts.)
+silt_is_mounted() {
+	local m
+	m=$(realpath -ms "$1")
+	awk -v m="$m" '$2 == m { found = 1 } END { exit !found }' /proc/self/mounts
+}
+
+# silt_is_fuse_mount MNT: true if MNT is mounted with a fuse* file system type.
+silt_is_fuse_mount() {
+	local m
+	m=$(realpath -ms "$1")
+	awk -v m="$m" '$2 == m && $3 ~ /^fuse/ { found = 1 } END { exit !found }' /proc/self/mounts
+}
+
+# silt_wait_mounted MNT [SECONDS] [PID]: wait (default 20 s) until MNT is a
+# siltfs mount; give up early if PID (a daemon) dies.
+silt_wait_mounted() {
+	local mnt=$1 secs=${2:-20} pid=${3:-} i
+	for ((i = 0; i < secs * 10; i++)); do
+		if silt_is_fuse_mount "$mnt"; then return 0; fi
+		if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then return 1; fi
+		sleep 0.1
+	done
+	return 1
+}
+
+# silt_track_mount MNT: register MNT (any file system) for lazy unmount at exit.
+silt_track_mount() { SILT_MOUNTS+=("$1"); }
+
+# silt_mount CONF MNT [OPTS]: mount the volume of CONF on MNT (created if
+# needed) with "$SILTFS" CONF MNT [-o OPTS]; the daemon detaches once mounted.
+# Waits until MNT is mounted.  The daemon's stderr goes to the file named in
+# $SILT_LAST_ERR (and is echoed).  Returns non-zero (after echoing stderr) if
+# siltfs fails or MNT does not get mounted.
+silt_mount() {
+	local conf=$1 mnt=$2 opts=${3:-} rc=0 p
+	mkdir -p "$mnt"
+	SILT_LAST_ERR=$(mktemp "$SILT_TMP/mount-err.XXXXXX")
+	silt_track_mount "$mnt"
+	if [ -n "$opts" ]; then
+		timeout 60 "$SILTFS" "$conf" "$mnt" -o "$opts" </dev/null >/dev/null 2>"$SILT_LAST_ERR" || rc=$?
+	else
+		timeout 60 "$SILTFS" "$conf" "$mnt" </dev/null >/dev/null 2>"$SILT_LAST_ERR" || rc=$?
+	fi
+	sed 's/^/    [siltfs] /' "$SILT_LAST_ERR" | head -n 20
+	if [ $rc -ne 0 ]; then
+		echo "    silt_mount: '$SILTFS $conf $mnt${opts:+ -o $opts}' exited $rc" >&2
+		return 1
+	fi
+	if ! silt_wait_mounted "$mnt" 20; then
+		echo "    silt_mount: $mnt is not mounted after siltfs returned" >&2
+		return 1
+	fi
+	for p in $(silt_daemon_pids "$mnt"); do SILT_PIDS+=("$p"); done
+	return 0
+}
+
+# silt_mount_fg CONF MNT [OPTS]: like silt_mount but runs "$SILTFS" ... -f in
+# the background and records its pid in SILT_FG_PID (for kill -9 tests).
+# Returns non-zero if the daemon dies or MNT is not mounted within 20 s.
+silt_mount_fg() {
+	local conf=$1 mnt=$2 opts=${3:-}
+	mkdir -p "$mnt"
+	SILT_LAST_ERR=$(mktemp "$SILT_TMP/mount-err.XXXXXX")
+	silt_track_mount "$mnt"
+	# A script's background jobs start with SIGINT/SIGQUIT ignored, and
+	# libfuse then keeps them ignored: env restores the default dispositions.
+	if [ -n "$opts" ]; then
+		env --default-signal=INT,QUIT "$SILTFS" "$conf" "$mnt" -f -o "$opts" </dev/null >/dev/null 2>"$SILT_LAST_ERR" &
+	else
+		env --default-signal=INT,QUIT "$SILTFS" "$conf" "$mnt" -f </dev/null >/dev/null 2>"$SILT_LAST_ERR" &
+	fi
+	SILT_FG_PID=$!
+	SILT_PIDS+=("$SILT_FG_PID")
+	if ! silt_wait_mounted "$mnt" 20 "$SILT_FG_PID"; then
+		sed 's/^/    [siltfs] /' "$SILT_LAST_ERR" | head -n 20
+		echo "    silt_mount_fg: $mnt not mounted (daemon pid $SILT_FG_PID)" >&2
+		return 1
+	fi
+	return 0
+}
+
+# silt_wait_pids_gone SECONDS PID...: wait until none of the PIDs runs.
+silt_wait_pids_gone() {
+	local secs=$1 i p alive; shift
+	for ((i = 0; i < secs * 10; i++)); do
+		alive=0
+		for p in "$@"; do
+			if kill -0 "$p" 2>/dev/null && ! grep -qs '^State:.*Z' "/proc/$p/status"; then alive=1; fi
+		done
+		[ $alive -eq 0 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# silt_umount MNT: umount MNT and wait (30 s) until its daemon has exited, so
+# that the volume can be mounted again at once.  Returns non-zero if the
+# umount fails or the daemon does not exit.
+silt_umount() {
+	local mnt=$1 pids i rc=1
+	pids=$(silt_daemon_pids "$mnt")
+	for ((i = 0; i < 10; i++)); do
+		if umount "$mnt" 2>/dev/null; then rc=0; break; fi
+		silt_is_mounted "$mnt" || { rc=0; break; }
+		sleep 0.5
+	done
+	if [ $rc -ne 0 ]; then
+		echo "    silt_umount: umount $mnt failed: $(umount "$mnt" 2>&1)" >&2
+		return 1
+	fi
+	# shellcheck disable=SC2086
+	if [ -n "$pids" ] && ! silt_wait_pids_gone 30 $pids; then
+		echo "    silt_umount: daemon(s) $pids still running 30 s after umount $mnt" >&2
+		return 1
+	fi
+	# reap a -f daemon we started, if it was ours
+	for p in $pids; do wait "$p" 2>/dev/null || true; done
+	return 0
+}
+
+# silt_ctl ARGS...: run "$SILTCTL" ARGS with a 30 s timeout.
+silt_ctl() { timeout 30 "$SILTCTL" "$@"; }
+
+# silt_where_tier_chunks FILE TIER: number of FILE's chunks on tier TIER
+# (from siltctl where --json); empty output if siltctl fails.
+silt_where_tier_chunks() {
+	local j
+	j=$(silt_ctl where --json "$1") || return 1
+	json_get "$j" ".tiers[] | select(.name == \"$2\") | .chunks"
+}
+
+# silt_where_total_chunks FILE: number of chunks of FILE mapped on any tier
+# (sum over tiers of siltctl where --json).
+silt_where_total_chunks() {
+	local j
+	j=$(silt_ctl where --json "$1") || return 1
+	json_get "$j" '[.tiers[].chunks] | add // 0'
+}
+
+# silt_check_accounting MNT: with MNT quiescent, check (two checks) that
+# 1. the chunks siltctl status counts on all tiers are exactly the chunks
+#    siltctl where reports for the files (each inode once), i.e. truncate,
+#    punch, unlink, rename-over leaked nothing, and
+# 2. every tier file <tier>/<uuid>/chunks/<ino>[.<seg>] belongs to a live
+#    inode of MNT (no orphaned tier files).
+silt_check_accounting() {
+	local mnt=$1 s uuid total=0 n ino path p f stray=""
+	local -A seen=()
+	sync -f "$mnt" 2>/dev/null
+	s=$(silt_ctl -m "$mnt" status --json) || { fail "accounting: siltctl -m $mnt status failed"; return 0; }
+	uuid=$(json_get "$s" .volume.uuid)
+	while read -r ino path; do
+		[ -n "${seen[$ino]:-}" ] && continue
+		seen[$ino]=1
+		n=$(silt_where_total_chunks "$path") || n=0
+		total=$((total + ${n:-0}))
+	done < <(find "$mnt" -type f -printf '%i %p\n')
+	check_eq "$total" "$(json_get "$s" '[.tiers[].chunks] | add')" \
+		"accounting: status chunk count = sum of the files' chunks (${#seen[@]} files)"
+	for p in $(json_get "$s" '.tiers[].path'); do
+		for f in "$p/$uuid/chunks"/*; do
+			[ -e "$f" ] || continue
+			ino=$(basename "$f"); ino=${ino%%.*}
+			[ -n "${seen[$ino]:-}" ] || stray+=" $f"
+		done
+	done
+	check '[ -z "$stray" ]' "accounting: no tier file without a live inode${stray:+ (stray:$stray)}"
+	return 0
+}
+
+# silt_chunk_files VOLDIR INO: the tier files holding inode INO's chunks
+# (<tier>/<uuid>/chunks/INO and INO.<segment>) under VOLDIR/t*.
+silt_chunk_files() {
+	find "$1"/t* -path "*/chunks/$2" -o -path "*/chunks/$2.*" 2>/dev/null | LC_ALL=C sort
+}
+
+# silt_losetup FILE [LOSETUP OPTIONS...]: attach FILE to a free loop device,
+# register it for detaching at exit and set SILT_LOOP to its name.  (Call it
+# directly, not in $(...), or the registration is lost.)
+silt_losetup() {
+	local f=$1; shift
+	SILT_LOOP=$(losetup -f --show "$@" "$f") || return 1
+	SILT_LOOPS+=("$SILT_LOOP")
+}
+
+# silt_lodetach DEV: detach loop device DEV now (losetup -d) and forget it, so
+# that the exit cleanup does not detach a device someone else got since.
+silt_lodetach() {
+	local d keep=()
+	for d in "${SILT_LOOPS[@]}"; do [ "$d" != "$1" ] && keep+=("$d"); done
+	SILT_LOOPS=("${keep[@]}")
+	losetup -d "$1"
+}
+
+# silt_swapon DEV: swapon DEV and register it for swapoff at exit.
+silt_swapon() { swapon "$1" && SILT_SWAPS+=("$1"); }
+
+# ---------------------------------------------------------------------------
+# Watchdog
+
+# silt_kill_our_daemons SIGNAL: send SIGNAL to every siltfs daemon whose
+# command line mentions $SILT_TMP, and to the pids in SILT_PIDS; prints the
+# pids signalled.
+silt_kill_our_daemons() {
+	local sig=$1 p
+	for p in $(pgrep -x siltfs 2>/dev/null); do
+		if tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -qF "$SILT_TMP"; then
+			kill "-$sig" "$p" 2>/dev/null && echo "$p"
+		fi
+	done
+	for p in "${SILT_PIDS[@]}"; do kill "-$sig" "$p" 2>/dev/null && echo "$p"; done
+	return 0
+}
+
+# Started below; kills our daemons once SILT_DEADLINE seconds have passed.
+# NOTE: it is a background job of the test script, so never use a bare
+# `wait` in a test (it would wait for the watchdog): wait for given pids.
+silt_watchdog_start() {
+	(
+		trap 'kill $sp 2>/dev/null; exit 0' TERM
+		sleep "$SILT_DEADLINE" & sp=$!
+		wait $sp
+		touch "$SILT_TMP/.watchdog"
+		echo "  WATCHDOG: ${SILT_DEADLINE}s passed, killing daemons: $(silt_kill_our_daemons KILL | tr '\n' ' ')" >&2
+	) &
+	SILT_WATCHDOG_PID=$!
+}
+
+# ---------------------------------------------------------------------------
+# Cleanup (EXIT trap)
+
+silt_cleanup() {
+	local rc=$? i m d p pids=()
+	trap - EXIT INT TERM
+	set +e
+	[ -n "${SILT_WATCHDOG_PID:-}" ] && kill "$SILT_WATCHDOG_PID" 2>/dev/null
+	# inner (non-FUSE) mounts first, newest first
+	for ((i = ${#SILT_MOUNTS[@]} - 1; i >= 0; i--)); do
+		m=${SILT_MOUNTS[$i]}
+		if silt_is_mounted "$m" && ! silt_is_fuse_mount "$m"; then
+			umount -l "$m" 2>/dev/null
+		fi
+	done
+	for d in "${SILT_SWAPS[@]}"; do swapoff "$d" 2>/dev/null; done
+	for d in "${SILT_LOOPS[@]}"; do
+		swapoff "$d" 2>/dev/null
+		losetup -d "$d" 2>/dev/null
+	done
+	# FUSE mounts, newest first
+	for ((i = ${#SILT_MOUNTS[@]} - 1; i >= 0; i--)); do
+		m=${SILT_MOUNTS[$i]}
+		while silt_is_mounted "$m"; do
+			fusermount3 -uz "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || break
+		done
+	done
+	# daemons we started: recorded pids plus any siltfs whose command line
+	# mentions our private directory
+	pids=($(silt_kill_our_daemons TERM))
+	if [ ${#pids[@]} -gt 0 ]; then
+		silt_wait_pids_gone 5 "${pids[@]}" || silt_kill_our_daemons KILL >/dev/null
+	fi
+	# control sockets left behind by daemons killed with SIGKILL
+	rm -f /run/siltfs/*"$(basename "$SILT_TMP")"*.sock 2>/dev/null
+	if [ "${SILT_KEEP:-0}" = 1 ]; then
+		echo "(kept $SILT_TMP)"
+	else
+		rm -rf --one-file-system "$SILT_TMP" 2>/dev/null
+	fi
+	if [ "$SILT_SUMMARY_DONE" = 0 ]; then
+		echo "$SILT_TEST_NAME: $SILT_PASSED passed, $SILT_FAILED failed, ABORTED (exit status $rc)"
+		[ $rc -eq 0 ] && rc=1
+	fi
+	exit $rc
+}
+trap silt_cleanup EXIT
+silt_watchdog_start
+trap 'echo "interrupted"; exit 130' INT TERM
+# Say where an unexpected error stopped the script.
+trap 'echo "  error: line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
