@@ -209,6 +209,49 @@ static void test_save_load(void **state)
 	placer_destroy(c);
 }
 
+/* With max_regions, a long scan does not grow region state without bound,
+ * and the hot regions (on the fast tier) are kept. */
+static void test_forgets_cold_regions(void **state)
+{
+	(void)state;
+	struct placer_config c;
+	placer_t *pl;
+	policy_t *pol;
+	struct wl w = { 0, 21 };
+	int hot;
+
+	placer_config_default(&c);
+	c.window = 256;
+	c.horizon = 4;
+	c.hidden = 4;
+	c.max_regions = 200;
+	assert_int_equal(placer_create(&c, &pl), 0);
+	assert_int_equal(placer_policy_create(pl, 600, &pol), 0);
+	for (int i = 0; i < 256 * 400; i++) {
+		uint64_t ch = wl_next(&w, &hot);
+		assert_true(placer_observe(pl, 1, ch, 0) >= 0);
+		assert_true(policy_access(pol, PRED_KEY(1, ch), POLICY_NEVER) >= 0);
+	}
+	struct placer_stats st;
+	placer_stats(pl, &st);
+	/* The scan touched ~800 regions; at most the limit plus what arrives
+	 * between sweeps (16 windows x 2 new regions) is kept. */
+	assert_true(w.scan_next / 64 > 700);
+	assert_true(st.forgotten > 400);
+	assert_true(st.regions <= 200 + 16 * 4 + 8);
+	/* the 8 hot regions (touched every window) are all still known */
+	struct placer_region_info *ri = calloc(1000, sizeof(*ri));
+	long n = placer_rank(pl, ri, 1000);
+	assert_int_equal(n, (long)st.regions);
+	int hot_kept = 0;
+	for (long i = 0; i < n; i++)
+		hot_kept += ri[i].chunk < 8 * 64;
+	assert_int_equal(hot_kept, 8);
+	free(ri);
+	policy_destroy(pol);
+	placer_destroy(pl);
+}
+
 static void test_bad_args(void **state)
 {
 	(void)state;
@@ -234,6 +277,7 @@ int main(void)
 		cmocka_unit_test(test_policy_beats_lru),
 		cmocka_unit_test(test_plan),
 		cmocka_unit_test(test_save_load),
+		cmocka_unit_test(test_forgets_cold_regions),
 		cmocka_unit_test(test_bad_args),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
