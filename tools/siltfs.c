@@ -253,8 +253,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "siltfs: %s\n", err);
 		return 1;
 	}
+	char ctl_default[108];
+	silt_ctl_default_path(mnt, ctl_default, sizeof(ctl_default));
 	if (!o.ctl[0])
-		silt_ctl_default_path(mnt, o.ctl, sizeof(o.ctl));
+		snprintf(o.ctl, sizeof(o.ctl), "%s", ctl_default);
 
 	/* libfuse gets: our fixed options, then the user's. */
 	snprintf(opt, sizeof(opt), "fsname=%s,subtype=siltfs,default_permissions", cfgpath);
@@ -323,6 +325,16 @@ int main(int argc, char **argv)
 		vol_close(fs.vol);
 		return 1;
 	}
+	/* siltctl finds a volume by its mountpoint: point the default name at
+	 * a socket placed elsewhere */
+	int ctl_link = strcmp(o.ctl, ctl_default) != 0;
+	if (ctl_link) {
+		unlink(ctl_default);
+		if (symlink(o.ctl, ctl_default) < 0) {
+			log_warn("cannot link %s to %s: %s", ctl_default, o.ctl, strerror(errno));
+			ctl_link = 0;
+		}
+	}
 	if (status_fd >= 0) {
 		if (chdir("/") < 0)
 			log_warn("chdir /: %s", strerror(errno));
@@ -344,6 +356,8 @@ int main(int argc, char **argv)
 	log_info("unmounting %s", mnt);
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
+	if (ctl_link)
+		unlink(ctl_default);
 	ctl_stop(ctl);
 	vol_close(fs.vol);
 	fuse_session_destroy(se);
