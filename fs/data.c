@@ -710,14 +710,19 @@ ssize_t vol_write(struct silt_vol *v, struct silt_file *f, const void *buf, size
  * drain it under the exclusive lock); per-stripe counters keep a
  * read-modify-write from reading under an overwrite in flight. */
 
-#define AIO_MAX (64u << 10)
-#define AIO_POOL 256
+/* Two pools: many small requests (random I/O of a VM) and a few large
+ * ones (sequential streams); all memory is allocated once and reused. */
+#define AIO_SMALL (64u << 10)
+#define AIO_MAX SILT_IOBUF
+static const uint32_t aio_bufsize[2] = { AIO_SMALL, AIO_MAX };
+static const unsigned aio_poolsize[2] = { 256, 16 };
 
 struct aio_req {
 	struct silt_aio_op op;
 	struct silt_vol *v;
 	struct inode *in;
-	char *buf;               /* AIO_MAX + SILT_ALIGN, aligned */
+	char *buf;               /* aio_bufsize[cls] + SILT_ALIGN, aligned */
+	int cls;                 /* which pool */
 	uint32_t skew, len;      /* caller's bytes within buf */
 	int write;
 	uint64_t k0, k1;
@@ -726,18 +731,21 @@ struct aio_req {
 	struct aio_req *next;
 };
 
-static struct aio_req *aio_get(struct silt_vol *v)
+/* A request whose buffer holds len bytes (plus alignment slack). */
+static struct aio_req *aio_get(struct silt_vol *v, uint64_t len)
 {
+	int cls = len > AIO_SMALL;
 	struct aio_req *rq;
 
 	pthread_mutex_lock(&v->aio_lock);
-	rq = v->aio_free;
+	rq = v->aio_free[cls];
 	if (rq) {
-		v->aio_free = rq->next;
-	} else if (v->aio_count < AIO_POOL && (rq = calloc(1, sizeof(*rq)))) {
-		if ((rq->buf = silt_aligned_alloc(AIO_MAX + SILT_ALIGN)))
-			v->aio_count++;
-		else {
+		v->aio_free[cls] = rq->next;
+	} else if (v->aio_count[cls] < aio_poolsize[cls] && (rq = calloc(1, sizeof(*rq)))) {
+		if ((rq->buf = silt_aligned_alloc(aio_bufsize[cls] + SILT_ALIGN))) {
+			v->aio_count[cls]++;
+			rq->cls = cls;
+		} else {
 			free(rq);
 			rq = NULL;
 		}
@@ -749,18 +757,20 @@ static struct aio_req *aio_get(struct silt_vol *v)
 static void aio_put(struct silt_vol *v, struct aio_req *rq)
 {
 	pthread_mutex_lock(&v->aio_lock);
-	rq->next = v->aio_free;
-	v->aio_free = rq;
+	rq->next = v->aio_free[rq->cls];
+	v->aio_free[rq->cls] = rq;
 	pthread_mutex_unlock(&v->aio_lock);
 }
 
 void data_aio_pool_free(struct silt_vol *v)
 {
-	while (v->aio_free) {
-		struct aio_req *rq = v->aio_free;
-		v->aio_free = rq->next;
-		free(rq->buf);
-		free(rq);
+	for (int cls = 0; cls < 2; cls++) {
+		while (v->aio_free[cls]) {
+			struct aio_req *rq = v->aio_free[cls];
+			v->aio_free[cls] = rq->next;
+			free(rq->buf);
+			free(rq);
+		}
 	}
 }
 
@@ -827,9 +837,10 @@ int vol_read_async(struct silt_vol *v, struct silt_file *f, size_t size, off_t o
 	a1 = ((uint64_t)off + len + SILT_ALIGN - 1) & ~(uint64_t)(SILT_ALIGN - 1);
 	if (single_run(v, in, a0 >> v->chunk_shift, (a1 - 1) >> v->chunk_shift, &tid))
 		goto out;
-	if (!(rq = aio_get(v)))
+	if (!(rq = aio_get(v, a1 - a0)))
 		goto out;
-	*rq = (struct aio_req){ .v = v, .in = in, .buf = rq->buf, .skew = (uint32_t)((uint64_t)off - a0),
+	*rq = (struct aio_req){ .v = v, .in = in, .buf = rq->buf, .cls = rq->cls,
+				.skew = (uint32_t)((uint64_t)off - a0),
 				.len = (uint32_t)len, .k0 = a0 >> v->chunk_shift,
 				.k1 = (a1 - 1) >> v->chunk_shift, .done = done, .arg = arg };
 	atomic_fetch_add(&in->aio_inflight, 1);
@@ -869,9 +880,9 @@ int vol_write_async(struct silt_vol *v, struct silt_file *f, const void *buf, si
 	in->rec.mtime = in->rec.ctime = silt_now_wall();
 	in->dirty = 1;
 	pthread_mutex_unlock(&in->lock);
-	if (!(rq = aio_get(v)))
+	if (!(rq = aio_get(v, size)))
 		goto out;
-	*rq = (struct aio_req){ .v = v, .in = in, .buf = rq->buf, .len = (uint32_t)size, .write = 1,
+	*rq = (struct aio_req){ .v = v, .in = in, .buf = rq->buf, .cls = rq->cls, .len = (uint32_t)size, .write = 1,
 				.k0 = k0, .k1 = k1, .done = done, .arg = arg };
 	memcpy(rq->buf, buf, size);
 	/* announce the write on its stripes; a writer holding a stripe lock

@@ -111,9 +111,9 @@ struct silt_vol {
 	_Atomic uint32_t stripe_aio[SILT_STRIPES]; /* async writes in flight per stripe */
 
 	struct silt_aio *aio;          /* shared ring + "silt-aio" completion thread */
-	pthread_mutex_t aio_lock;      /* request pool */
-	struct aio_req *aio_free;
-	unsigned aio_count;
+	pthread_mutex_t aio_lock;      /* request pools: small and large buffers */
+	struct aio_req *aio_free[2];
+	unsigned aio_count[2];
 
 	_Atomic uint64_t reads, writes, read_bytes, write_bytes;
 };
