@@ -217,6 +217,18 @@ int gru_copy_weights(gru_t *dst, const gru_t *src)
 	return 0;
 }
 
+int gru_clone(const gru_t *src, gru_t **out)
+{
+	gru_t *g;
+	int rc = gru_create(&src->s, 0, &g);
+
+	if (rc)
+		return rc;
+	gru_copy_weights(g, src); /* same shape by construction */
+	*out = g;
+	return 0;
+}
+
 /* ---- training ---------------------------------------------------------- */
 
 void gru_work_destroy(gru_work_t *w)

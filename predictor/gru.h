@@ -50,6 +50,8 @@ void gru_head(const gru_t *g, const float *h, float *y_out);
 
 /* Copy all weights from src to dst (same shape, else -EINVAL). */
 int gru_copy_weights(gru_t *dst, const gru_t *src);
+/* A new model of src's shape holding src's weights (a training copy). */
+int gru_clone(const gru_t *src, gru_t **out);
 
 /* Training workspace for sequences up to max_t steps. */
 int gru_work_create(const gru_t *g, uint32_t max_t, gru_work_t **out);

@@ -673,11 +673,9 @@ long placer_plan(placer_t *pl, enum placer_mode mode, const uint64_t *caps,
 int placer_trainer_create(placer_t *pl, placer_trainer_t **out)
 {
 	placer_trainer_t *t = calloc(1, sizeof(*t));
-	struct gru_shape s;
 
 	if (!t)
 		return -ENOMEM;
-	gru_get_shape(pl->model, &s);
 	t->B = pl->c.batch;
 	t->F = PL_F;
 	t->H = pl->H;
@@ -685,9 +683,7 @@ int placer_trainer_create(placer_t *pl, placer_trainer_t **out)
 	t->lr = pl->c.lr;
 	t->rng = pl->c.seed * 0x9e3779b97f4a7c15ULL + 17;
 	t->stride = pl->rp_stride;
-	int rc = gru_create(&s, pl->c.seed, &t->master);
-	if (!rc)
-		rc = gru_copy_weights(t->master, pl->model);
+	int rc = gru_clone(pl->model, &t->master);
 	if (!rc)
 		rc = gru_work_create(t->master, t->T, &t->work);
 	t->batch = malloc(t->B * t->stride * sizeof(float));

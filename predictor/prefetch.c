@@ -369,11 +369,9 @@ void prefetcher_stats(const prefetcher_t *pf, struct prefetch_stats *s)
 int prefetch_trainer_create(prefetcher_t *pf, prefetch_trainer_t **out)
 {
 	prefetch_trainer_t *t = calloc(1, sizeof(*t));
-	struct gru_shape s;
 
 	if (!t)
 		return -ENOMEM;
-	gru_get_shape(pf->model, &s);
 	t->B = pf->c.batch;
 	t->F = pf->F;
 	t->H = pf->H;
@@ -381,9 +379,7 @@ int prefetch_trainer_create(prefetcher_t *pf, prefetch_trainer_t **out)
 	t->lr = pf->c.lr;
 	t->stride = pf->rp_stride;
 	t->rng = pf->c.seed * 0x2545f4914f6cdd1dULL + 3;
-	int rc = gru_create(&s, pf->c.seed, &t->master);
-	if (!rc)
-		rc = gru_copy_weights(t->master, pf->model);
+	int rc = gru_clone(pf->model, &t->master);
 	if (!rc)
 		rc = gru_work_create(t->master, t->T, &t->work);
 	t->batch = malloc(t->B * t->stride * sizeof(float));
