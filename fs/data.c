@@ -715,7 +715,7 @@ ssize_t vol_write(struct silt_vol *v, struct silt_file *f, const void *buf, size
 #define AIO_SMALL (64u << 10)
 #define AIO_MAX SILT_IOBUF
 static const uint32_t aio_bufsize[2] = { AIO_SMALL, AIO_MAX };
-static const unsigned aio_poolsize[2] = { 256, 16 };
+static const unsigned aio_poolsize[2] = { SILT_VOL_ASYNC_DEPTH, 16 };
 
 struct aio_req {
 	struct silt_aio_op op;

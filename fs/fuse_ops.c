@@ -41,6 +41,13 @@ static void silt_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE; /* write-through: fsync means what it says */
+	/* Asynchronous direct I/O (qemu's aio, fio's io_uring) reaches us as
+	 * background requests, of which the kernel by default lets only 12
+	 * out to the daemon: a guest's queue depth of 32 would wait in the
+	 * kernel while the disk idles. Let out as many as the engine can keep
+	 * in flight; the kernel starts to throttle writers at 3/4 of that. */
+	conn->max_background = SILT_VOL_ASYNC_DEPTH;
+	conn->congestion_threshold = SILT_VOL_ASYNC_DEPTH * 3 / 4;
 
 	if (fs->lock_memory) {
 		/* ONFAULT: lock what we touch, do not populate every thread's

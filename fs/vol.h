@@ -91,6 +91,9 @@ ssize_t vol_write(struct silt_vol *v, struct silt_file *f, const void *buf, size
  * with the data (reads) or the byte count (res) or -errno. -EAGAIN means
  * "not a case for it": use vol_read/vol_write. */
 typedef void (*vol_io_done)(void *arg, const void *data, ssize_t res);
+/* How many asynchronous requests the engine keeps in flight at most (its
+ * ring and buffer pool); more wait for a slot in the synchronous path. */
+#define SILT_VOL_ASYNC_DEPTH 256
 int vol_read_async(struct silt_vol *v, struct silt_file *f, size_t size, off_t off,
 		   vol_io_done done, void *arg);
 int vol_write_async(struct silt_vol *v, struct silt_file *f, const void *buf, size_t size,

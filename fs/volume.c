@@ -852,7 +852,7 @@ int vol_open(const struct silt_config *cfg, struct silt_vol **out, int *created,
 		v->ns_seq = 0;
 	if ((r = count_tier_chunks(v, err, errlen)))
 		goto fail;
-	if ((r = silt_aio_start(256, &v->aio))) {
+	if ((r = silt_aio_start(SILT_VOL_ASYNC_DEPTH, &v->aio))) {
 		snprintf(err, errlen, "cannot start the I/O completion thread: %s", strerror(-r));
 		goto fail;
 	}
