@@ -1,11 +1,26 @@
-/* One io_uring shared by all FUSE workers for asynchronous tier I/O, and
- * the thread ("silt-aio") that reaps it.
+/* Asynchronous tier I/O: an io_uring "lane" per submitting thread, and one
+ * thread ("silt-aio") that reaps every lane.
  *
- * Submission takes a mutex (get SQE, fill, submit); completions need no
- * lock because only the reaper touches the CQ. A short transfer is finished
- * synchronously by the reaper (rare: end of a sparse tier file), so callers
- * only ever see whole results. Stopping: a NOP whose user data is the
- * context itself tells the reaper to leave once nothing else is in flight. */
+ *   struct silt_aio      the set: lanes, the in-flight count, the reaper
+ *   struct lane          one thread's ring and the eventfd its CQEs signal
+ *
+ * Why lanes: with one shared ring the FUSE workers queued on its submission
+ * lock, and io_uring_enter() does the whole block-layer submission (tens of
+ * microseconds on a virtio disk) while holding it; at queue depth 32 that
+ * lock was a fifth of the daemon's time. A lane is submitted to only by the
+ * thread that made it (found through a thread key), so submission takes no
+ * lock at all. Completions of a lane's I/O are posted by the kernel in its
+ * owner's context (task work, which interrupts the owner's blocking read of
+ * /dev/fuse), signal the lane's eventfd and wake the reaper, which drains
+ * the CQ without a system call: only the reaper touches CQs.
+ *
+ * The in-flight count is global and never exceeds the depth, and each
+ * lane's CQ holds twice that, so no CQ can overflow. A short transfer is
+ * finished synchronously by the reaper (rare: end of a sparse tier file),
+ * so callers only ever see whole results. Lanes live until silt_aio_stop()
+ * (a thread that exits leaves its lane idle); their number is bounded.
+ * Stopping: the stop eventfd tells the reaper to leave once nothing is in
+ * flight. */
 #include "tiers/aio.h"
 
 #include <errno.h>
@@ -14,15 +29,28 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
-struct silt_aio {
+#define MAX_LANES 64
+
+struct lane {
 	struct io_uring ring;
-	pthread_mutex_t sq_lock;
-	pthread_t thread;
+	int efd;
+	struct lane *next;
+};
+
+struct silt_aio {
 	unsigned depth;
 	_Atomic unsigned inflight;
-	int stopping;
+	_Atomic int stopping;
+	int epfd, stop_efd;
+	pthread_key_t key;          /* this thread's lane */
+	pthread_mutex_t lanes_lock; /* making a lane (once per thread) */
+	struct lane *lanes;
+	unsigned nlanes;
+	pthread_t thread;
 };
 
 static void finish_sync(struct silt_aio_op *op, uint32_t done_bytes)
@@ -52,40 +80,101 @@ static void finish_sync(struct silt_aio_op *op, uint32_t done_bytes)
 	op->done(op->arg, res);
 }
 
+/* Everything the lane's CQ holds. */
+static void reap_lane(struct silt_aio *a, struct lane *l)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+
+	io_uring_for_each_cqe(&l->ring, head, cqe) {
+		struct silt_aio_op *op = io_uring_cqe_get_data(cqe);
+		seen++;
+		if (!op) /* an SQE that was turned into a NOP (see submit) */
+			continue;
+		int res = cqe->res;
+		if (res < 0 && res != -EINTR && res != -EAGAIN)
+			op->done(op->arg, res);
+		else
+			finish_sync(op, res < 0 ? 0 : (uint32_t)res);
+		atomic_fetch_sub(&a->inflight, 1);
+	}
+	io_uring_cq_advance(&l->ring, seen);
+}
+
 static void *reaper(void *arg)
 {
 	struct silt_aio *a = arg;
-	int leaving = 0;
+	struct epoll_event ev[16];
 
 	pthread_setname_np(pthread_self(), "silt-aio");
 	for (;;) {
-		struct io_uring_cqe *cqe;
-		unsigned head, seen = 0;
-		int r = io_uring_wait_cqe(&a->ring, &cqe);
-		if (r == -EINTR || r == -EAGAIN)
-			continue;
-		if (r < 0)
-			break;
-		io_uring_for_each_cqe(&a->ring, head, cqe) {
-			void *data = io_uring_cqe_get_data(cqe);
-			seen++;
-			if (data == a) {
-				leaving = 1;
+		int n = epoll_wait(a->epfd, ev, 16, -1);
+		if (n < 0 && errno != EINTR)
+			break; /* EBADF/EINVAL: a programming error, not a runtime one */
+		for (int i = 0; i < n; i++) {
+			struct lane *l = ev[i].data.ptr;
+			uint64_t cnt;
+			if (!l)
+				continue; /* the stop eventfd: checked below */
+			/* read first: a CQE posted after the drain signals again */
+			if (read(l->efd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
 				continue;
-			}
-			struct silt_aio_op *op = data;
-			int res = cqe->res;
-			if (res < 0 && res != -EINTR && res != -EAGAIN)
-				op->done(op->arg, res);
-			else
-				finish_sync(op, res < 0 ? 0 : (uint32_t)res);
-			atomic_fetch_sub(&a->inflight, 1);
+			reap_lane(a, l);
 		}
-		io_uring_cq_advance(&a->ring, seen);
-		if (leaving && atomic_load(&a->inflight) == 0)
+		if (atomic_load(&a->stopping) && atomic_load(&a->inflight) == 0)
 			break;
 	}
 	return NULL;
+}
+
+static void lane_free(struct lane *l)
+{
+	io_uring_queue_exit(&l->ring);
+	close(l->efd);
+	free(l);
+}
+
+/* This thread's lane, made on first use; NULL when none can be made. */
+static struct lane *my_lane(struct silt_aio *a)
+{
+	struct lane *l = pthread_getspecific(a->key);
+	struct io_uring_params p = { .flags = IORING_SETUP_CQSIZE, .cq_entries = 2 * a->depth };
+
+	if (l)
+		return l;
+	if (!(l = calloc(1, sizeof(*l))))
+		return NULL;
+	if ((l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+		free(l);
+		return NULL;
+	}
+	if (io_uring_queue_init_params(a->depth, &l->ring, &p) < 0) {
+		close(l->efd);
+		free(l);
+		return NULL;
+	}
+	/* ops that must block go to kernel workers: bound them (swap safety) */
+	unsigned workers[2] = { 1, 1 };
+	io_uring_register_iowq_max_workers(&l->ring, workers);
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = l };
+	if (io_uring_register_eventfd(&l->ring, l->efd) < 0 ||
+	    epoll_ctl(a->epfd, EPOLL_CTL_ADD, l->efd, &ev) < 0) {
+		lane_free(l);
+		return NULL;
+	}
+	pthread_mutex_lock(&a->lanes_lock);
+	if (a->nlanes >= MAX_LANES) {
+		pthread_mutex_unlock(&a->lanes_lock);
+		epoll_ctl(a->epfd, EPOLL_CTL_DEL, l->efd, NULL);
+		lane_free(l);
+		return NULL;
+	}
+	l->next = a->lanes;
+	a->lanes = l;
+	a->nlanes++;
+	pthread_mutex_unlock(&a->lanes_lock);
+	pthread_setspecific(a->key, l);
+	return l;
 }
 
 int silt_aio_start(unsigned depth, struct silt_aio **out)
@@ -95,44 +184,54 @@ int silt_aio_start(unsigned depth, struct silt_aio **out)
 
 	if (!a)
 		return -ENOMEM;
-	if ((r = io_uring_queue_init(depth, &a->ring, 0)) < 0) {
-		free(a);
-		return r;
-	}
 	a->depth = depth;
-	/* ops that must block go to kernel workers: bound them (swap safety) */
-	unsigned workers[2] = { 2, 2 };
-	io_uring_register_iowq_max_workers(&a->ring, workers);
-	pthread_mutex_init(&a->sq_lock, NULL);
-	if ((r = -pthread_create(&a->thread, NULL, reaper, a))) {
-		io_uring_queue_exit(&a->ring);
+	a->epfd = a->stop_efd = -1;
+	if ((r = -pthread_key_create(&a->key, NULL))) {
 		free(a);
 		return r;
 	}
+	pthread_mutex_init(&a->lanes_lock, NULL);
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	if ((a->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+	    (a->stop_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
+	    epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->stop_efd, &ev) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if ((r = -pthread_create(&a->thread, NULL, reaper, a)))
+		goto fail;
 	*out = a;
 	return 0;
+fail:
+	if (a->stop_efd >= 0)
+		close(a->stop_efd);
+	if (a->epfd >= 0)
+		close(a->epfd);
+	pthread_mutex_destroy(&a->lanes_lock);
+	pthread_key_delete(a->key);
+	free(a);
+	return r;
 }
 
 void silt_aio_stop(struct silt_aio *a)
 {
+	uint64_t one = 1;
+
 	if (!a)
 		return;
-	pthread_mutex_lock(&a->sq_lock);
-	a->stopping = 1;
-	struct io_uring_sqe *sqe;
-	while (!(sqe = io_uring_get_sqe(&a->ring))) {
-		io_uring_submit(&a->ring);
-		pthread_mutex_unlock(&a->sq_lock);
-		usleep(1000);
-		pthread_mutex_lock(&a->sq_lock);
-	}
-	io_uring_prep_nop(sqe);
-	io_uring_sqe_set_data(sqe, a);
-	io_uring_submit(&a->ring);
-	pthread_mutex_unlock(&a->sq_lock);
+	atomic_store(&a->stopping, 1);
+	while (write(a->stop_efd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
 	pthread_join(a->thread, NULL);
-	io_uring_queue_exit(&a->ring);
-	pthread_mutex_destroy(&a->sq_lock);
+	while (a->lanes) {
+		struct lane *l = a->lanes;
+		a->lanes = l->next;
+		lane_free(l);
+	}
+	close(a->stop_efd);
+	close(a->epfd);
+	pthread_mutex_destroy(&a->lanes_lock);
+	pthread_key_delete(a->key);
 	free(a);
 }
 
@@ -140,27 +239,32 @@ int silt_aio_submit(struct silt_aio *a, struct silt_aio_op *op, int fd, int writ
 		    void *buf, uint32_t len, silt_aio_done done, void *arg)
 {
 	struct io_uring_sqe *sqe;
+	struct lane *l;
+	int r;
 
-	/* keep room in the CQ: never more in flight than the ring is deep */
-	if (atomic_fetch_add(&a->inflight, 1) >= a->depth) {
+	/* keep room in every CQ: never more in flight than the depth */
+	if (atomic_fetch_add(&a->inflight, 1) >= a->depth || atomic_load(&a->stopping) ||
+	    !(l = my_lane(a)) || !(sqe = io_uring_get_sqe(&l->ring))) {
 		atomic_fetch_sub(&a->inflight, 1);
 		return -EAGAIN;
 	}
 	*op = (struct silt_aio_op){ .fd = fd, .write = write, .off = off, .buf = buf, .len = len,
 			       .done = done, .arg = arg };
-	pthread_mutex_lock(&a->sq_lock);
-	if (a->stopping || !(sqe = io_uring_get_sqe(&a->ring))) {
-		pthread_mutex_unlock(&a->sq_lock);
-		atomic_fetch_sub(&a->inflight, 1);
-		return -EAGAIN;
-	}
 	if (write)
 		io_uring_prep_write(sqe, fd, buf, len, off);
 	else
 		io_uring_prep_read(sqe, fd, buf, len, off);
 	io_uring_sqe_set_data(sqe, op);
-	/* a failed submit leaves the SQE queued; the next submit sends it */
-	io_uring_submit(&a->ring);
-	pthread_mutex_unlock(&a->sq_lock);
+	while ((r = io_uring_submit(&l->ring)) == -EINTR)
+		;
+	if (r < 1) {
+		/* The SQE is still queued and a later submit would send it
+		 * after the caller has reused op: make it a harmless NOP and
+		 * let the caller do the I/O synchronously. */
+		io_uring_prep_nop(sqe);
+		io_uring_sqe_set_data(sqe, NULL);
+		atomic_fetch_sub(&a->inflight, 1);
+		return -EAGAIN;
+	}
 	return 0;
 }
