@@ -381,6 +381,8 @@ ssize_t vol_read(struct silt_vol *v, struct silt_file *f, size_t size, off_t off
 	struct tier_io ops[MAX_OPS];
 	unsigned nops = 0;
 	size_t buflen;
+
+	vol_io_flush(v); /* about to wait: let held asynchronous I/O go first */
 	char *buf;
 	uint64_t fsize, len, a0, a1;
 	int r = 0;
@@ -682,6 +684,8 @@ ssize_t vol_write(struct silt_vol *v, struct silt_file *f, const void *buf, size
 {
 	size_t done = 0;
 
+	vol_io_flush(v); /* about to wait: let held asynchronous I/O go first */
+
 	if (off < 0)
 		return -EINVAL;
 	if ((uint64_t)off + size > SILT_MAX_FILE_SIZE)
@@ -709,6 +713,16 @@ ssize_t vol_write(struct silt_vol *v, struct silt_file *f, const void *buf, size
  * request. The inode's aio_inflight keeps truncate and friends out (they
  * drain it under the exclusive lock); per-stripe counters keep a
  * read-modify-write from reading under an overwrite in flight. */
+
+void vol_io_hold(struct silt_vol *v, int hold)
+{
+	silt_aio_hold(v->aio, hold);
+}
+
+void vol_io_flush(struct silt_vol *v)
+{
+	silt_aio_flush(v->aio);
+}
 
 /* Two pools: many small requests (random I/O of a VM) and a few large
  * ones (sequential streams); all memory is allocated once and reused. */

@@ -15,4 +15,8 @@ struct silt_fs {
 
 extern const struct fuse_lowlevel_ops silt_fuse_ops;
 
+/* Serve the session with this many worker threads (fs/fuse_loop.c) until
+ * it is unmounted or a signal ends it. 0 or -errno. */
+int silt_fuse_loop(struct fuse_session *se, struct silt_vol *vol, unsigned threads);
+
 #endif

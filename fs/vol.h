@@ -91,6 +91,13 @@ ssize_t vol_write(struct silt_vol *v, struct silt_file *f, const void *buf, size
  * with the data (reads) or the byte count (res) or -errno. -EAGAIN means
  * "not a case for it": use vol_read/vol_write. */
 typedef void (*vol_io_done)(void *arg, const void *data, ssize_t res);
+/* Batching, for a thread that takes requests in bursts: while it holds,
+ * its asynchronous I/O is queued and goes to the disk at vol_io_flush()
+ * (one system call and one device doorbell for the burst). The synchronous
+ * calls above flush first; the caller flushes before it sleeps or runs
+ * anything else that may. */
+void vol_io_hold(struct silt_vol *v, int hold);
+void vol_io_flush(struct silt_vol *v);
 /* How many asynchronous requests the engine keeps in flight at most (its
  * ring and buffer pool); more wait for a slot in the synchronous path. */
 #define SILT_VOL_ASYNC_DEPTH 256

@@ -20,12 +20,19 @@
  * so callers only ever see whole results. Lanes live until silt_aio_stop()
  * (a thread that exits leaves its lane idle); their number is bounded.
  * Stopping: the stop eventfd tells the reaper to leave once nothing is in
- * flight. */
+ * flight.
+ *
+ * Holding: a thread that takes requests in bursts (a FUSE worker draining
+ * its queue) can hold its lane, so that the I/O of several requests goes to
+ * the kernel in one io_uring_enter(): one block-layer plug, one doorbell to
+ * the device, instead of one each. It must flush before it sleeps. */
 #include "tiers/aio.h"
+#include "utils/util.h"
 
 #include <errno.h>
 #include <liburing.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +45,8 @@
 struct lane {
 	struct io_uring ring;
 	int efd;
+	int held;                   /* queue, do not submit (owner only) */
+	unsigned queued;            /* SQEs not yet submitted */
 	struct lane *next;
 };
 
@@ -235,12 +244,47 @@ void silt_aio_stop(struct silt_aio *a)
 	free(a);
 }
 
+/* Send the lane's queued SQEs. Should the kernel refuse them (it cannot
+ * while the in-flight bound holds, but memory can run out), they are failed
+ * here with the error and turned into NOPs, so that no caller waits for an
+ * I/O that never started and no later submit sends a stale one. */
+static void lane_submit(struct silt_aio *a, struct lane *l)
+{
+	int r = 0;
+
+	for (int tries = 0; l->queued && tries < 100; tries++) {
+		r = io_uring_submit(&l->ring);
+		if (r > 0) {
+			l->queued -= MIN((unsigned)r, l->queued);
+			continue;
+		}
+		if (r != -EINTR && r != -EAGAIN && r != -EBUSY && r != 0)
+			break;
+		sched_yield();
+	}
+	if (!l->queued)
+		return;
+	/* liburing has published them (ktail); the kernel has not consumed
+	 * them (khead), and only our own io_uring_enter() would */
+	struct io_uring_sq *sq = &l->ring.sq;
+	for (unsigned i = io_uring_smp_load_acquire(sq->khead); i != sq->sqe_tail; i++) {
+		struct io_uring_sqe *sqe = &sq->sqes[i & sq->ring_mask];
+		struct silt_aio_op *op = (struct silt_aio_op *)(uintptr_t)sqe->user_data;
+		io_uring_prep_nop(sqe);
+		io_uring_sqe_set_data(sqe, NULL);
+		if (op) {
+			op->done(op->arg, r < 0 ? r : -EIO);
+			atomic_fetch_sub(&a->inflight, 1);
+		}
+	}
+	l->queued = 0;
+}
+
 int silt_aio_submit(struct silt_aio *a, struct silt_aio_op *op, int fd, int write, uint64_t off,
 		    void *buf, uint32_t len, silt_aio_done done, void *arg)
 {
 	struct io_uring_sqe *sqe;
 	struct lane *l;
-	int r;
 
 	/* keep room in every CQ: never more in flight than the depth */
 	if (atomic_fetch_add(&a->inflight, 1) >= a->depth || atomic_load(&a->stopping) ||
@@ -255,16 +299,27 @@ int silt_aio_submit(struct silt_aio *a, struct silt_aio_op *op, int fd, int writ
 	else
 		io_uring_prep_read(sqe, fd, buf, len, off);
 	io_uring_sqe_set_data(sqe, op);
-	while ((r = io_uring_submit(&l->ring)) == -EINTR)
-		;
-	if (r < 1) {
-		/* The SQE is still queued and a later submit would send it
-		 * after the caller has reused op: make it a harmless NOP and
-		 * let the caller do the I/O synchronously. */
-		io_uring_prep_nop(sqe);
-		io_uring_sqe_set_data(sqe, NULL);
-		atomic_fetch_sub(&a->inflight, 1);
-		return -EAGAIN;
-	}
+	l->queued++;
+	if (!l->held)
+		lane_submit(a, l);
 	return 0;
+}
+
+void silt_aio_hold(struct silt_aio *a, int hold)
+{
+	struct lane *l = my_lane(a);
+
+	if (!l)
+		return; /* no lane: every submit is refused anyway */
+	l->held = hold;
+	if (!hold)
+		lane_submit(a, l);
+}
+
+void silt_aio_flush(struct silt_aio *a)
+{
+	struct lane *l = pthread_getspecific(a->key);
+
+	if (l && l->queued)
+		lane_submit(a, l);
 }

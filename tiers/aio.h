@@ -29,5 +29,11 @@ void silt_aio_stop(struct silt_aio *a);
 /* -EAGAIN when the queue is full (do it synchronously instead). */
 int silt_aio_submit(struct silt_aio *a, struct silt_aio_op *op, int fd, int write, uint64_t off,
 		    void *buf, uint32_t len, silt_aio_done done, void *arg);
+/* For the calling thread: while held, submissions are queued and sent by
+ * silt_aio_flush() (or by releasing the hold), so that a burst of requests
+ * costs one system call and one device doorbell. A holding thread must
+ * flush before anything that may sleep. */
+void silt_aio_hold(struct silt_aio *a, int hold);
+void silt_aio_flush(struct silt_aio *a);
 
 #endif

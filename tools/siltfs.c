@@ -293,7 +293,6 @@ int main(int argc, char **argv)
 		setsid();
 	}
 	raise_nofile();
-	setenv("FUSE_THREAD_STACK", "1048576", 1);
 
 	if ((r = vol_open(&cfg, &fs.vol, &created, err, sizeof(err)))) {
 		say("%s", err);
@@ -346,14 +345,8 @@ int main(int argc, char **argv)
 		detach_stdio();
 	}
 
-	struct fuse_loop_config *lc = fuse_loop_cfg_create();
-	/* idle == max: with fewer idle threads allowed, libfuse creates and
-	 * destroys workers all the time under load (measured: half the IOPS) */
-	fuse_loop_cfg_set_max_threads(lc, o.threads);
-	fuse_loop_cfg_set_idle_threads(lc, o.threads);
-	fuse_loop_cfg_set_clone_fd(lc, 1);
-	r = fuse_session_loop_mt(se, lc);
-	fuse_loop_cfg_destroy(lc);
+	if ((r = silt_fuse_loop(se, fs.vol, o.threads)))
+		log_err("serving %s: %s", mnt, strerror(-r));
 
 	log_info("unmounting %s", mnt);
 	fuse_session_unmount(se);

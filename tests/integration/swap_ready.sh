@@ -36,11 +36,13 @@ for _ in $(seq 1 20); do
 done
 wait "${jobs_[@]}"
 # 8 FUSE workers + main + control + completion + 3 of RocksDB, and the
-# kernel's io_uring workers (at most 2 per class for the shared ring, 1 per
-# class per worker's own ring)
+# kernel's io_uring workers (at most 1 per class for each worker's
+# synchronous ring and for its asynchronous lane)
 check_le "$max" 40 "at most 40 threads with threads=8 (saw $max)"
 names=$(cat /proc/"$pid"/task/*/comm | sort -u | tr '\n' ' ')
 check '[[ "$names" == *silt-ctl* && "$names" == *silt-aio* ]]' "our threads are named ($names)"
+workers=$(cat /proc/"$pid"/task/*/comm | grep -c '^silt-fuse-[0-7]$' || true)
+check_eq "$workers" 8 "threads=8 gives 8 FUSE workers, silt-fuse-0..7"
 
 say "a swap area on a loop device over a siltfs file"
 dd if=/dev/zero of="$mnt/swapfile" bs=1M count=64 oflag=direct status=none
