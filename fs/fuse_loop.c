@@ -42,7 +42,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define BURST 8                      /* requests between flushes, at most */
+#define BURST 4                      /* requests between flushes, at most */
 #define WORKER_STACK (1u << 20)
 
 /* The head of every request (stable kernel ABI, <linux/fuse.h>), of which
