@@ -16,7 +16,8 @@
 # Each target's file (BENCH_SIZE) is written once before the jobs; then each
 # job runs on the three targets back to back (so that load from elsewhere on
 # the machine hits all three alike), BENCH_RUNTIME seconds after a 2 s ramp,
-# and the whole sequence is repeated BENCH_ROUNDS times. The disk of these
+# and the whole sequence is repeated BENCH_ROUNDS times, each round starting
+# with the next target. The disk of these
 # machines is a host-cached virtual disk whose speed drifts by 2x within
 # minutes (random writes most), so one pass proves little: each figure
 # printed is the median over the rounds, a ratio is the median of the
@@ -174,9 +175,13 @@ run_all() {
 	done
 	sync
 	echo 3 > /proc/sys/vm/drop_caches
+	local n=${#targets[@]} j
 	for ((k = 1; k <= rounds; k++)); do
 		for job in "${jobs[@]}"; do
-			for t in "${targets[@]}"; do
+			# each round starts with the next target, so that going
+			# first (or last) after a change of job is no one's habit
+			for ((j = 0; j < n; j++)); do
+				t=${targets[$(((j + k - 1) % n))]}
 				if [ "${laid_out[$t]:-yes}" = no ]; then
 					status[$job,$t]="error (layout)"
 					continue
