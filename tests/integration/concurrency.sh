@@ -4,7 +4,8 @@
 # unaligned records of one file (sharing blocks and chunks, buffered and
 # O_DIRECT, also across a tier spill) lose no update; parallel creates in
 # one directory all show up in readdir, also after a remount; readers and
-# writers of different files at the same time see their own data.
+# writers of different files at the same time see their own data; SIGTERM
+# with direct I/O in flight stops the daemon cleanly.
 . "$(dirname "$0")/lib.sh"
 # Keep going after a failed step so that every check reports.
 set +e
@@ -65,6 +66,28 @@ silt_mount "$V/vol.conf" "$M" || silt_abort "cannot mount: $(cat "$SILT_LAST_ERR
 check_eq "$(ls "$M/d" | wc -l)" 500 "directory still has 500 entries"
 check_eq "$(cat "$M/d/g-2-17")" 2.17 "renamed file content"
 check 'cmp -s "$W/src" "$M/w3"' "written file intact"
+silt_check_accounting "$M"
+
+say "SIGTERM with direct I/O in flight"
+# fio keeps 32 asynchronous reads and writes queued on chunks that have a
+# home (the daemon's asynchronous path, its own session loop); the daemon
+# must stop, answer or fail them all, and leave a volume that mounts clean.
+dd if=/dev/urandom of="$M/q" bs=1M count=16 oflag=direct status=none
+pid=$(silt_daemon_pids "$M" | head -n1)
+fio --name=q --filename="$M/q" --size=16M --ioengine=io_uring --direct=1 --rw=randrw \
+	--bs=4k --iodepth=32 --time_based --runtime=30 --output=/dev/null 2>/dev/null &
+fpid=$!
+sleep 2
+check 'kill -0 $fpid 2>/dev/null' "fio is running"
+kill -TERM "$pid"
+check 'silt_wait_pids_gone 30 $pid' "daemon exits on SIGTERM"
+check 'silt_wait_pids_gone 30 $fpid' "fio is not left hanging (its I/O was answered or failed)"
+kill -9 "$fpid" 2>/dev/null || true
+wait "$fpid" 2>/dev/null || true
+silt_is_mounted "$M" && { fail "still mounted after SIGTERM"; umount -l "$M"; }
+silt_mount "$V/vol.conf" "$M" || silt_abort "cannot mount after SIGTERM: $(cat "$SILT_LAST_ERR")"
+check_eq "$(stat -c %s "$M/q")" $((16 * MiB)) "the file keeps its size"
+check 'cmp -s "$W/src" "$M/w3"' "other files intact"
 silt_check_accounting "$M"
 check_cmd "umount" silt_umount "$M"
 
