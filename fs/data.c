@@ -381,12 +381,11 @@ ssize_t vol_read(struct silt_vol *v, struct silt_file *f, size_t size, off_t off
 	struct tier_io ops[MAX_OPS];
 	unsigned nops = 0;
 	size_t buflen;
-
-	vol_io_flush(v); /* about to wait: let held asynchronous I/O go first */
 	char *buf;
 	uint64_t fsize, len, a0, a1;
 	int r = 0;
 
+	vol_io_flush(v); /* about to wait: let held asynchronous I/O go first */
 	if (!ctx)
 		return -ENOMEM;
 	if (off < 0)
