@@ -62,6 +62,14 @@ SILT_PIDS=()        # every daemon pid we know we started
 SILT_LAST_ERR=""    # stderr file of the last silt_mount / silt_mount_fg
 SILT_FG_PID=""      # pid of the last silt_mount_fg daemon
 
+# The FUSE control filesystem, through which a hung connection is aborted
+# (silt_fuse_abort). systemd mounts it at boot; a bare machine may not have.
+# It is system set-up, shared by every test that runs, so it stays mounted.
+if [ ! -d /sys/fs/fuse/connections ] || ! awk '$3 == "fusectl" { f = 1 } END { exit !f }' /proc/self/mounts; then
+	modprobe fuse 2>/dev/null || true
+	mount -t fusectl fusectl /sys/fs/fuse/connections 2>/dev/null || true
+fi
+
 SILT_TMP=$(mktemp -d /tmp/siltit.XXXXXX)
 # World-traversable, so tests that run commands as user nobody can reach
 # mounts under it.
@@ -488,6 +496,64 @@ silt_kill_our_daemons() {
 	return 0
 }
 
+# silt_fuse_conn MNT: the number of MNT's FUSE connection, i.e. its directory
+# under /sys/fs/fuse/connections (the minor of the mount's device).
+silt_fuse_conn() {
+	awk -v m="$(realpath -ms "$1")" '$5 == m { split($3, d, ":"); print d[2]; exit }' /proc/self/mountinfo
+}
+
+# silt_fuse_abort MNT: abort MNT's FUSE connection: every request waiting on
+# the daemon fails with ENOTCONN at once and the mount is dead from then on.
+silt_fuse_abort() {
+	local n
+	n=$(silt_fuse_conn "$1")
+	[ -n "$n" ] && [ -e "/sys/fs/fuse/connections/$n/abort" ] && echo 1 > "/sys/fs/fuse/connections/$n/abort"
+	return 0
+}
+
+# silt_daemon_stacks MNT: what the daemon of MNT and its threads are doing
+# (name, state, kernel stack): printed when something hangs.
+silt_daemon_stacks() {
+	local p t n
+	n=$(silt_fuse_conn "$1")
+	[ -n "$n" ] && echo "    fuse connection $n: waiting=$(cat "/sys/fs/fuse/connections/$n/waiting" 2>/dev/null)"
+	for p in $(silt_daemon_pids "$1"); do
+		for t in /proc/"$p"/task/*; do
+			echo "    $(cat "$t/comm" 2>/dev/null) $(awk '/^State:/ {print $2}' "$t/status" 2>/dev/null)" \
+				"$(tr '\n' ' ' < "$t/stack" 2>/dev/null | cut -c1-200)"
+		done
+	done
+}
+
+# silt_bounded SECS MNT MSG CMD...: run CMD, but for SECS seconds at most. If it
+# is still running then, print what the daemon of MNT is doing, abort MNT's
+# FUSE connection (so that CMD and anything else stuck in the kernel gets
+# ENOTCONN), kill CMD, count a failure "MSG: hung" and return 124; the mount
+# is dead afterwards. Otherwise return CMD's status. CMD's output is not
+# captured.
+silt_bounded() {
+	local secs=$1 mnt=$2 msg=$3 rc=0 pid i
+	shift 3
+	"$@" &
+	pid=$!
+	for ((i = 0; i < secs * 10; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "  HANG: $msg: still running after ${secs}s; aborting the FUSE connection of $mnt" >&2
+		silt_daemon_stacks "$mnt" >&2
+		silt_fuse_abort "$mnt"
+		sleep 1
+		kill -9 "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+		fail "$msg: hung for ${secs}s (FUSE connection aborted)"
+		return 124
+	fi
+	wait "$pid" || rc=$?
+	return $rc
+}
+
 # Started below; kills our daemons once SILT_DEADLINE seconds have passed.
 # NOTE: it is a background job of the test script, so never use a bare
 # `wait` in a test (it would wait for the watchdog): wait for given pids.
@@ -497,7 +563,13 @@ silt_watchdog_start() {
 		sleep "$SILT_DEADLINE" & sp=$!
 		wait $sp
 		touch "$SILT_TMP/.watchdog"
-		echo "  WATCHDOG: ${SILT_DEADLINE}s passed, killing daemons: $(silt_kill_our_daemons KILL | tr '\n' ' ')" >&2
+		echo "  WATCHDOG: ${SILT_DEADLINE}s passed; aborting our FUSE connections" >&2
+		# (this subshell's copy of SILT_MOUNTS is from before any mount)
+		for m in $(awk -v t="$SILT_TMP/" '$3 ~ /^fuse/ && index($2, t) == 1 { print $2 }' /proc/self/mounts); do
+			silt_daemon_stacks "$m" >&2
+			silt_fuse_abort "$m"
+		done
+		echo "  WATCHDOG: killing daemons: $(silt_kill_our_daemons KILL | tr '\n' ' ')" >&2
 	) &
 	SILT_WATCHDOG_PID=$!
 }
