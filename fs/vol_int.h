@@ -7,7 +7,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "fs/meta.h"
+#include "fs/meta/meta.h"
 #include "fs/vol.h"
 #include "tiers/aio.h"
 #include "tiers/io.h"

@@ -15,7 +15,7 @@
  * SIGTERM/SIGINT/SIGHUP end the session loop; everything is flushed, the
  * control socket removed and the mount undone on the way out. */
 #include "fs/ctl.h"
-#include "fs/fuse_ops.h"
+#include "fs/fuse/fuse_ops.h"
 #include "fs/vol.h"
 #include "utils/config.h"
 #include "utils/log.h"

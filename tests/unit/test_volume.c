@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fs/meta.h"
+#include "fs/meta/meta.h"
 #include "fs/vol.h"
 #include "fs/vol_int.h"
 #include "utils/config.h"

@@ -9,7 +9,7 @@
  *
  * Memory is bounded because the daemon locks it (mlockall) to serve swap:
  * a small LRU block cache and small memtables. */
-#include "fs/meta.h"
+#include "fs/meta/meta.h"
 
 #include <errno.h>
 #include <rocksdb/c.h>

@@ -25,7 +25,7 @@
  * second), writes the stop eventfd, which wakes every worker for good,
  * and joins them. Requests still in flight on the disk are answered by the
  * engine's completion thread, which vol_close() drains. */
-#include "fs/fuse_ops.h"
+#include "fs/fuse/fuse_ops.h"
 #include "fs/vol.h"
 #include "utils/log.h"
 

@@ -6,7 +6,7 @@
  * init: once the daemon has detached and the kernel connection is up, lock
  * all memory and mark the process as an I/O flusher, because a daemon that
  * serves swap and gets paged out itself deadlocks. */
-#include "fs/fuse_ops.h"
+#include "fs/fuse/fuse_ops.h"
 #include "fs/vol.h"
 #include "utils/log.h"
 
