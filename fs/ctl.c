@@ -45,7 +45,7 @@ static void ctl_status(struct silt_vol *v, FILE *o)
 {
 	fprintf(o, "volume name=");
 	put_esc(o, v->cfg.name);
-	fprintf(o, " uuid=%s chunk_size=%u mountpoint=", v->uuid, v->chunk_size);
+	fprintf(o, " uuid=%s chunk_size=%u mountpoint=", v->uuid, v->layout.chunk_size);
 	put_esc(o, v->mountpoint[0] ? v->mountpoint : "-");
 	fprintf(o, " reads=%llu writes=%llu read_bytes=%llu write_bytes=%llu ns_ops=%llu\n",
 		(unsigned long long)atomic_load(&v->reads), (unsigned long long)atomic_load(&v->writes),
@@ -76,7 +76,6 @@ static int ctl_where(struct silt_vol *v, uint64_t ino, FILE *o)
 
 	if (r)
 		return r;
-	pthread_rwlock_rdlock(&in->io);
 	pthread_mutex_lock(&in->lock);
 	r = inode_load_chunks(v, in);
 	uint64_t size = in->rec.size, nchunks = in->rec.nchunks;
@@ -84,7 +83,7 @@ static int ctl_where(struct silt_vol *v, uint64_t ino, FILE *o)
 	if (r)
 		goto out;
 	fprintf(o, "file ino=%llu size=%llu chunk_size=%u chunks=%llu\n", (unsigned long long)ino,
-		(unsigned long long)size, v->chunk_size, (unsigned long long)nchunks);
+		(unsigned long long)size, v->layout.chunk_size, (unsigned long long)nchunks);
 	for (int i = 0; i < v->ntiers; i++) {
 		int want = tier_id(v->tiers[i]) + 1;
 		uint64_t count = 0;
@@ -94,12 +93,12 @@ static int ctl_where(struct silt_vol *v, uint64_t ino, FILE *o)
 		put_esc(o, ts.name);
 		fprintf(o, " class=%s runs=", silt_class_name(ts.cls));
 		int first = 1;
-		for (uint64_t k = ct_next_mapped(&in->ct, 0); k != UINT64_MAX;
-		     k = ct_next_mapped(&in->ct, k + 1)) {
-			if (ct_tier(ct_get(&in->ct, k)) + 1 != want)
+		for (uint64_t k = cmap_next_mapped(in->cf, 0); k != UINT64_MAX;
+		     k = cmap_next_mapped(in->cf, k + 1)) {
+			if (cm_tier(cmap_get(in->cf, k)) + 1 != want)
 				continue;
 			uint64_t end = k;
-			while (ct_tier(ct_get(&in->ct, end + 1)) + 1 == want)
+			while (cm_tier(cmap_get(in->cf, end + 1)) + 1 == want)
 				end++;
 			fprintf(o, "%s%llu-%llu", first ? "" : ",", (unsigned long long)k,
 				(unsigned long long)end);
@@ -110,7 +109,6 @@ static int ctl_where(struct silt_vol *v, uint64_t ino, FILE *o)
 		fprintf(o, " chunks=%llu\n", (unsigned long long)count);
 	}
 out:
-	pthread_rwlock_unlock(&in->io);
 	inode_put(v, in);
 	return r;
 }

@@ -183,7 +183,7 @@ int vol_setattr(struct silt_vol *v, uint64_t ino, const struct stat *a, int mask
 			goto out;
 		}
 		inode_stage(v, b, in);
-		r = meta_commit(v->meta, b, 0);
+		r = vol_commit(v, b, 0, CHANGE_ATTR, in->ino, 0, 0);
 		meta_batch_free(b);
 		pthread_mutex_unlock(&in->lock);
 	}
@@ -240,12 +240,15 @@ static int make_node(struct silt_vol *v, uint64_t parent, const char *name, mode
 		r = r ? r : -EEXIST;
 		goto put_dir;
 	}
-	if (!(b = meta_batch_new()) || !(in = inode_new(0))) {
+	if (!(b = meta_batch_new())) {
+		r = -ENOMEM;
+		goto put_dir;
+	}
+	if (!(in = inode_new(v, vol_alloc_ino(v, b)))) {
 		meta_batch_free(b);
 		r = -ENOMEM;
 		goto put_dir;
 	}
-	in->ino = vol_alloc_ino(v, b);
 	int64_t now = silt_now_wall();
 	in->rec = (struct inode_rec){ .mode = mode, .uid = uid, .gid = gid,
 				      .nlink = S_ISDIR(mode) ? 2 : 1, .rdev = (uint32_t)rdev,
@@ -261,11 +264,10 @@ static int make_node(struct silt_vol *v, uint64_t parent, const char *name, mode
 	}
 	if (S_ISLNK(mode))
 		in->rec.size = strlen(target);
-	in->ct_loaded = 1; /* a new inode has no chunks to load */
 	inode_stage(v, b, in);
 	dentry_put(v, b, parent, name, in->ino, mode & S_IFMT);
 	touch_dir(v, b, dir, S_ISDIR(mode) ? 1 : 0);
-	r = vol_commit_ns(v, b, 0);
+	r = vol_commit_ns(v, b, 0, in->ino);
 	if (r) {
 		touch_dir(v, b, dir, S_ISDIR(mode) ? -1 : 0); /* undo the in-memory count */
 		goto free_new;
@@ -283,8 +285,7 @@ static int make_node(struct silt_vol *v, uint64_t parent, const char *name, mode
 	return 0;
 free_new:
 	meta_batch_free(b);
-	free(in->symlink);
-	free(in);
+	inode_discard(in);
 put_dir:
 	inode_put(v, dir);
 unlock:
@@ -384,7 +385,7 @@ int vol_link(struct silt_vol *v, uint64_t ino, uint64_t newparent, const char *n
 	pthread_mutex_unlock(&in->lock);
 	dentry_put(v, b, newparent, newname, ino, in->rec.mode & S_IFMT);
 	touch_dir(v, b, dir, 0);
-	r = vol_commit_ns(v, b, 0);
+	r = vol_commit_ns(v, b, 0, ino);
 	meta_batch_free(b);
 	pthread_mutex_lock(&in->lock);
 	if (r)
@@ -453,7 +454,7 @@ static int remove_name(struct silt_vol *v, uint64_t parent, const char *name, in
 	dentry_del(v, b, parent, name);
 	stage_drop_link(v, b, in);
 	touch_dir(v, b, dir, want_dir ? -1 : 0);
-	r = vol_commit_ns(v, b, 0);
+	r = vol_commit_ns(v, b, 0, in->ino);
 	meta_batch_free(b);
 	if (r) {
 		pthread_mutex_lock(&in->lock);
@@ -570,7 +571,7 @@ int vol_rename(struct silt_vol *v, uint64_t parent, const char *name, uint64_t n
 	src->rec.ctime = now;
 	inode_stage(v, b, src);
 	pthread_mutex_unlock(&src->lock);
-	r = vol_commit_ns(v, b, 0);
+	r = vol_commit_ns(v, b, 0, src->ino);
 	if (r) { /* memory is ahead of the store: take the store's word */
 		struct inode *vs[] = { pd, npd, src, dst };
 		for (int i = 0; i < 4; i++)
@@ -736,7 +737,7 @@ int vol_setxattr(struct silt_vol *v, uint64_t ino, const char *name, const void 
 		in->rec.ctime = silt_now_wall();
 		inode_stage(v, b, in);
 		pthread_mutex_unlock(&in->lock);
-		r = vol_commit_ns(v, b, 0);
+		r = vol_commit_ns(v, b, 0, in->ino);
 		meta_batch_free(b);
 	}
 	pthread_mutex_unlock(&v->ns_lock);
@@ -811,7 +812,7 @@ int vol_removexattr(struct silt_vol *v, uint64_t ino, const char *name)
 			r = -ENOMEM;
 		} else {
 			meta_del(b, v->meta, CF_XATTRS, k, kl);
-			r = vol_commit_ns(v, b, 0);
+			r = vol_commit_ns(v, b, 0, ino);
 			meta_batch_free(b);
 		}
 	} else if (r == -ENOENT) {

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "utils/config.h"
 
@@ -86,16 +87,17 @@ void vol_release(struct silt_vol *v, struct silt_file *f);
 /* Reads into the calling thread's I/O buffer; *data points at the bytes. */
 ssize_t vol_read(struct silt_vol *v, struct silt_file *f, size_t size, off_t off, const void **data);
 ssize_t vol_write(struct silt_vol *v, struct silt_file *f, const void *buf, size_t size, off_t off);
-/* The asynchronous path for small aligned I/O on chunks that already have a
- * home: the call returns at once and done() runs on the completion thread
- * with the data (reads) or the byte count (res) or -errno. -EAGAIN means
- * "not a case for it": use vol_read/vol_write. */
-typedef void (*vol_io_done)(void *arg, const void *data, ssize_t res);
+/* The asynchronous path for aligned I/O of up to 1 MiB on chunks that
+ * already have a home on one plain tier: the call returns at once and
+ * done() runs on the completion thread with the data (reads: iov[0..iovcnt)
+ * holding res bytes) or the byte count (writes: iov NULL) in res, or
+ * -errno. -EAGAIN means "not a case for it": use vol_read/vol_write. */
+typedef void (*vol_io_done)(void *arg, const struct iovec *iov, int iovcnt, ssize_t res);
 /* Batching, for a thread that takes requests in bursts: while it holds,
  * its asynchronous I/O is queued and goes to the disk at vol_io_flush()
- * (one system call and one device doorbell for the burst). The synchronous
- * calls above flush first; the caller flushes before it sleeps or runs
- * anything else that may. */
+ * (one system call and one device doorbell for the burst). Every engine
+ * call that may wait flushes first, so held I/O never waits behind the
+ * thread that holds it; the caller flushes before it sleeps itself. */
 void vol_io_hold(struct silt_vol *v, int hold);
 void vol_io_flush(struct silt_vol *v);
 /* How many asynchronous requests the engine keeps in flight at most (its

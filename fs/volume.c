@@ -1,16 +1,11 @@
-/* Volume life cycle and the in-memory inode table.
+/* Volume life cycle: identity, open, close, and the commit wrappers.
  *
  * Opening a volume is careful before it is fast: every tier folder is probed
  * for its tier.id marker and the metadata store is opened read-only to check
  * identity, format version, chunk size and tier list. Only when all of that
  * agrees is anything opened for writing; a blank set of folders becomes a new
  * volume. Then the chunk map is scanned once to count each tier's chunks and
- * inodes orphaned by a crash (unlinked while open) are freed.
- *
- * Inodes live in a hash table while the kernel or an engine call holds them;
- * each carries its record, its chunk table (once opened) and its tier file
- * descriptors. The last reference out persists dirty times and, for an
- * unlinked inode, frees its data. */
+ * inodes orphaned by a crash (unlinked while open) are freed. */
 #include "fs/vol_int.h"
 #include "utils/log.h"
 
@@ -27,7 +22,6 @@
 static const char K_UUID[] = "uuid", K_FORMAT[] = "format", K_CHUNK[] = "chunk_size",
 		  K_NAME[] = "name", K_NEXT_INO[] = "next_ino", K_NS_SEQ[] = "ns_seq";
 #define K_TIER_PREFIX "tier/"
-#define K_ORPHAN_PREFIX "orphan/"
 
 int64_t silt_now_wall(void)
 {
@@ -64,465 +58,40 @@ static void fact_put_u64(struct meta_batch *b, struct silt_meta *m, const char *
 	meta_put(b, m, CF_FACTS, key, strlen(key), &v, 8);
 }
 
-int vol_commit_ns(struct silt_vol *v, struct meta_batch *b, int sync)
+int vol_commit_ns(struct silt_vol *v, struct meta_batch *b, int sync, uint64_t ino)
 {
-	/* One namespace operation = one batch, numbered. The number is the
-	 * replication journal's anchor: a journal record added here shares the
-	 * batch and so the atomicity of the change it describes. */
+	/* One namespace operation = one batch, numbered (ns_lock serialises
+	 * them, so the number on disk only grows). */
+	struct change ch = { .kind = CHANGE_NS, .ino = ino };
 	fact_put_u64(b, v->meta, K_NS_SEQ, v->ns_seq + 1);
-	int r = meta_commit(v->meta, b, sync);
+	int r = commit_apply(v->commit, b, sync, &ch, 1);
 	if (r == 0)
 		v->ns_seq++;
 	return r;
 }
 
-/* ---- inode table ---- */
-
-static size_t ihash(const struct silt_vol *v, uint64_t ino)
+int vol_commit(struct silt_vol *v, struct meta_batch *b, int sync, enum change_kind kind,
+	       uint64_t ino, uint64_t first, uint64_t last)
 {
-	return (size_t)((ino * 0x9E3779B97F4A7C15ull) >> 20) & (v->itab_size - 1);
-}
-
-static void itab_grow(struct silt_vol *v)
-{
-	size_t nsize = v->itab_size * 2;
-	struct inode **n = calloc(nsize, sizeof(*n));
-	if (!n)
-		return; /* chains get longer; still correct */
-	size_t old = v->itab_size;
-	struct inode **o = v->itab;
-	v->itab = n;
-	v->itab_size = nsize;
-	for (size_t i = 0; i < old; i++) {
-		for (struct inode *in = o[i], *next; in; in = next) {
-			next = in->hnext;
-			size_t h = ihash(v, in->ino);
-			in->hnext = n[h];
-			n[h] = in;
-		}
-	}
-	free(o);
-}
-
-static void inode_free_mem(struct inode *in)
-{
-	ct_free(&in->ct);
-	free((void *)in->fds);
-	free(in->symlink);
-	pthread_mutex_destroy(&in->lock);
-	pthread_mutex_destroy(&in->fd_lock);
-	pthread_rwlock_destroy(&in->io);
-	free(in);
-}
-
-static int inode_read(struct silt_vol *v, uint64_t ino, struct inode *in)
-{
-	uint8_t k[8];
-	char *val;
-	size_t len;
-	int r;
-
-	key_ino(k, ino);
-	r = meta_get(v->meta, CF_INODES, k, 8, &val, &len);
-	if (r)
-		return r;
-	if (len < sizeof(struct inode_rec) || ((struct inode_rec *)val)->version != INODE_REC_V1) {
-		log_err("inode %llu: corrupt record (%zu bytes)", (unsigned long long)ino, len);
-		free(val);
-		return -EUCLEAN;
-	}
-	memcpy(&in->rec, val, sizeof(in->rec));
-	if (S_ISLNK(in->rec.mode)) {
-		size_t tl = len - sizeof(in->rec);
-		in->symlink = malloc(tl + 1);
-		if (!in->symlink) {
-			free(val);
-			return -ENOMEM;
-		}
-		memcpy(in->symlink, val + sizeof(in->rec), tl);
-		in->symlink[tl] = '\0';
-	}
-	free(val);
-	return 0;
-}
-
-/* After a failed commit, memory may be ahead of the store: re-read. */
-int inode_reload(struct silt_vol *v, struct inode *in)
-{
-	struct inode tmp = { 0 };
-	int r = inode_read(v, in->ino, &tmp);
-
-	if (r)
-		return r;
-	pthread_mutex_lock(&in->lock);
-	in->rec = tmp.rec;
-	in->dirty = 0;
-	pthread_mutex_unlock(&in->lock);
-	free(tmp.symlink);
-	return 0;
-}
-
-static struct inode *inode_alloc(uint64_t ino)
-{
-	struct inode *in = calloc(1, sizeof(*in));
-	if (!in)
-		return NULL;
-	in->ino = ino;
-	pthread_mutex_init(&in->lock, NULL);
-	pthread_mutex_init(&in->fd_lock, NULL);
-	pthread_rwlock_init(&in->io, NULL);
-	return in;
-}
-
-int inode_get(struct silt_vol *v, uint64_t ino, struct inode **out)
-{
-	struct inode *in, *fresh;
-	int r;
-
-	pthread_mutex_lock(&v->itab_lock);
-	for (in = v->itab[ihash(v, ino)]; in; in = in->hnext) {
-		if (in->ino == ino) {
-			in->refs++;
-			pthread_mutex_unlock(&v->itab_lock);
-			*out = in;
-			return 0;
-		}
-	}
-	pthread_mutex_unlock(&v->itab_lock);
-
-	/* Load outside the table lock; another thread may race us, in which
-	 * case its copy wins and ours is dropped. */
-	fresh = inode_alloc(ino);
-	if (!fresh)
-		return -ENOMEM;
-	r = inode_read(v, ino, fresh);
-	if (r) {
-		inode_free_mem(fresh);
-		return r;
-	}
-	pthread_mutex_lock(&v->itab_lock);
-	for (in = v->itab[ihash(v, ino)]; in; in = in->hnext)
-		if (in->ino == ino)
-			break;
-	if (!in) {
-		in = fresh;
-		fresh = NULL;
-		size_t h = ihash(v, ino);
-		in->hnext = v->itab[h];
-		v->itab[h] = in;
-		if (++v->icount > v->itab_size)
-			itab_grow(v);
-	}
-	in->refs++;
-	pthread_mutex_unlock(&v->itab_lock);
-	if (fresh)
-		inode_free_mem(fresh);
-	*out = in;
-	return 0;
-}
-
-/* Insert a just-created inode (not yet visible to anyone) with one ref. */
-int inode_insert_new(struct silt_vol *v, struct inode *in)
-{
-	pthread_mutex_lock(&v->itab_lock);
-	size_t h = ihash(v, in->ino);
-	in->hnext = v->itab[h];
-	v->itab[h] = in;
-	in->refs = 1;
-	if (++v->icount > v->itab_size)
-		itab_grow(v);
-	pthread_mutex_unlock(&v->itab_lock);
-	return 0;
-}
-
-struct inode *inode_new(uint64_t ino)
-{
-	return inode_alloc(ino);
-}
-
-void inode_stage(struct silt_vol *v, struct meta_batch *b, struct inode *in)
-{
-	uint8_t k[8];
-	size_t tl = in->symlink ? strlen(in->symlink) : 0;
-	char buf[sizeof(struct inode_rec) + 4096];
-
-	key_ino(k, in->ino);
-	in->rec.version = INODE_REC_V1;
-	memcpy(buf, &in->rec, sizeof(in->rec));
-	if (tl)
-		memcpy(buf + sizeof(in->rec), in->symlink, MIN(tl, 4096));
-	meta_put(b, v->meta, CF_INODES, k, 8, buf, sizeof(in->rec) + MIN(tl, 4096));
-	in->dirty = 0;
-}
-
-static void orphan_key(uint8_t k[sizeof(K_ORPHAN_PREFIX) - 1 + 8], uint64_t ino)
-{
-	memcpy(k, K_ORPHAN_PREFIX, sizeof(K_ORPHAN_PREFIX) - 1);
-	silt_put_be64(k + sizeof(K_ORPHAN_PREFIX) - 1, ino);
-}
-
-void inode_stage_orphan(struct silt_vol *v, struct meta_batch *b, uint64_t ino, int add)
-{
-	uint8_t k[sizeof(K_ORPHAN_PREFIX) - 1 + 8];
-	orphan_key(k, ino);
-	if (add)
-		meta_put(b, v->meta, CF_FACTS, k, sizeof(k), "", 0);
-	else
-		meta_del(b, v->meta, CF_FACTS, k, sizeof(k));
-}
-
-/* The inode is gone from the namespace and from the kernel: free it all in
- * one batch (records, xattrs, chunk map) after unlinking its tier files. */
-static int inode_destroy(struct silt_vol *v, struct inode *in)
-{
-	struct meta_batch *b = meta_batch_new();
-	uint8_t k[8], kend[8];
-	int r;
-
-	if (!b)
-		return -ENOMEM;
-	pthread_rwlock_wrlock(&in->io);
-	data_quiesce(in);
-	pthread_mutex_lock(&in->lock);
-	r = data_destroy(v, in, b);
-	key_ino(k, in->ino);
-	key_ino(kend, in->ino + 1);
-	meta_del(b, v->meta, CF_INODES, k, 8);
-	meta_del_range(b, v->meta, CF_XATTRS, k, 8, kend, 8);
-	inode_stage_orphan(v, b, in->ino, 0);
-	if (r == 0)
-		r = meta_commit(v->meta, b, 0);
-	pthread_mutex_unlock(&in->lock);
-	pthread_rwlock_unlock(&in->io);
-	meta_batch_free(b);
-	if (r)
-		log_err("inode %llu: freeing its data failed: %s (fsck will reclaim it)",
-			(unsigned long long)in->ino, strerror(-r));
-	return r;
-}
-
-static int inode_flush(struct silt_vol *v, struct inode *in, int sync)
-{
-	struct meta_batch *b;
-	int r = 0;
-
-	pthread_mutex_lock(&in->lock);
-	if (in->dirty && in->rec.nlink > 0) {
-		b = meta_batch_new();
-		if (!b) {
-			pthread_mutex_unlock(&in->lock);
-			return -ENOMEM;
-		}
-		inode_stage(v, b, in);
-		r = meta_commit(v->meta, b, sync);
-		meta_batch_free(b);
-	}
-	pthread_mutex_unlock(&in->lock);
-	return r;
-}
-
-int inode_persist(struct silt_vol *v, struct inode *in, int sync)
-{
-	return inode_flush(v, in, sync);
-}
-
-static int evictable(const struct inode *in)
-{
-	return in->nlookup == 0 && in->nopen == 0;
-}
-
-void inode_put(struct silt_vol *v, struct inode *in)
-{
-	pthread_mutex_lock(&v->itab_lock);
-	if (in->refs > 1 || !evictable(in)) {
-		in->refs--;
-		pthread_mutex_unlock(&v->itab_lock);
-		return;
-	}
-	pthread_mutex_unlock(&v->itab_lock);
-
-	/* Last reference: write back while still findable, so that a racing
-	 * lookup sees our state, then unhook if nobody came back meanwhile. */
-	if (in->rec.nlink == 0)
-		inode_destroy(v, in);
-	else
-		inode_flush(v, in, 0);
-
-	pthread_mutex_lock(&v->itab_lock);
-	if (in->refs > 1 || !evictable(in)) {
-		in->refs--;
-		pthread_mutex_unlock(&v->itab_lock);
-		return;
-	}
-	struct inode **pp = &v->itab[ihash(v, in->ino)];
-	while (*pp != in)
-		pp = &(*pp)->hnext;
-	*pp = in->hnext;
-	v->icount--;
-	pthread_mutex_unlock(&v->itab_lock);
-	data_close_fds(v, in);
-	inode_free_mem(in);
-}
-
-void inode_ref_kernel(struct silt_vol *v, struct inode *in, uint64_t n)
-{
-	pthread_mutex_lock(&v->itab_lock);
-	in->nlookup += n;
-	pthread_mutex_unlock(&v->itab_lock);
-}
-
-void inode_ref_open(struct silt_vol *v, struct inode *in, int delta)
-{
-	pthread_mutex_lock(&v->itab_lock);
-	in->nopen += delta;
-	pthread_mutex_unlock(&v->itab_lock);
-}
-
-void vol_forget(struct silt_vol *v, uint64_t ino, uint64_t n)
-{
-	struct inode *in;
-
-	pthread_mutex_lock(&v->itab_lock);
-	for (in = v->itab[ihash(v, ino)]; in; in = in->hnext)
-		if (in->ino == ino)
-			break;
-	if (!in) {
-		pthread_mutex_unlock(&v->itab_lock);
-		return;
-	}
-	in->nlookup = in->nlookup > n ? in->nlookup - n : 0;
-	in->refs++;
-	pthread_mutex_unlock(&v->itab_lock);
-	inode_put(v, in);
-}
-
-void inode_to_stat(struct silt_vol *v, const struct inode *in, struct stat *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->st_ino = in->ino;
-	st->st_mode = in->rec.mode;
-	st->st_nlink = in->rec.nlink;
-	st->st_uid = in->rec.uid;
-	st->st_gid = in->rec.gid;
-	st->st_rdev = in->rec.rdev;
-	st->st_size = (off_t)in->rec.size;
-	st->st_blksize = 4096;
-	st->st_blocks = (blkcnt_t)(in->rec.nchunks * (v->chunk_size / 512));
-	st->st_atim.tv_sec = in->rec.atime / 1000000000;
-	st->st_atim.tv_nsec = in->rec.atime % 1000000000;
-	st->st_mtim.tv_sec = in->rec.mtime / 1000000000;
-	st->st_mtim.tv_nsec = in->rec.mtime % 1000000000;
-	st->st_ctim.tv_sec = in->rec.ctime / 1000000000;
-	st->st_ctim.tv_nsec = in->rec.ctime % 1000000000;
-}
-
-/* ---- chunk map loading and accounting ---- */
-
-int inode_load_chunks(struct silt_vol *v, struct inode *in)
-{
-	uint8_t prefix[8];
-	const char *k, *val;
-	size_t kl, vl;
-	int r;
-
-	if (in->ct_loaded)
-		return 0;
-	key_ino(prefix, in->ino);
-	struct meta_iter *it = meta_iter_new(v->meta, CF_CHUNKS, prefix, 8);
-	if (!it)
-		return -ENOMEM;
-	while ((r = meta_iter_next(it, &k, &kl, &val, &vl)) == 1) {
-		if (kl != 16 || vl < 1)
-			continue;
-		uint64_t chunk = silt_get_be64((const uint8_t *)k + 8);
-		uint8_t tid = (uint8_t)val[0];
-		if (tid >= SILT_MAX_TIERS || !v->tier_by_id[tid]) {
-			log_err("inode %llu chunk %llu: map names unknown tier id %u",
-				(unsigned long long)in->ino, (unsigned long long)chunk, tid);
-			r = -EUCLEAN;
-			break;
-		}
-		uint8_t flags = vl >= 2 ? (uint8_t)val[1] : 0;
-		r = ct_set(&in->ct, chunk, (uint8_t)((tid + 1) | ((flags & CHUNK_PLAIN) ? CT_PLAIN : 0)));
-		if (r)
-			break;
-	}
-	meta_iter_free(it);
-	if (r < 0) {
-		ct_free(&in->ct);
-		return r;
-	}
-	in->ct_loaded = 1;
-	return 0;
+	struct change ch = { .kind = kind, .ino = ino, .first = first, .last = last };
+	return commit_apply(v->commit, b, sync, &ch, 1);
 }
 
 static int count_tier_chunks(struct silt_vol *v, char *err, size_t errlen)
 {
-	uint64_t counts[SILT_MAX_TIERS] = { 0 };
-	const char *k, *val;
-	size_t kl, vl;
-	int r;
-	struct meta_iter *it = meta_iter_new(v->meta, CF_CHUNKS, "", 0);
+	uint64_t counts[SILT_MAX_TIERS];
+	int bad = -1, r = cmap_count_all(v->cmap, counts, &bad);
 
-	if (!it)
-		return -ENOMEM;
-	while ((r = meta_iter_next(it, &k, &kl, &val, &vl)) == 1) {
-		uint8_t tid = vl ? (uint8_t)val[0] : 0xff;
-		if (tid >= SILT_MAX_TIERS || !v->tier_by_id[tid]) {
-			snprintf(err, errlen, "metadata %s: chunk map entry names unknown tier id %u",
-				 v->meta_dir, tid);
-			meta_iter_free(it);
-			return -EUCLEAN;
-		}
-		counts[tid]++;
-	}
-	meta_iter_free(it);
-	if (r < 0) {
+	if (r == -EUCLEAN)
+		snprintf(err, errlen, "metadata %s: chunk map entry names unknown tier id %d",
+			 v->meta_dir, bad);
+	else if (r)
 		snprintf(err, errlen, "metadata %s: cannot scan the chunk map", v->meta_dir);
+	if (r)
 		return r;
-	}
 	for (int i = 0; i < SILT_MAX_TIERS; i++)
 		if (v->tier_by_id[i])
 			tier_account(v->tier_by_id[i], counts[i]);
-	return 0;
-}
-
-/* Inodes unlinked while open when the daemon last stopped. */
-static int reap_orphans(struct silt_vol *v)
-{
-	uint64_t inos[256];
-	int n, r;
-
-	do {
-		const char *k, *val;
-		size_t kl, vl;
-		struct meta_iter *it = meta_iter_new(v->meta, CF_FACTS, K_ORPHAN_PREFIX,
-						     sizeof(K_ORPHAN_PREFIX) - 1);
-		if (!it)
-			return -ENOMEM;
-		n = 0;
-		while (n < 256 && (r = meta_iter_next(it, &k, &kl, &val, &vl)) == 1)
-			if (kl == sizeof(K_ORPHAN_PREFIX) - 1 + 8)
-				inos[n++] = silt_get_be64((const uint8_t *)k + kl - 8);
-		meta_iter_free(it);
-		for (int i = 0; i < n; i++) {
-			struct inode *in;
-			r = inode_get(v, inos[i], &in);
-			if (r == -ENOENT) { /* record already gone: drop the marker */
-				struct meta_batch *b = meta_batch_new();
-				inode_stage_orphan(v, b, inos[i], 0);
-				meta_commit(v->meta, b, 0);
-				meta_batch_free(b);
-				continue;
-			}
-			if (r)
-				return r;
-			log_info("freeing inode %llu, unlinked while open before the last stop",
-				 (unsigned long long)inos[i]);
-			in->rec.nlink = 0;
-			inode_put(v, in);
-		}
-	} while (n == 256);
 	return 0;
 }
 
@@ -745,6 +314,8 @@ static int create_volume(struct silt_vol *v, char *err, size_t errlen)
 	}
 	if ((r = meta_open(v->meta_dir, META_CREATE, &v->meta, err, errlen)))
 		return r;
+	if ((r = commit_open(v->meta, &v->commit)))
+		return r;
 	b = meta_batch_new();
 	meta_put(b, v->meta, CF_FACTS, K_UUID, strlen(K_UUID), v->uuid, 36);
 	meta_put(b, v->meta, CF_FACTS, K_NAME, strlen(K_NAME), cfg->name, strlen(cfg->name));
@@ -762,7 +333,7 @@ static int create_volume(struct silt_vol *v, char *err, size_t errlen)
 	root.rec = (struct inode_rec){ .mode = S_IFDIR | 0755, .nlink = 2,
 				       .atime = now, .mtime = now, .ctime = now };
 	inode_stage(v, b, &root);
-	r = meta_commit(v->meta, b, 1);
+	r = vol_commit(v, b, 1, CHANGE_NS, SILT_ROOT_INO, 0, 0);
 	meta_batch_free(b);
 	if (r) {
 		snprintf(err, errlen, "metadata %s: cannot write volume facts", v->meta_dir);
@@ -785,6 +356,26 @@ static void io_key_free(void *p)
 	silt_ioctx_free(p);
 }
 
+/* The engine over an open metadata store and tiers: chunk map, allocator,
+ * asynchronous I/O. */
+static int start_engine(struct silt_vol *v, char *err, size_t errlen)
+{
+	int r;
+
+	if ((r = silt_aio_start(SILT_VOL_ASYNC_DEPTH, &v->aio))) {
+		snprintf(err, errlen, "cannot start the I/O completion thread: %s", strerror(-r));
+		return r;
+	}
+	struct cmap_conf cc = { .meta = v->meta, .aio = v->aio, .layout = &v->layout,
+				.tier_by_id = v->tier_by_id };
+	if ((r = cmap_open(&cc, &v->cmap)) || (r = alloc_open(v->tiers, v->ntiers, &v->alloc)) ||
+	    (r = async_pool_new(&v->apool))) {
+		snprintf(err, errlen, "cannot set up the data path: %s", strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
 int vol_open(const struct silt_config *cfg, struct silt_vol **out, int *created,
 	     char *err, size_t errlen)
 {
@@ -795,15 +386,10 @@ int vol_open(const struct silt_config *cfg, struct silt_vol **out, int *created,
 	if (!v)
 		return -ENOMEM;
 	v->cfg = *cfg;
-	v->chunk_size = cfg->chunk_size;
-	v->chunk_shift = (unsigned)__builtin_ctz(cfg->chunk_size);
-	v->chunks_per_seg = SILT_SEG_BYTES >> v->chunk_shift;
+	layout_init(&v->layout, cfg->chunk_size);
 	v->ntiers = cfg->ntiers;
 	pthread_mutex_init(&v->itab_lock, NULL);
 	pthread_mutex_init(&v->ns_lock, NULL);
-	pthread_mutex_init(&v->aio_lock, NULL);
-	for (int i = 0; i < SILT_STRIPES; i++)
-		pthread_mutex_init(&v->stripes[i], NULL);
 	v->itab_size = 1024;
 	v->itab = calloc(v->itab_size, sizeof(*v->itab));
 	if (!v->itab || pthread_key_create(&v->io_key, io_key_free)) {
@@ -836,9 +422,11 @@ int vol_open(const struct silt_config *cfg, struct silt_vol **out, int *created,
 		r = meta_open(v->meta_dir, META_OPEN, &v->meta, err, errlen);
 		if (r)
 			goto fail;
+		if ((r = commit_open(v->meta, &v->commit)))
+			goto fail;
 	}
 	for (int i = 0; i < cfg->ntiers; i++) {
-		r = tier_open(&cfg->tiers[i], ids[i], v->uuid, v->chunk_size, &v->tiers[i], err, errlen);
+		r = tier_open(&cfg->tiers[i], ids[i], v->uuid, cfg->chunk_size, &v->tiers[i], err, errlen);
 		if (r)
 			goto fail;
 		v->tier_by_id[ids[i]] = v->tiers[i];
@@ -850,13 +438,9 @@ int vol_open(const struct silt_config *cfg, struct silt_vol **out, int *created,
 	}
 	if (fact_get_u64(v->meta, K_NS_SEQ, &v->ns_seq))
 		v->ns_seq = 0;
-	if ((r = count_tier_chunks(v, err, errlen)))
+	if ((r = start_engine(v, err, errlen)) || (r = count_tier_chunks(v, err, errlen)))
 		goto fail;
-	if ((r = silt_aio_start(SILT_VOL_ASYNC_DEPTH, &v->aio))) {
-		snprintf(err, errlen, "cannot start the I/O completion thread: %s", strerror(-r));
-		goto fail;
-	}
-	if ((r = reap_orphans(v))) {
+	if ((r = inode_reap_orphans(v))) {
 		snprintf(err, errlen, "metadata %s: cannot free orphaned inodes: %s", v->meta_dir,
 			 strerror(-r));
 		goto fail;
@@ -873,25 +457,18 @@ void vol_close(struct silt_vol *v)
 {
 	if (!v)
 		return;
-	silt_aio_stop(v->aio); /* waits for every asynchronous I/O */
-	data_aio_pool_free(v);
-	/* Whatever the kernel still held is ours to write back now. */
-	if (v->meta) {
-		for (size_t i = 0; i < v->itab_size; i++) {
-			for (struct inode *in = v->itab[i], *next; in; in = next) {
-				next = in->hnext;
-				if (in->rec.nlink == 0)
-					inode_destroy(v, in);
-				else
-					inode_flush(v, in, 0);
-				data_close_fds(v, in);
-				inode_free_mem(in);
-			}
-			v->itab[i] = NULL;
-		}
-		meta_sync(v->meta);
-		meta_close(v->meta);
+	/* Whatever the kernel still held is ours to write back now; each inode
+	 * is drained of its asynchronous I/O before it goes. */
+	if (v->meta && v->cmap) {
+		inode_table_drain(v);
+		commit_sync(v->commit);
 	}
+	silt_aio_stop(v->aio);
+	async_pool_free(v->apool);
+	alloc_close(v->alloc);
+	cmap_close(v->cmap);
+	commit_close(v->commit);
+	meta_close(v->meta);
 	for (int i = 0; i < v->ntiers; i++)
 		tier_close(v->tiers[i]);
 	void *ctx = pthread_getspecific(v->io_key);

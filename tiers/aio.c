@@ -62,14 +62,26 @@ struct silt_aio {
 	pthread_t thread;
 };
 
+/* A short transfer (rare: the end of a sparse tier file) is finished here,
+ * synchronously, from where the kernel stopped. */
 static void finish_sync(struct silt_aio_op *op, uint32_t done_bytes)
 {
-	int res = 0;
-	while (done_bytes < op->len) {
-		ssize_t r = op->write ? pwrite(op->fd, op->buf + done_bytes, op->len - done_bytes,
-					       (off_t)(op->off + done_bytes))
-				      : pread(op->fd, op->buf + done_bytes, op->len - done_bytes,
-					      (off_t)(op->off + done_bytes));
+	struct iovec iov[SILT_AIO_IOV_MAX];
+	int n = 0, res = 0;
+	uint32_t skip = done_bytes;
+
+	for (int i = 0; i < op->iovcnt; i++) {
+		if (skip >= op->iov[i].iov_len) {
+			skip -= (uint32_t)op->iov[i].iov_len;
+			continue;
+		}
+		iov[n].iov_base = (char *)op->iov[i].iov_base + skip;
+		iov[n++].iov_len = op->iov[i].iov_len - skip;
+		skip = 0;
+	}
+	for (int i = 0; i < n && done_bytes < op->len;) {
+		ssize_t r = op->write ? pwritev(op->fd, iov + i, n - i, (off_t)(op->off + done_bytes))
+				      : preadv(op->fd, iov + i, n - i, (off_t)(op->off + done_bytes));
 		if (r < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (r < 0) {
@@ -79,12 +91,19 @@ static void finish_sync(struct silt_aio_op *op, uint32_t done_bytes)
 		if (r == 0) {
 			if (op->write) {
 				res = -EIO;
-			} else { /* end of the tier file: the rest is a hole */
-				memset(op->buf + done_bytes, 0, op->len - done_bytes);
+				break;
 			}
+			for (; i < n; i++) /* end of the tier file: the rest is a hole */
+				memset(iov[i].iov_base, 0, iov[i].iov_len);
 			break;
 		}
 		done_bytes += (uint32_t)r;
+		while (i < n && (size_t)r >= iov[i].iov_len)
+			r -= (ssize_t)iov[i++].iov_len;
+		if (i < n) {
+			iov[i].iov_base = (char *)iov[i].iov_base + r;
+			iov[i].iov_len -= (size_t)r;
+		}
 	}
 	op->done(op->arg, res);
 }
@@ -281,23 +300,32 @@ static void lane_submit(struct silt_aio *a, struct lane *l)
 }
 
 int silt_aio_submit(struct silt_aio *a, struct silt_aio_op *op, int fd, int write, uint64_t off,
-		    void *buf, uint32_t len, silt_aio_done done, void *arg)
+		    const struct iovec *iov, int iovcnt, silt_aio_done done, void *arg)
 {
 	struct io_uring_sqe *sqe;
 	struct lane *l;
+	uint32_t len = 0;
 
+	if (iovcnt < 1 || iovcnt > SILT_AIO_IOV_MAX)
+		return -EINVAL;
 	/* keep room in every CQ: never more in flight than the depth */
 	if (atomic_fetch_add(&a->inflight, 1) >= a->depth || atomic_load(&a->stopping) ||
 	    !(l = my_lane(a)) || !(sqe = io_uring_get_sqe(&l->ring))) {
 		atomic_fetch_sub(&a->inflight, 1);
 		return -EAGAIN;
 	}
-	*op = (struct silt_aio_op){ .fd = fd, .write = write, .off = off, .buf = buf, .len = len,
-			       .done = done, .arg = arg };
-	if (write)
-		io_uring_prep_write(sqe, fd, buf, len, off);
+	for (int i = 0; i < iovcnt; i++)
+		len += (uint32_t)iov[i].iov_len;
+	*op = (struct silt_aio_op){ .fd = fd, .write = write, .off = off, .iov = iov, .iovcnt = iovcnt,
+				    .len = len, .done = done, .arg = arg };
+	if (iovcnt == 1 && write)
+		io_uring_prep_write(sqe, fd, iov[0].iov_base, (unsigned)iov[0].iov_len, off);
+	else if (iovcnt == 1)
+		io_uring_prep_read(sqe, fd, iov[0].iov_base, (unsigned)iov[0].iov_len, off);
+	else if (write)
+		io_uring_prep_writev(sqe, fd, iov, (unsigned)iovcnt, off);
 	else
-		io_uring_prep_read(sqe, fd, buf, len, off);
+		io_uring_prep_readv(sqe, fd, iov, (unsigned)iovcnt, off);
 	io_uring_sqe_set_data(sqe, op);
 	l->queued++;
 	if (!l->held)

@@ -248,13 +248,13 @@ static void silt_create(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 static struct silt_file *FH(struct fuse_file_info *fi) { return (struct silt_file *)(uintptr_t)fi->fh; }
 
 /* Completion of an asynchronous read or write (on the engine's thread). */
-static void reply_io(void *arg, const void *data, ssize_t res)
+static void reply_io(void *arg, const struct iovec *iov, int iovcnt, ssize_t res)
 {
 	fuse_req_t req = arg;
 	if (res < 0)
 		fuse_reply_err(req, (int)-res);
-	else if (data)
-		fuse_reply_buf(req, data, (size_t)res);
+	else if (iov)
+		fuse_reply_iov(req, iov, iovcnt);
 	else
 		fuse_reply_write(req, (size_t)res);
 }

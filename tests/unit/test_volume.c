@@ -181,25 +181,6 @@ static void test_refuse_chunk_size_change(void **state)
 	assert_non_null(strstr(err, "chunk_size"));
 }
 
-static void test_chunk_table(void **state)
-{
-	struct chunk_table ct = { 0 };
-
-	assert_int_equal(ct_get(&ct, 5), 0);
-	assert_int_equal(ct_next_mapped(&ct, 0), UINT64_MAX);
-	assert_int_equal(ct_set(&ct, 5, 1), 0);
-	assert_int_equal(ct_set(&ct, 1ull << 30, 2), 0); /* forces the top array to grow */
-	assert_int_equal(ct_get(&ct, 5), 1);
-	assert_int_equal(ct_get(&ct, 1ull << 30), 2);
-	assert_int_equal(ct_get(&ct, 6), 0);
-	assert_int_equal(ct_next_mapped(&ct, 0), 5);
-	assert_int_equal(ct_next_mapped(&ct, 6), 1ull << 30);
-	assert_int_equal(ct_last_mapped(&ct), 1ull << 30);
-	assert_int_equal(ct_set(&ct, 1ull << 30, 0), 0);
-	assert_int_equal(ct_last_mapped(&ct), 5);
-	ct_free(&ct);
-}
-
 /* Write across tiers through the engine, spill when the first tier fills,
  * read back, punch, truncate, and find everything again after reopen. */
 static void test_data_roundtrip(void **state)
@@ -323,7 +304,6 @@ static void test_compressed_tier(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_chunk_table),
 		cmocka_unit_test_setup_teardown(test_create_then_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refuse_foreign_tier, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refuse_missing_and_blank, setup, teardown),

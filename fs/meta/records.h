@@ -1,0 +1,54 @@
+/* Every on-disk record of a volume's metadata store, and its key.
+ *
+ * One header so that a reader (or fsck, or the replication decoder) sees the
+ * whole format in one place. Integers in values are little-endian (the
+ * records are packed structs of a little-endian machine); keys are
+ * big-endian so that RocksDB's byte order walks one inode's directory
+ * entries or chunks in order.
+ *
+ *   column family  key                      value
+ *   facts          "uuid", "name", ...      volume facts (fs/volume.c)
+ *   inodes         ino                      struct inode_rec [+ symlink target]
+ *   dentries       parent | name            struct dent_val (fs/ns.c)
+ *   xattrs         ino | name               the value
+ *   chunks         ino | chunk index        struct chunk_rec
+ */
+#ifndef SILT_RECORDS_H
+#define SILT_RECORDS_H
+
+#include <stdint.h>
+
+#include "utils/util.h"
+
+#define SILT_FORMAT_VERSION 1
+#define INODE_REC_V1 1
+
+/* An inode (CF_INODES value), followed by the target for symlinks. */
+struct inode_rec {
+	uint8_t version;
+	uint8_t pad[3];
+	uint32_t mode, uid, gid, nlink, rdev;
+	uint64_t size;
+	uint64_t nchunks;        /* mapped chunks: st_blocks without loading the map */
+	int64_t atime, mtime, ctime; /* ns since the epoch */
+} __attribute__((packed));
+
+/* Where one chunk lives (CF_CHUNKS value). Only tiers/chunkmap.c writes it. */
+struct chunk_rec {
+	uint8_t tier;            /* persistent tier id */
+	uint8_t flags;           /* CHUNK_* */
+	uint32_t stored_len;     /* bytes in the slot (compressed tiers) */
+	uint64_t csum;           /* XXH3 of the raw chunk when written whole */
+} __attribute__((packed));
+
+/* chunk_rec flags */
+#define CHUNK_PLAIN 1   /* on a compressed tier, stored without header */
+
+static inline void key_ino(uint8_t k[8], uint64_t ino) { silt_put_be64(k, ino); }
+static inline void key_chunk(uint8_t k[16], uint64_t ino, uint64_t chunk)
+{
+	silt_put_be64(k, ino);
+	silt_put_be64(k + 8, chunk);
+}
+
+#endif

@@ -1,0 +1,51 @@
+/* New-chunk allocation (see alloc.h). */
+#include "tiers/alloc.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+struct silt_alloc {
+	int n;
+	struct silt_tier *order[SILT_MAX_TIERS];   /* fastest first */
+	struct silt_tier *by_id[SILT_MAX_TIERS];
+};
+
+int alloc_open(struct silt_tier *const *order, int n, struct silt_alloc **out)
+{
+	struct silt_alloc *a = calloc(1, sizeof(*a));
+
+	if (!a)
+		return -ENOMEM;
+	a->n = n;
+	for (int i = 0; i < n; i++) {
+		a->order[i] = order[i];
+		a->by_id[tier_id(order[i])] = order[i];
+	}
+	*out = a;
+	return 0;
+}
+
+void alloc_close(struct silt_alloc *a)
+{
+	free(a);
+}
+
+int alloc_chunk(struct silt_alloc *a)
+{
+	for (int over_wm = 0; over_wm < 2; over_wm++)
+		for (int i = 0; i < a->n; i++)
+			if (tier_reserve(a->order[i], over_wm) == 0)
+				return tier_id(a->order[i]);
+	return -ENOSPC;
+}
+
+void alloc_unreserve(struct silt_alloc *a, int tid, uint64_t n)
+{
+	if (n)
+		tier_release(a->by_id[tid], n);
+}
+
+void alloc_tier_full(struct silt_alloc *a, int tid)
+{
+	tier_mark_full(a->by_id[tid]);
+}
