@@ -331,6 +331,35 @@ void inode_ref_open(struct silt_vol *v, struct inode *in, int delta)
 	pthread_mutex_unlock(&v->itab_lock);
 }
 
+void inode_attach_file(struct silt_vol *v, struct inode *in, struct silt_file *f, int flags)
+{
+	inode_ref_open(v, in, 1);
+	f->ino = in;
+	f->flags = flags;
+	f->prev = NULL;
+	pthread_mutex_lock(&in->lock);
+	f->next = in->files;
+	if (f->next)
+		f->next->prev = f;
+	in->files = f;
+	pthread_mutex_unlock(&in->lock);
+}
+
+void inode_detach_file(struct silt_vol *v, struct silt_file *f)
+{
+	struct inode *in = f->ino;
+
+	pthread_mutex_lock(&in->lock);
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		in->files = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
+	pthread_mutex_unlock(&in->lock);
+	inode_ref_open(v, in, -1);
+}
+
 void vol_forget(struct silt_vol *v, uint64_t ino, uint64_t n)
 {
 	struct inode *in;
@@ -384,6 +413,11 @@ void inode_table_drain(struct silt_vol *v)
 			else
 				inode_flush(v, in, 0);
 			cmap_file_quiesce(v->cmap, in->cf); /* nothing in flight any more */
+			while (in->files) { /* handles the kernel never released */
+				struct silt_file *f = in->files;
+				in->files = f->next;
+				free(f);
+			}
 			inode_free_mem(v, in);
 		}
 		v->itab[i] = NULL;

@@ -327,9 +327,7 @@ int vol_create(struct silt_vol *v, uint64_t parent, const char *name, mode_t mod
 		free(fh);
 		return r;
 	}
-	inode_ref_open(v, in, 1);
-	fh->ino = in;
-	fh->flags = flags;
+	inode_attach_file(v, in, fh, flags);
 	*f = fh;
 	return 0; /* the make_node reference now belongs to the handle */
 }
@@ -847,9 +845,7 @@ int vol_open_file(struct silt_vol *v, uint64_t ino, int flags, struct silt_file 
 		goto fail;
 	if ((flags & O_TRUNC) && in->rec.size && (r = data_truncate(v, in, 0)))
 		goto fail;
-	inode_ref_open(v, in, 1);
-	fh->ino = in;
-	fh->flags = flags;
+	inode_attach_file(v, in, fh, flags);
 	*f = fh;
 	return 0; /* the inode_get reference belongs to the handle */
 fail:
@@ -869,7 +865,7 @@ void vol_release(struct silt_vol *v, struct silt_file *f)
 	struct inode *in = f->ino;
 
 	inode_persist(v, in, 0);
-	inode_ref_open(v, in, -1);
+	inode_detach_file(v, f);
 	inode_put(v, in);
 	free(f);
 }

@@ -82,8 +82,11 @@ static int queue_io(struct silt_vol *v, struct inode *in, struct tier_io *ops, u
 void data_note_access(struct silt_vol *v, struct inode *in, uint64_t k0, uint64_t k1,
 		      int write, size_t bytes)
 {
-	(void)in; (void)k0; (void)k1;
 	if (write) {
+		/* subscribers (the replication journal) see every change, also
+		 * the ones that need no metadata */
+		struct change ch = { .kind = CHANGE_DATA, .ino = in->ino, .first = k0, .last = k1 };
+		commit_note(v->commit, &ch);
 		atomic_fetch_add_explicit(&v->writes, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&v->write_bytes, bytes, memory_order_relaxed);
 	} else {

@@ -32,11 +32,13 @@ struct inode {
 	char *symlink;
 	int dirty;                 /* rec changed in memory only (times) */
 	struct cmap_file *cf;      /* where its chunks live, its tier files, its pins */
+	struct silt_file *files;   /* open handles: freed at unmount if never released */
 };
 
 struct silt_file {
 	struct inode *ino;
 	int flags;
+	struct silt_file *next, *prev; /* the inode's open handles (in->lock) */
 };
 
 struct async_pool;
@@ -81,6 +83,9 @@ void inode_discard(struct inode *in);
 int inode_insert_new(struct silt_vol *v, struct inode *in); /* with one ref */
 void inode_ref_kernel(struct silt_vol *v, struct inode *in, uint64_t n);
 void inode_ref_open(struct silt_vol *v, struct inode *in, int delta);
+/* A handle on the inode opens (its reference is the caller's) or closes. */
+void inode_attach_file(struct silt_vol *v, struct inode *in, struct silt_file *f, int flags);
+void inode_detach_file(struct silt_vol *v, struct silt_file *f);
 int inode_persist(struct silt_vol *v, struct inode *in, int sync);
 int inode_reload(struct silt_vol *v, struct inode *in);
 void inode_stage_orphan(struct silt_vol *v, struct meta_batch *b, uint64_t ino, int add);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -356,6 +357,31 @@ static void io_key_free(void *p)
 	silt_ioctx_free(p);
 }
 
+/* Room kept free for the metadata store on a tier filesystem that holds it:
+ * 5% of that filesystem, at least twice what the store itself insists on
+ * (META_MIN_FREE), at most 1 GiB. New chunks stop there; metadata goes on. */
+static uint64_t meta_reserve(const char *meta_dir)
+{
+	struct statvfs sv;
+	uint64_t r = 2 * (uint64_t)META_MIN_FREE;
+
+	if (statvfs(meta_dir, &sv) == 0)
+		r = MAX(r, (uint64_t)sv.f_blocks * sv.f_frsize / 20);
+	return MIN(r, 1ull << 30);
+}
+
+static void reserve_for_meta(struct silt_vol *v)
+{
+	uint64_t r = meta_reserve(v->meta_dir);
+
+	for (int i = 0; i < v->ntiers; i++)
+		if (tier_same_fs(v->tiers[i], v->meta_dir)) {
+			tier_set_reserve(v->tiers[i], r);
+			log_debug("tier %s shares its filesystem with the metadata store: keeping %llu MiB free there",
+				 tier_name(v->tiers[i]), (unsigned long long)(r >> 20));
+		}
+}
+
 /* The engine over an open metadata store and tiers: chunk map, allocator,
  * asynchronous I/O. */
 static int start_engine(struct silt_vol *v, char *err, size_t errlen)
@@ -440,6 +466,7 @@ int vol_open(const struct silt_config *cfg, struct silt_vol **out, int *created,
 		v->ns_seq = 0;
 	if ((r = start_engine(v, err, errlen)) || (r = count_tier_chunks(v, err, errlen)))
 		goto fail;
+	reserve_for_meta(v);
 	if ((r = inode_reap_orphans(v))) {
 		snprintf(err, errlen, "metadata %s: cannot free orphaned inodes: %s", v->meta_dir,
 			 strerror(-r));

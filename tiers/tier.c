@@ -2,8 +2,11 @@
  *
  * Space is counted in chunks we placed there, not in what the tier
  * filesystem reports, so that a tier on a shared disk is not confused by its
- * neighbours. "capacity = auto" means: what we hold plus what the tier
- * filesystem still has free, re-read at most once a second. */
+ * neighbours. The capacity is what we hold plus what the tier filesystem
+ * still has free (beyond a reserve kept for the metadata store), re-read at
+ * most once a second, and at most the configured capacity: so neither our
+ * own chunks nor foreign files can fill the filesystem under the metadata,
+ * and a tier whose filesystem fills up takes no new chunks. */
 #include "tiers/tier.h"
 #include "utils/util.h"
 
@@ -27,6 +30,7 @@ struct silt_tier {
 	_Atomic uint64_t capacity;  /* bytes */
 	_Atomic uint64_t refreshed; /* monotonic ns of the last statvfs (auto) */
 	_Atomic int full;           /* tier fs said ENOSPC */
+	_Atomic uint64_t reserve;   /* bytes of its filesystem kept free (metadata) */
 	pthread_mutex_t refresh_lock;
 };
 
@@ -83,26 +87,45 @@ int tier_format(const struct silt_tier_conf *c, const char *uuid, const char *vo
 	return silt_write_file_atomic(p, marker, (size_t)n);
 }
 
+/* What the tier can hold: what we placed there plus what its filesystem
+ * still has free beyond the reserve (room kept for the metadata store when
+ * it shares the filesystem), and never more than a configured capacity.
+ * Foreign files filling the filesystem shrink it too, so new chunks go
+ * elsewhere before the filesystem runs out. Re-read at most once a second. */
 static void refresh_capacity(struct silt_tier *t, int force)
 {
 	struct statvfs sv;
 	uint64_t now = silt_now_ns();
 
-	if (t->conf.capacity) {
-		atomic_store(&t->capacity, t->conf.capacity);
-		return;
-	}
 	if (!force && now - atomic_load(&t->refreshed) < 1000000000ull)
 		return;
 	if (pthread_mutex_trylock(&t->refresh_lock))
 		return;
 	if (fstatvfs(t->dirfd, &sv) == 0) {
 		uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
-		atomic_store(&t->capacity, atomic_load(&t->chunks) * t->chunk_size + avail);
+		uint64_t reserve = atomic_load(&t->reserve);
+		uint64_t cap = atomic_load(&t->chunks) * t->chunk_size + (avail > reserve ? avail - reserve : 0);
+		if (t->conf.capacity && t->conf.capacity < cap)
+			cap = t->conf.capacity;
+		atomic_store(&t->capacity, cap);
 		atomic_store(&t->full, 0);
+	} else if (t->conf.capacity) {
+		atomic_store(&t->capacity, t->conf.capacity);
 	}
 	atomic_store(&t->refreshed, now);
 	pthread_mutex_unlock(&t->refresh_lock);
+}
+
+void tier_set_reserve(struct silt_tier *t, uint64_t bytes)
+{
+	atomic_store(&t->reserve, bytes);
+	refresh_capacity(t, 1);
+}
+
+int tier_same_fs(const struct silt_tier *t, const char *path)
+{
+	struct stat a, b;
+	return fstat(t->dirfd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev;
 }
 
 int tier_open(const struct silt_tier_conf *c, int id, const char *uuid, uint32_t chunk_size,

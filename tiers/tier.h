@@ -57,6 +57,11 @@ void tier_account(struct silt_tier *t, uint64_t nchunks); /* at mount */
 /* The tier filesystem said ENOSPC although we had room: trust it until the
  * next capacity refresh. */
 void tier_mark_full(struct silt_tier *t);
+/* Keep bytes of the tier's filesystem free: no new chunk goes there when
+ * less would remain (the metadata store lives on the same filesystem). */
+void tier_set_reserve(struct silt_tier *t, uint64_t bytes);
+/* Whether path is on the tier's filesystem. */
+int tier_same_fs(const struct silt_tier *t, const char *path);
 void tier_get_stats(struct silt_tier *t, struct tier_stats *st);
 
 #endif

@@ -217,6 +217,15 @@ static void detach_stdio(void)
 		close(fd);
 }
 
+/* Every way out of main once the FUSE session exists: free what it holds
+ * (LeakSanitizer would otherwise turn the exit status into a failure). */
+static int leave(struct fuse_session *se, struct fuse_args *args, int rc)
+{
+	fuse_session_destroy(se);
+	fuse_opt_free_args(args);
+	return rc;
+}
+
 static void raise_nofile(void)
 {
 	struct rlimit rl;
@@ -265,11 +274,13 @@ int main(int argc, char **argv)
 	    (o.fuse_opts[0] && (fuse_opt_add_arg(&args, "-o") || fuse_opt_add_arg(&args, o.fuse_opts))) ||
 	    (o.debug && fuse_opt_add_arg(&args, "-d"))) {
 		fprintf(stderr, "siltfs: out of memory\n");
+		fuse_opt_free_args(&args);
 		return 1;
 	}
 	se = fuse_session_new(&args, &silt_fuse_ops, sizeof(silt_fuse_ops), &fs);
 	if (!se) {
 		fprintf(stderr, "siltfs: invalid mount options: %s\n", o.fuse_opts);
+		fuse_opt_free_args(&args);
 		return 1;
 	}
 
@@ -277,16 +288,16 @@ int main(int argc, char **argv)
 		int p[2];
 		if (pipe2(p, O_CLOEXEC) < 0) {
 			perror("siltfs: pipe");
-			return 1;
+			return leave(se, &args, 1);
 		}
 		pid_t pid = fork();
 		if (pid < 0) {
 			perror("siltfs: fork");
-			return 1;
+			return leave(se, &args, 1);
 		}
-		if (pid > 0) {
+		if (pid > 0) { /* the parent: report the child's verdict, free what we built */
 			close(p[1]);
-			return wait_for_child(p[0]);
+			return leave(se, &args, wait_for_child(p[0]));
 		}
 		close(p[0]);
 		status_fd = p[1];
@@ -296,7 +307,7 @@ int main(int argc, char **argv)
 
 	if ((r = vol_open(&cfg, &fs.vol, &created, err, sizeof(err)))) {
 		say("%s", err);
-		return 1;
+		return leave(se, &args, 1);
 	}
 	vol_set_mountpoint(fs.vol, mnt);
 	if (created) {
@@ -310,7 +321,7 @@ int main(int argc, char **argv)
 		say("control socket %s: %s", o.ctl,
 		    r == -EADDRINUSE ? "another siltfs is serving it (already mounted?)" : strerror(-r));
 		vol_close(fs.vol);
-		return 1;
+		return leave(se, &args, 1);
 	}
 	/* libfuse only takes over signals left at their default; a daemon
 	 * started as a background job inherits SIGINT ignored, and should
@@ -322,7 +333,7 @@ int main(int argc, char **argv)
 		say("cannot mount on %s (see the message above or syslog)", mnt);
 		ctl_stop(ctl);
 		vol_close(fs.vol);
-		return 1;
+		return leave(se, &args, 1);
 	}
 	/* siltctl finds a volume by its mountpoint: point the default name at
 	 * a socket placed elsewhere */

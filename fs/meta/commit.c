@@ -55,8 +55,8 @@ static int note_failure(struct silt_commit *c, int r, const char *what)
 
 	if (atomic_compare_exchange_strong(&c->failed, &expected, -r))
 		log_err("metadata store: %s failed (%s): the volume's metadata is read-only "
-			"from now on; free space on the metadata filesystem, then unmount and mount again",
-			what, strerror(-r));
+			"from now on; check the metadata filesystem (failing disk? read-only?), "
+			"then unmount and mount again", what, strerror(-r));
 	return -EROFS;
 }
 
@@ -71,7 +71,7 @@ int commit_apply(struct silt_commit *c, struct meta_batch *b, int sync,
 		if (c->subs[i].stage)
 			c->subs[i].stage(c->subs[i].arg, ch, n, b);
 	r = meta_commit(c->meta, b, sync);
-	if (r)
+	if (r && r != -ENOSPC) /* ENOSPC: refused before the store saw it */
 		r = note_failure(c, r, "a write");
 	for (unsigned i = 0; i < c->nsubs; i++)
 		if (c->subs[i].done)

@@ -8,10 +8,11 @@
  * overwritten in place needs no metadata at all; it is announced with
  * commit_note() so that subscribers still see every change.
  *
- * A failed write to the store (a full or failing metadata disk) turns the
- * volume read-only for metadata: that commit and every later one fail with
- * -EROFS and one log line says why, rather than RocksDB being driven on
- * into an abort. */
+ * A commit refused because the store's filesystem is nearly full fails
+ * with -ENOSPC and changes nothing (meta.h). A write that failed inside the
+ * store (a failing metadata disk) turns the volume read-only for metadata:
+ * that commit and every later one fail with -EROFS and one log line says
+ * why, rather than RocksDB being driven on into an abort. */
 #ifndef SILT_COMMIT_H
 #define SILT_COMMIT_H
 

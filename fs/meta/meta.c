@@ -8,14 +8,29 @@
  * RocksDB group-commits across threads.
  *
  * Memory is bounded because the daemon locks it (mlockall) to serve swap:
- * a small LRU block cache and small memtables. */
+ * a small LRU block cache and small memtables.
+ *
+ * RocksDB must never find its filesystem full: its recovery from a failed
+ * write (which the C API cannot turn off) reuses the failed WAL writer and
+ * aborts the daemon on an assertion, at that time or at the next open. So
+ * disk use is bounded (memtables of 4 MiB, a WAL of at most 8 MiB: any
+ * flush or recovery needs less than META_MIN_FREE), the tiers keep room
+ * free on the store's filesystem (tiers/tier.h), and a commit that finds
+ * less than META_MIN_FREE free there is refused with ENOSPC before RocksDB
+ * sees it; writes resume when space comes back. Should a write fail anyway
+ * (a failing disk), RocksDB is never asked to write or sync again, not even
+ * at close. */
 #include "fs/meta/meta.h"
+#include "utils/log.h"
+#include "utils/util.h"
 
 #include <errno.h>
 #include <rocksdb/c.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 static const char *cf_names[CF_COUNT] = {
@@ -31,6 +46,10 @@ struct silt_meta {
 	rocksdb_writeoptions_t *wo, *wo_sync;
 	rocksdb_readoptions_t *ro;
 	rocksdb_column_family_handle_t *cf[CF_COUNT];
+	_Atomic int failed;      /* a write failed: never ask RocksDB to write again */
+	char dir[4200];
+	_Atomic uint64_t free, checked; /* free bytes of its filesystem, and when */
+	_Atomic int warned;
 };
 
 struct meta_batch {
@@ -51,6 +70,51 @@ static int fail(char *err, size_t errlen, const char *what, char *rerr)
 	return -EIO;
 }
 
+/* Free bytes of dir's filesystem (for root, who runs the daemon), or
+ * UINT64_MAX when it cannot be told. */
+static uint64_t free_bytes(const char *dir)
+{
+	struct statvfs sv;
+	return statvfs(dir, &sv) < 0 ? UINT64_MAX : (uint64_t)sv.f_bfree * sv.f_frsize;
+}
+
+/* Opening replays the WAL into new table files: with the filesystem full
+ * that fails half way and leaves files behind at every attempt. Refuse
+ * before RocksDB writes anything, and say what to do. */
+static int enough_room(const char *dir, char *err, size_t errlen)
+{
+	uint64_t f = free_bytes(dir);
+
+	if (f >= META_MIN_FREE)
+		return 1;
+	snprintf(err, errlen, "metadata store %s: its filesystem has %llu KiB free, less than the "
+		 "%u MiB it needs: free space there, then mount again", dir,
+		 (unsigned long long)f >> 10, META_MIN_FREE >> 20);
+	return 0;
+}
+
+/* Whether a commit may go to RocksDB: the filesystem is looked at every
+ * 100 ms, or at every commit once it is within twice the margin. */
+static int room_to_write(struct silt_meta *m)
+{
+	uint64_t now = silt_now_ns(), f = atomic_load(&m->free);
+
+	if (f < 2 * (uint64_t)META_MIN_FREE || now - atomic_load(&m->checked) > 100000000ull) {
+		f = free_bytes(m->dir);
+		atomic_store(&m->free, f);
+		atomic_store(&m->checked, now);
+	}
+	if (f >= META_MIN_FREE) {
+		atomic_store(&m->warned, 0);
+		return 1;
+	}
+	if (!atomic_exchange(&m->warned, 1))
+		log_err("metadata store %s: only %llu KiB free on its filesystem (it keeps %u MiB): "
+			"refusing metadata changes (ENOSPC) until space is freed there",
+			m->dir, (unsigned long long)f >> 10, META_MIN_FREE >> 20);
+	return 0;
+}
+
 int meta_open(const char *dir, int mode, struct silt_meta **out, char *err, size_t errlen)
 {
 	struct silt_meta *m = calloc(1, sizeof(*m));
@@ -59,6 +123,11 @@ int meta_open(const char *dir, int mode, struct silt_meta **out, char *err, size
 
 	if (!m)
 		return -ENOMEM;
+	if (mode != META_READONLY && !enough_room(dir, err, errlen)) {
+		free(m);
+		return -ENOSPC;
+	}
+	snprintf(m->dir, sizeof(m->dir), "%s", dir);
 	m->opts = rocksdb_options_create();
 	m->cache = rocksdb_cache_create_lru(8u << 20);
 	m->bbt = rocksdb_block_based_options_create();
@@ -70,9 +139,9 @@ int meta_open(const char *dir, int mode, struct silt_meta **out, char *err, size
 	rocksdb_options_set_create_if_missing(m->opts, mode == META_CREATE);
 	rocksdb_options_set_create_missing_column_families(m->opts, mode == META_CREATE);
 	rocksdb_options_set_error_if_exists(m->opts, mode == META_CREATE);
-	rocksdb_options_set_write_buffer_size(m->opts, 8u << 20);
+	rocksdb_options_set_write_buffer_size(m->opts, 4u << 20);
 	rocksdb_options_set_max_write_buffer_number(m->opts, 2);
-	rocksdb_options_set_max_total_wal_size(m->opts, 64u << 20);
+	rocksdb_options_set_max_total_wal_size(m->opts, 8u << 20);
 	rocksdb_options_set_max_background_jobs(m->opts, 2);
 	rocksdb_options_set_keep_log_file_num(m->opts, 2);
 	rocksdb_options_set_max_log_file_size(m->opts, 1u << 20);
@@ -116,6 +185,13 @@ void meta_close(struct silt_meta *m)
 {
 	if (!m)
 		return;
+	if (m->db && atomic_load(&m->failed)) {
+		/* Closing would write the failed WAL writer again, and RocksDB
+		 * asserts on that: leave the store (its memory, its threads,
+		 * its lock) to the exit of the process, which comes next. */
+		log_warn("metadata store %s: not closed after a failed write", m->dir);
+		return;
+	}
 	if (m->db) {
 		char *rerr = NULL;
 		rocksdb_flush_wal(m->db, 1, &rerr);
@@ -192,8 +268,14 @@ int meta_commit(struct silt_meta *m, struct meta_batch *b, int sync)
 {
 	char *rerr = NULL;
 
+	if (atomic_load(&m->failed))
+		return -EIO;
+	if (!room_to_write(m))
+		return -ENOSPC;
 	rocksdb_write(m->db, sync ? m->wo_sync : m->wo, b->wb, &rerr);
 	if (rerr) {
+		atomic_store(&m->failed, 1);
+		log_err("metadata store: write failed: %s", rerr);
 		free(rerr);
 		return -EIO;
 	}
@@ -204,8 +286,12 @@ int meta_sync(struct silt_meta *m)
 {
 	char *rerr = NULL;
 
+	if (atomic_load(&m->failed))
+		return -EIO;
 	rocksdb_flush_wal(m->db, 1, &rerr);
 	if (rerr) {
+		atomic_store(&m->failed, 1);
+		log_err("metadata store: WAL sync failed: %s", rerr);
 		free(rerr);
 		return -EIO;
 	}

@@ -40,8 +40,13 @@ void meta_del(struct meta_batch *b, struct silt_meta *m, enum meta_cf cf,
 	      const void *k, size_t kl);
 void meta_del_range(struct meta_batch *b, struct silt_meta *m, enum meta_cf cf,
 		    const void *start, size_t sl, const void *end, size_t el);
+/* Free space RocksDB needs on its filesystem to flush, compact and recover
+ * (see meta.c): commits are refused with -ENOSPC below it. */
+#define META_MIN_FREE (16u << 20)
+
 /* Apply atomically; sync = 1 waits for the WAL to reach the disk (group
- * committed by RocksDB across threads). */
+ * committed by RocksDB across threads). 0, -ENOSPC (the store's filesystem
+ * is nearly full: nothing was written) or -EIO. */
 int meta_commit(struct silt_meta *m, struct meta_batch *b, int sync);
 /* Make every earlier commit durable. */
 int meta_sync(struct silt_meta *m);

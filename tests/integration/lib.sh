@@ -20,6 +20,9 @@
 #   SILT_SYNCIO, SILT_STRIPES: the C helpers of tests/integration/tools/
 #                                      (default: $BUILDDIR/tests/integration/silt-*)
 #   SILT_KEEP=1  keep $SILT_TMP after the run (for debugging)
+#   SILT_SANITIZED=1  the binaries are built with AddressSanitizer (which,
+#                among other things, makes mlockall a no-op): checks that
+#                cannot hold there are skipped, saying so
 #   SILT_DEADLINE  seconds (default 240) after which a watchdog kills -9 the
 #                siltfs daemons this script started, so that a hung daemon
 #                turns into failed checks and a summary instead of a meson

@@ -19,7 +19,11 @@ say "memory is locked after init"
 # the first request runs the init callback; it has by now
 ls "$mnt" >/dev/null
 locked=$(awk '/^VmLck:/ {print $2}' "/proc/$pid/status")
-check_ge "${locked:-0}" 1024 "VmLck ${locked:-0} kB (mlockall done)"
+if [ -n "${SILT_SANITIZED:-}" ]; then
+  skip "VmLck ${locked:-0} kB: AddressSanitizer makes mlockall a no-op in this build"
+else
+  check_ge "${locked:-0}" 1024 "VmLck ${locked:-0} kB (mlockall done)"
+fi
 
 say "threads stay bounded under parallel load"
 fallocate -l 64M "$mnt/load"

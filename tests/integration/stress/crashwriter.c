@@ -648,6 +648,9 @@ static int do_verify(const char *dir, const char *log, const char *digest)
 	if (digest && failures == 0)
 		check_digest(dfd, &m, buf, digest);
 	close(dfd);
+	for (int f = 0; f < NFILES; f++)
+		free(m.f[f].data);
+	free(buf);
 	return failures ? 1 : 0;
 }
 

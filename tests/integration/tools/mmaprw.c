@@ -40,6 +40,7 @@ int main(int argc, char **argv)
 		if (m == MAP_FAILED)
 			return err("mmap");
 		memcpy(m, data, len);
+		free(data);
 		if (msync(m, len, MS_SYNC) < 0)
 			return err("msync");
 		if (munmap(m, len) < 0)

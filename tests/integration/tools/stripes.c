@@ -68,26 +68,30 @@ int main(int argc, char **argv)
 		}
 		_exit(close(fd) < 0);
 	}
-	int bad = 0, st;
+	int bad = 0, st, rc = 0;
 	while (wait(&st) > 0)
 		if (!WIFEXITED(st) || WEXITSTATUS(st))
 			bad = 1;
 	if (bad) {
 		printf("a writer failed\n");
-		return 1;
-	}
-	if ((fd = open(path, O_RDONLY)) < 0) {
+		rc = 1;
+	} else if ((fd = open(path, O_RDONLY)) < 0) {
 		perror(path);
-		return 2;
+		rc = 2;
 	}
-	for (unsigned long k = 0; k < nr; k++) {
+	for (unsigned long k = 0; !rc && k < nr; k++) {
 		fill(want, rs, k);
 		if (pread(fd, buf, rs, (off_t)(k * rs)) != (ssize_t)rs || memcmp(buf, want, rs)) {
 			printf("record %lu (offset %llu, writer %lu) is wrong\n", k,
 			       (unsigned long long)k * rs, k % nw);
-			return 1;
+			rc = 1;
 		}
 	}
-	printf("ok\n");
-	return 0;
+	if (!rc)
+		printf("ok\n");
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	free(want);
+	return rc;
 }
