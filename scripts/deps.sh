@@ -3,7 +3,7 @@
 # Idempotent: only installs what is missing, so it is cheap on a warm machine.
 set -euo pipefail
 pkgs=(
-  build-essential pkg-config meson ninja-build
+  build-essential clang pkg-config meson ninja-build
   libfuse3-dev fuse3 liburing-dev librocksdb-dev libzstd-dev libxxhash-dev
   libsodium-dev libinih-dev libcmocka-dev
   fio qemu-utils e2fsprogs util-linux kmod python3 jq

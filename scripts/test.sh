@@ -1,8 +1,45 @@
 #!/usr/bin/env bash
 # Quick start, command 2: install what is missing, build, run the whole suite.
-# Benchmarks are not part of it (meson test --suite bench runs them).
+#
+#   1. gcc build (build/): unit, integration and stress tests
+#   2. clang build (build-clang/), warnings as errors: the unit tests
+#   3. AddressSanitizer + UBSan build (build-asan/): the unit and
+#      integration tests once (not the stress ones); any sanitizer report,
+#      from a test program or from a daemon, fails the run
+#
+# Benchmarks are not part of it (meson test -C build --suite bench runs
+# them). Arguments go to the first meson test. SILT_QUICK=1 runs step 1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 scripts/build.sh
 meson test -C build --no-suite bench --print-errorlogs "$@"
+[ -n "${SILT_QUICK:-}" ] && exit 0
+
+echo "== clang, warnings as errors"
+[ -f build-clang/build.ninja ] ||
+	CC=clang meson setup build-clang --buildtype=debugoptimized -Dwerror=true >/dev/null
+meson compile -C build-clang
+meson test -C build-clang --suite unit --print-errorlogs
+
+echo "== AddressSanitizer + UndefinedBehaviorSanitizer"
+[ -f build-asan/build.ninja ] ||
+	meson setup build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined \
+		-Db_lundef=false >/dev/null
+meson compile -C build-asan
+logs="$PWD/build-asan/sanitizer-logs"
+rm -rf "$logs" && mkdir -p "$logs"
+# Daemons detach and their stderr goes nowhere: reports go to files.
+export ASAN_OPTIONS="log_path=$logs/asan:detect_leaks=1"
+export UBSAN_OPTIONS="log_path=$logs/ubsan:print_stacktrace=1"
+export SILT_SANITIZED=1
+meson test -C build-asan --suite unit --suite integration --no-suite stress --print-errorlogs
+if [ -n "$(ls -A "$logs")" ]; then
+	for f in "$logs"/*; do
+		echo "---- $f"
+		head -n 60 "$f"
+	done
+	echo "sanitizer reports above: failing" >&2
+	exit 1
+fi
+echo "no sanitizer report"
