@@ -33,7 +33,7 @@ struct aio_req {
 	struct silt_vol *v;
 	struct inode *in;
 	struct cmap_pin pin;
-	int write;
+	int write, tid;
 	uint32_t len;                    /* the caller's bytes */
 	int nseg, nout;
 	char *seg[SILT_AIO_IOV_MAX];
@@ -135,7 +135,8 @@ static int single_run(struct silt_vol *v, struct inode *in, uint64_t k0, uint64_
 {
 	uint8_t e0 = cmap_get(in->cf, k0);
 
-	if (!e0 || v->zlevel[cm_tier(e0)] || layout_seg(&v->layout, k0) != layout_seg(&v->layout, k1))
+	if (!e0 || v->zlevel[cm_tier(e0)] || tier_failed(v->tier_by_id[cm_tier(e0)]) ||
+	    layout_seg(&v->layout, k0) != layout_seg(&v->layout, k1))
 		return -EAGAIN;
 	for (uint64_t k = k0 + 1; k <= k1; k++)
 		if (cm_tier(cmap_get(in->cf, k)) != cm_tier(e0))
@@ -175,9 +176,14 @@ static void aio_complete(void *arg, int res)
 	struct aio_req *rq = arg;
 	struct silt_vol *v = rq->v;
 
-	if (res)
+	if (res) {
 		log_err("inode %llu: asynchronous %s failed: %s", (unsigned long long)rq->in->ino,
 			rq->write ? "write" : "read", strerror(-res));
+		if (tier_io_error(res)) { /* see rw.c: the tier is broken, the caller gets EIO */
+			tier_fail(v->tier_by_id[rq->tid], res, rq->write ? "writing a chunk" : "reading a chunk");
+			res = -EIO;
+		}
+	}
 	cmap_unpin(v->cmap, &rq->pin);
 	if (res)
 		rq->done(rq->arg, NULL, 0, res);
@@ -191,6 +197,8 @@ static void aio_complete(void *arg, int res)
 static int submit(struct silt_vol *v, struct aio_req *rq, int tid, uint64_t a0)
 {
 	int fd = tfiles_fd(cmap_files(rq->in->cf), &v->layout, v->tier_by_id[tid], rq->k0, 0);
+
+	rq->tid = tid;
 	uint64_t off = layout_slot(&v->layout, rq->k0) + (a0 - layout_chunk_start(&v->layout, rq->k0));
 
 	if (fd < 0)

@@ -63,9 +63,12 @@ static void ctl_status(struct silt_vol *v, FILE *o)
 			(unsigned long long)ts.capacity, (unsigned long long)ts.used,
 			(unsigned long long)ts.chunks, ts.high_wm, ts.low_wm);
 		if (ts.zstd_level)
-			fprintf(o, "zstd:%d\n", ts.zstd_level);
+			fprintf(o, "zstd:%d", ts.zstd_level);
 		else
-			fprintf(o, "none\n");
+			fprintf(o, "none");
+		fprintf(o, " state=%s reason=", ts.failed ? "failed" : "active");
+		put_esc(o, ts.failed ? ts.why : "-");
+		fputc('\n', o);
 	}
 }
 

@@ -56,6 +56,25 @@ static uint64_t chunk_start(const struct silt_vol *v, uint64_t k)
 	return layout_chunk_start(&v->layout, k);
 }
 
+/* Tier I/O failed: a tier whose file failed for a reason other than being
+ * full or busy is broken (its folder gone, its disk failing) and is marked
+ * so; the caller sees EIO, never an errno that would say something else
+ * about its own file. */
+static int tier_errors(struct silt_vol *v, const struct tier_io *ops, unsigned n, int r)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (ops[i].res && tier_io_error(ops[i].res))
+			tier_fail(v->tier_by_id[ops[i].tier], ops[i].res,
+				  ops[i].write ? "writing a chunk" : "reading a chunk");
+	return r && tier_io_error(r) ? -EIO : r;
+}
+
+static int run_io(struct silt_vol *v, struct silt_ioctx *ctx, struct tier_io *ops, unsigned n)
+{
+	int r = n ? tier_io_run(ctx, ops, n) : 0;
+	return r ? tier_errors(v, ops, n, r) : 0;
+}
+
 /* Queue an I/O on chunk k's slot, merging with the previous op when it
  * continues it on the same file. */
 static int queue_io(struct silt_vol *v, struct inode *in, struct tier_io *ops, unsigned *n,
@@ -64,8 +83,12 @@ static int queue_io(struct silt_vol *v, struct inode *in, struct tier_io *ops, u
 	int fd = chunk_fd(v, in, tid, k, write);
 	uint64_t off = layout_slot(&v->layout, k) + in_chunk;
 
-	if (fd < 0)
-		return fd;
+	if (fd < 0) {
+		/* a mapped chunk whose file is gone: the tier lost it */
+		if (!write && tier_io_error(fd))
+			tier_fail(v->tier_by_id[tid], fd, "opening a chunk's file");
+		return tier_io_error(fd) ? -EIO : fd;
+	}
 	if (*n) {
 		struct tier_io *p = &ops[*n - 1];
 		if (p->fd == fd && p->off + p->len == off && (char *)p->buf + p->len == (char *)buf) {
@@ -75,7 +98,8 @@ static int queue_io(struct silt_vol *v, struct inode *in, struct tier_io *ops, u
 	}
 	if (*n == MAX_OPS)
 		return -E2BIG;
-	ops[(*n)++] = (struct tier_io){ .fd = fd, .write = write, .off = off, .buf = buf, .len = len };
+	ops[(*n)++] = (struct tier_io){ .fd = fd, .write = write, .off = off, .buf = buf, .len = len,
+					.tier = tid };
 	return 0;
 }
 
@@ -231,9 +255,7 @@ static int read_range(struct silt_vol *v, struct inode *in, struct silt_ioctx *c
 				     buf + (pos - a0), (uint32_t)(cend - pos), 0);
 		pos = cend;
 	}
-	if (!r && nops)
-		r = tier_io_run(ctx, ops, nops);
-	return r;
+	return r ? r : run_io(v, ctx, ops, nops);
 }
 
 ssize_t vol_read(struct silt_vol *v, struct silt_file *f, size_t size, off_t off, const void **data)
@@ -271,7 +293,7 @@ ssize_t vol_read(struct silt_vol *v, struct silt_file *f, size_t size, off_t off
 	if (r) {
 		log_err("inode %llu: read %llu+%zu failed: %s", (unsigned long long)in->ino,
 			(unsigned long long)off, size, strerror(-r));
-		return r == -ENOENT ? -EIO : r;
+		return r;
 	}
 	data_note_access(v, in, a0 >> v->layout.shift, (a1 - 1) >> v->layout.shift, 0, len);
 	*data = buf + ((uint64_t)off - a0);
@@ -310,7 +332,7 @@ static int read_edge(struct wr *w, uint64_t blk, char *dst)
 	}
 	r = queue_io(v, w->in, &op, &n, cm_tier(e), k, (uint32_t)(blk - chunk_start(v, k)), dst,
 		     SILT_ALIGN, 0);
-	return r ? r : tier_io_run(w->ctx, &op, 1);
+	return r ? r : run_io(v, w->ctx, &op, 1);
 }
 
 /* Reserve a home for every chunk of the range that has none. */
@@ -352,9 +374,13 @@ static int fill_buffer(struct wr *w)
 	memcpy(w->buf + (w->off - w->a0), w->data, w->end - w->off);
 	for (uint64_t k = w->k0; k <= w->k1 && !r; k++) {
 		uint64_t cs = chunk_start(v, k), ce = cs + v->layout.chunk_size;
-		if (w->newtier[k - w->k0] && (w->a0 > cs || w->a1 < ce))
-			r = tfiles_punch(cmap_files(w->in->cf), &v->layout,
-					 v->tier_by_id[w->newtier[k - w->k0] - 1], k, 0, v->layout.chunk_size);
+		struct silt_tier *t = w->newtier[k - w->k0] ? v->tier_by_id[w->newtier[k - w->k0] - 1] : NULL;
+		if (t && (w->a0 > cs || w->a1 < ce) &&
+		    (r = tfiles_punch(cmap_files(w->in->cf), &v->layout, t, k, 0, v->layout.chunk_size)) &&
+		    tier_io_error(r)) {
+			tier_fail(t, r, "punching a new chunk's slot");
+			r = -EIO;
+		}
 	}
 	return r;
 }
@@ -454,7 +480,7 @@ static int write_data(struct wr *w, uint32_t *dirty)
 				     w->buf + (pos - w->a0), (uint32_t)(cend - pos), 1);
 		pos = cend;
 	}
-	return r ? r : tier_io_run(w->ctx, ops, nops);
+	return r ? r : run_io(v, w->ctx, ops, nops);
 }
 
 static ssize_t write_piece(struct silt_vol *v, struct inode *in, const char *data, size_t size,
@@ -479,16 +505,16 @@ static ssize_t write_piece(struct silt_vol *v, struct inode *in, const char *dat
 	uint64_t old_size = file_size(in);
 	if ((r = place_new(&w)) || (r = fill_buffer(&w)) || (r = commit_new(&w))) {
 		unplace_new(&w);
+		*retry = w.nnew > 0 && r == -EIO; /* a new chunk's tier broke */
 		goto out;
 	}
 	if ((r = write_data(&w, &dirty))) {
-		if (r == -ENOSPC || r == -EDQUOT) {
-			/* the tier's filesystem filled up under us: try the others */
+		if (r == -ENOSPC || r == -EDQUOT) /* the tier's filesystem filled up under us */
 			for (uint64_t k = w.k0; k <= w.k1; k++)
 				if (w.newtier[k - w.k0])
 					alloc_tier_full(v->alloc, w.newtier[k - w.k0] - 1);
-			*retry = w.nnew > 0;
-		}
+		/* new chunks on a tier that filled up or failed: try the others */
+		*retry = w.nnew > 0 && (r == -ENOSPC || r == -EDQUOT || r == -EIO);
 		if (w.nnew || w.end > old_size)
 			undo_new(&w, old_size);
 		goto out;
@@ -542,7 +568,7 @@ int vol_fsync(struct silt_vol *v, struct silt_file *f, int datasync)
 	/* data first, then the metadata that points at it */
 	if ((r = tfiles_sync(tf, mask))) {
 		atomic_fetch_or(&tf->dirty, mask);
-		return r;
+		return tier_io_error(r) ? -EIO : r;
 	}
 	pthread_mutex_lock(&in->lock);
 	int dirty = in->dirty;

@@ -13,6 +13,7 @@ struct tier_io {
 	uint64_t off;
 	void *buf;
 	uint32_t len;
+	int tier;       /* the caller's: which tier the file is on */
 	int res;        /* 0 or -errno after tier_io_run */
 };
 

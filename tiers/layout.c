@@ -84,6 +84,9 @@ int tfiles_fd(struct tier_files *tf, const struct layout *l, struct silt_tier *t
 			atomic_store(&tab->fd[tid][seg], fd);
 	}
 	pthread_mutex_unlock(&tf->lock);
+	/* a tier that cannot create a file has lost its folder or its disk */
+	if (fd < 0 && create && tier_io_error(fd))
+		tier_fail(t, fd, "creating a chunk file");
 	return fd;
 }
 

@@ -8,6 +8,7 @@
  * own chunks nor foreign files can fill the filesystem under the metadata,
  * and a tier whose filesystem fills up takes no new chunks. */
 #include "tiers/tier.h"
+#include "utils/log.h"
 #include "utils/util.h"
 
 #include <errno.h>
@@ -31,6 +32,9 @@ struct silt_tier {
 	_Atomic uint64_t refreshed; /* monotonic ns of the last statvfs (auto) */
 	_Atomic int full;           /* tier fs said ENOSPC */
 	_Atomic uint64_t reserve;   /* bytes of its filesystem kept free (metadata) */
+	_Atomic int failed;         /* 0, or the errno that made it fail */
+	pthread_mutex_t fail_lock;  /* the reason below */
+	char why[160];
 	pthread_mutex_t refresh_lock;
 };
 
@@ -140,6 +144,7 @@ int tier_open(const struct silt_tier_conf *c, int id, const char *uuid, uint32_t
 	t->id = id;
 	t->chunk_size = chunk_size;
 	pthread_mutex_init(&t->refresh_lock, NULL);
+	pthread_mutex_init(&t->fail_lock, NULL);
 	snprintf(p, sizeof(p), "%s/%s/chunks", c->path, uuid);
 	t->dirfd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (t->dirfd < 0) {
@@ -159,6 +164,7 @@ void tier_close(struct silt_tier *t)
 		return;
 	close(t->dirfd);
 	pthread_mutex_destroy(&t->refresh_lock);
+	pthread_mutex_destroy(&t->fail_lock);
 	free(t);
 }
 
@@ -201,7 +207,7 @@ int tier_reserve(struct silt_tier *t, int over_wm)
 	uint64_t cap, limit, cur;
 
 	refresh_capacity(t, 0);
-	if (atomic_load(&t->full))
+	if (atomic_load(&t->full) || atomic_load(&t->failed))
 		return -ENOSPC;
 	cap = atomic_load(&t->capacity);
 	limit = over_wm ? cap : (uint64_t)((unsigned __int128)cap * t->conf.high_wm / 100);
@@ -224,6 +230,31 @@ void tier_account(struct silt_tier *t, uint64_t nchunks)
 	refresh_capacity(t, 1);
 }
 
+int tier_io_error(int err)
+{
+	return err != -ENOSPC && err != -EDQUOT && err != -EFBIG && err != -ENOMEM &&
+	       err != -EAGAIN && err != -EINTR && err != -E2BIG;
+}
+
+void tier_fail(struct silt_tier *t, int err, const char *what)
+{
+	int expected = 0;
+
+	if (!atomic_compare_exchange_strong(&t->failed, &expected, err ? -err : EIO))
+		return;
+	pthread_mutex_lock(&t->fail_lock);
+	snprintf(t->why, sizeof(t->why), "%s: %s", what, strerror(err ? -err : EIO));
+	pthread_mutex_unlock(&t->fail_lock);
+	log_err("tier %s (%s) failed: %s: %s; no new chunks go there, its chunks read as I/O errors "
+		"until it is back and the volume is mounted again",
+		t->conf.name, t->conf.path, what, strerror(err ? -err : EIO));
+}
+
+int tier_failed(const struct silt_tier *t)
+{
+	return atomic_load(&t->failed);
+}
+
 void tier_mark_full(struct silt_tier *t)
 {
 	atomic_store(&t->full, 1);
@@ -242,4 +273,8 @@ void tier_get_stats(struct silt_tier *t, struct tier_stats *st)
 	st->low_wm = t->conf.low_wm;
 	st->zstd_level = t->conf.zstd_level;
 	st->id = t->id;
+	st->failed = atomic_load(&t->failed) != 0;
+	pthread_mutex_lock(&t->fail_lock);
+	snprintf(st->why, sizeof(st->why), "%s", st->failed ? t->why : "");
+	pthread_mutex_unlock(&t->fail_lock);
 }

@@ -29,6 +29,8 @@ struct tier_stats {
 	unsigned high_wm, low_wm;
 	int zstd_level;
 	int id;
+	int failed;
+	char why[160];            /* what failed, when failed */
 };
 
 /* Read <path>/tier.id. 0 and the owning volume's uuid (37 bytes) on
@@ -57,6 +59,14 @@ void tier_account(struct silt_tier *t, uint64_t nchunks); /* at mount */
 /* The tier filesystem said ENOSPC although we had room: trust it until the
  * next capacity refresh. */
 void tier_mark_full(struct silt_tier *t);
+/* Whether an error from a tier's file says the tier itself is broken (its
+ * folder gone, its disk failing), rather than full or busy. */
+int tier_io_error(int err);
+/* The tier cannot be used (err, doing what): logged once; it takes no new
+ * chunks, and I/O to the chunks it holds fails with EIO, from now until
+ * the volume is mounted again. */
+void tier_fail(struct silt_tier *t, int err, const char *what);
+int tier_failed(const struct silt_tier *t);
 /* Keep bytes of the tier's filesystem free: no new chunk goes there when
  * less would remain (the metadata store lives on the same filesystem). */
 void tier_set_reserve(struct silt_tier *t, uint64_t bytes);

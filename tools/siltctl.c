@@ -246,6 +246,10 @@ static int cmd_status(const char *sock, const char *mnt, int json)
 				       getu(rc, "capacity"), getu(rc, "used"), getu(rc, "chunks"),
 				       getu(rc, "high_watermark"), getu(rc, "low_watermark"));
 				json_str(get(rc, "compression"));
+				printf(", \"state\": ");
+				json_str(get(rc, "state"));
+				printf(", \"reason\": ");
+				json_str(get(rc, "reason"));
 				printf("}");
 			}
 		}
@@ -261,15 +265,17 @@ static int cmd_status(const char *sock, const char *mnt, int json)
 				       human(getu(rc, "chunk_size"), a, sizeof(a)), getu(rc, "reads"),
 				       human(getu(rc, "read_bytes"), b, sizeof(b)), getu(rc, "writes"),
 				       human(getu(rc, "write_bytes"), c, sizeof(c)));
-				printf("%-12s %-5s %12s %12s %6s %10s %-8s  %s\n", "TIER", "CLASS", "CAPACITY",
-				       "USED", "USE%", "CHUNKS", "COMPRESS", "PATH");
+				printf("%-12s %-5s %12s %12s %6s %10s %-8s %-7s %s\n", "TIER", "CLASS", "CAPACITY",
+				       "USED", "USE%", "CHUNKS", "COMPRESS", "STATE", "PATH");
 			} else if (!strcmp(rc->kind, "tier")) {
 				unsigned long long cap = getu(rc, "capacity"), used = getu(rc, "used");
 				char c1[32], c2[32];
-				printf("%-12s %-5s %12s %12s %5.1f%% %10llu %-8s  %s\n", get(rc, "name"),
+				printf("%-12s %-5s %12s %12s %5.1f%% %10llu %-8s %-7s %s\n", get(rc, "name"),
 				       get(rc, "class"), human(cap, c1, sizeof(c1)), human(used, c2, sizeof(c2)),
 				       cap ? 100.0 * (double)used / (double)cap : 0.0, getu(rc, "chunks"),
-				       get(rc, "compression"), get(rc, "path"));
+				       get(rc, "compression"), get(rc, "state"), get(rc, "path"));
+				if (strcmp(get(rc, "state"), "active"))
+					printf("%-12s %s\n", "", get(rc, "reason"));
 			}
 		}
 	}
