@@ -153,4 +153,11 @@ check_eq "$("$SILT_XATTR" list "$M/x" | wc -l)" "$((n + 1))" "every acknowledged
 check 'touch "$M/z"' "and metadata changes work"
 check_cmd "umount" silt_umount "$M"
 
+say "moving the store, as docs/usage.md says"
+mv "$V/meta/db" "$V/b0/moved-meta"
+sed -i "s|^metadata = .*|metadata = $V/b0/moved-meta|" "$V/b.conf"
+silt_mount "$V/b.conf" "$M" || fail "mount with the store moved: $(cat "$SILT_LAST_ERR")"
+check_eq "$(silt_sum "$M/keep")" "$sum" "the volume mounts from the moved store, data intact"
+check_cmd "umount" silt_umount "$M"
+
 silt_summary
