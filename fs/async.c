@@ -276,7 +276,9 @@ int vol_write_async(struct silt_vol *v, struct silt_file *f, const void *buf, si
 	if (cmap_pin(v->cmap, in->cf, k0, k1, CMAP_WRITE, &pin))
 		return -EAGAIN;
 	pthread_mutex_lock(&in->lock);
-	if ((uint64_t)off + size > in->rec.size || (tid = single_run(v, in, k0, k1)) < 0) {
+	/* a write that should promote its chunks first goes the synchronous way */
+	if ((uint64_t)off + size > in->rec.size || (tid = single_run(v, in, k0, k1)) < 0 ||
+	    data_promote_target(v, tid) >= 0) {
 		pthread_mutex_unlock(&in->lock);
 		goto again;
 	}

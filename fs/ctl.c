@@ -41,6 +41,28 @@ static void put_esc(FILE *o, const char *s)
 	}
 }
 
+static void ctl_placement(struct silt_vol *v, FILE *o)
+{
+	struct heat_stats hs;
+	struct migrate_stats ms;
+
+	heat_stats(v->heat, &hs);
+	migrate_stats(v->mig, &ms);
+	fprintf(o, "placement policy=%s capacity=%llu resident=%llu recorded=%llu dropped=%llu "
+		"migration=%s epoch_ms=%u rate_limit=%llu busy_rate_limit=%llu epochs=%llu pending=%llu "
+		"pending_bytes=%llu moved=%llu moved_bytes=%llu promoted=%llu demoted=%llu raced=%llu "
+		"failed=%llu rate=%llu busy=%d\n",
+		policy_kind_name(hs.policy), (unsigned long long)hs.capacity, (unsigned long long)hs.resident,
+		(unsigned long long)hs.recorded, (unsigned long long)hs.dropped, migrate_mode_name(ms.mode),
+		v->cfg.placement.epoch_ms, (unsigned long long)v->cfg.placement.rate,
+		(unsigned long long)v->cfg.placement.busy_rate, (unsigned long long)ms.epochs,
+		(unsigned long long)ms.pending, (unsigned long long)ms.pending_bytes,
+		(unsigned long long)ms.moved, (unsigned long long)ms.moved_bytes,
+		(unsigned long long)ms.promoted, (unsigned long long)ms.demoted,
+		(unsigned long long)ms.raced, (unsigned long long)ms.failed, (unsigned long long)ms.rate,
+		ms.busy);
+}
+
 static void ctl_status(struct silt_vol *v, FILE *o)
 {
 	fprintf(o, "volume name=");
@@ -52,6 +74,7 @@ static void ctl_status(struct silt_vol *v, FILE *o)
 		(unsigned long long)atomic_load(&v->read_bytes),
 		(unsigned long long)atomic_load(&v->write_bytes), (unsigned long long)v->ns_seq);
 	fprintf(o, "ram size=%llu used=0\n", (unsigned long long)v->cfg.ram_size);
+	ctl_placement(v, o);
 	for (int i = 0; i < v->ntiers; i++) {
 		struct tier_stats ts;
 		tier_get_stats(v->tiers[i], &ts);
@@ -70,6 +93,86 @@ static void ctl_status(struct silt_vol *v, FILE *o)
 		put_esc(o, ts.failed ? ts.why : "-");
 		fputc('\n', o);
 	}
+}
+
+/* "policy NAME": a new placement policy, live (it starts cold). */
+static int ctl_set_policy(struct silt_vol *v, const char *name, FILE *o)
+{
+	enum policy_kind pk;
+
+	if (policy_kind_parse(name, &pk) || pk == POLICY_BELADY || pk == POLICY_LEARNED)
+		return -EINVAL;
+	int r = heat_set_policy(v->heat, pk, vol_fast_capacity(v));
+	if (!r)
+		ctl_placement(v, o);
+	return r;
+}
+
+/* "migrate [MODE]": change the mode, or run one epoch now. */
+static int ctl_migrate(struct silt_vol *v, const char *arg, FILE *o)
+{
+	enum migrate_mode mode;
+
+	if (*arg) {
+		if (migrate_mode_parse(arg, &mode))
+			return -EINVAL;
+		migrate_set_mode(v->mig, mode);
+		ctl_placement(v, o);
+		return 0;
+	}
+	long n = migrate_run_epoch(v->mig);
+	if (n < 0)
+		return (int)n;
+	fprintf(o, "epoch moved=%ld\n", n);
+	ctl_placement(v, o);
+	return 0;
+}
+
+/* A chunk's heat as a level: 0 cold, 1 (1-3 accesses a half-life), 2
+ * (4-15), 3 (16-63), 4 (64+). */
+static int heat_level(unsigned h)
+{
+	return h == 0 ? 0 : h < 4 ? 1 : h < 16 ? 2 : h < 64 ? 3 : 4;
+}
+
+/* "heat INO": runs of chunks with one tier and one heat level. */
+static int ctl_heat(struct silt_vol *v, uint64_t ino, FILE *o)
+{
+	struct inode *in;
+	int r = inode_get(v, ino, &in);
+
+	if (r)
+		return r;
+	pthread_mutex_lock(&in->lock);
+	r = inode_load_chunks(v, in);
+	uint64_t size = in->rec.size;
+	pthread_mutex_unlock(&in->lock);
+	if (r)
+		goto out;
+	heat_sync(v->heat);
+	uint64_t nk = (size + v->layout.chunk_size - 1) >> v->layout.shift;
+	fprintf(o, "file ino=%llu size=%llu chunk_size=%u chunks=%llu\n", (unsigned long long)ino,
+		(unsigned long long)size, v->layout.chunk_size, (unsigned long long)nk);
+	for (uint64_t k = 0; k < nk;) {
+		uint8_t e = cmap_get(in->cf, k);
+		unsigned h = heat_of(v->heat, ino, k), hmax = h;
+		int lvl = heat_level(h), hot = heat_contains(v->heat, ino, k);
+		uint64_t end = k + 1;
+		for (; end < nk; end++) {
+			unsigned he = heat_of(v->heat, ino, end);
+			if (cmap_get(in->cf, end) != e || heat_level(he) != lvl ||
+			    heat_contains(v->heat, ino, end) != hot)
+				break;
+			hmax = MAX(hmax, he);
+		}
+		fprintf(o, "run first=%llu last=%llu tier=", (unsigned long long)k, (unsigned long long)end - 1);
+		put_esc(o, e ? tier_name(v->tier_by_id[cm_tier(e)]) : "-");
+		fprintf(o, " level=%d heat=%u hot=%d\n", lvl, hmax, hot);
+		k = end;
+	}
+out:
+	inode_put(v, in);
+	return r;
 }
 
 static int ctl_where(struct silt_vol *v, uint64_t ino, FILE *o)
@@ -128,11 +231,21 @@ int vol_ctl(struct silt_vol *v, const char *req, char **reply, size_t *len)
 		ctl_status(v, o);
 	else if (sscanf(req, "where %llu", &ino) == 1)
 		r = ctl_where(v, ino, o);
+	else if (sscanf(req, "heat %llu", &ino) == 1)
+		r = ctl_heat(v, ino, o);
+	else if (!strcmp(req, "policy"))
+		ctl_placement(v, o);
+	else if (!strncmp(req, "policy ", 7))
+		r = ctl_set_policy(v, req + 7, o);
+	else if (!strcmp(req, "migrate") || !strncmp(req, "migrate ", 8))
+		r = ctl_migrate(v, req[7] ? req + 8 : "", o);
 	else
 		r = -EINVAL;
-	if (r)
-		fprintf(o, "error errno=%d message=%s\n", -r,
-			r == -EINVAL ? "unknown%20request" : strerror(-r));
+	if (r) {
+		fprintf(o, "error errno=%d message=", -r);
+		put_esc(o, r == -EINVAL ? "unknown request or argument" : strerror(-r));
+		fputc('\n', o);
+	}
 	fclose(o);
 	return 0;
 }

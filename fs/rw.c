@@ -106,6 +106,7 @@ static int queue_io(struct silt_vol *v, struct inode *in, struct tier_io *ops, u
 void data_note_access(struct silt_vol *v, struct inode *in, uint64_t k0, uint64_t k1,
 		      int write, size_t bytes)
 {
+	heat_record(v->heat, in->ino, k0, k1, write);
 	if (write) {
 		/* subscribers (the replication journal) see every change, also
 		 * the ones that need no metadata */
@@ -335,6 +336,27 @@ static int read_edge(struct wr *w, uint64_t blk, char *dst)
 	return r ? r : run_io(v, w->ctx, &op, 1);
 }
 
+int data_promote_target(struct silt_vol *v, int tid)
+{
+	if (!tier_write_promotes(v->tier_by_id[tid]) || v->rank_of_id[tid] == 0)
+		return -1;
+	int t = alloc_target(v->alloc);
+	return t >= 0 && v->rank_of_id[t] < v->rank_of_id[tid] ? t : -1;
+}
+
+/* Write-promote: chunks of the range on a slower tier move to the write
+ * target first (we hold them exclusively); one that cannot is written
+ * where it is. */
+static void promote_range(struct wr *w)
+{
+	for (uint64_t k = w->k0; k <= w->k1; k++) {
+		uint8_t e = cmap_get(w->in->cf, k);
+		int to = e ? data_promote_target(w->v, cm_tier(e)) : -1;
+		if (to >= 0)
+			migrate_promote(w->v->mig, w->ctx, w->in->cf, k, to);
+	}
+}
+
 /* Reserve a home for every chunk of the range that has none. */
 static int place_new(struct wr *w)
 {
@@ -503,6 +525,7 @@ static ssize_t write_piece(struct silt_vol *v, struct inode *in, const char *dat
 	if ((r = cmap_pin(v->cmap, in->cf, w.k0, w.k1, CMAP_EXCL, &pin)))
 		return r;
 	uint64_t old_size = file_size(in);
+	promote_range(&w);
 	if ((r = place_new(&w)) || (r = fill_buffer(&w)) || (r = commit_new(&w))) {
 		unplace_new(&w);
 		*retry = w.nnew > 0 && r == -EIO; /* a new chunk's tier broke */

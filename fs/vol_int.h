@@ -16,6 +16,8 @@
 #include "tiers/chunkmap.h"
 #include "tiers/io.h"
 #include "tiers/layout.h"
+#include "tiers/migrate.h"
+#include "predictor/heat.h"
 #include "tiers/tier.h"
 #include "utils/util.h"
 
@@ -53,9 +55,12 @@ struct silt_vol {
 	struct silt_commit *commit; /* every metadata change goes through it */
 	struct silt_cmap *cmap;     /* where chunks live */
 	struct silt_alloc *alloc;   /* where new chunks go */
+	struct heat *heat;          /* how chunks are used; the placement policy */
+	struct silt_migrate *mig;   /* moves chunks between tiers */
 	int ntiers;
 	struct silt_tier *tiers[SILT_MAX_TIERS];      /* placement order: fastest first */
 	struct silt_tier *tier_by_id[SILT_MAX_TIERS]; /* persistent id -> tier */
+	int rank_of_id[SILT_MAX_TIERS];                /* persistent id -> placement order */
 	int zlevel[SILT_MAX_TIERS];                    /* by id: zstd level, 0 = none */
 	pthread_key_t io_key;                          /* per-thread struct silt_ioctx */
 
@@ -106,12 +111,17 @@ int vol_commit_ns(struct silt_vol *v, struct meta_batch *b, int sync, uint64_t i
 int vol_commit(struct silt_vol *v, struct meta_batch *b, int sync, enum change_kind kind,
 	       uint64_t ino, uint64_t first, uint64_t last);
 int64_t silt_now_wall(void);
+/* Chunks the tiers above the slowest hold under their high watermarks. */
+uint64_t vol_fast_capacity(struct silt_vol *v);
 
 /* rw.c: the synchronous data path */
 struct silt_ioctx *vol_ioctx(struct silt_vol *v);
 /* Operator-visible counters, and where the access recorder hooks in. */
 void data_note_access(struct silt_vol *v, struct inode *in, uint64_t k0, uint64_t k1,
 		      int write, size_t bytes);
+/* Write-promote: a write into a chunk on tier id tid should first move it
+ * to this tier id (the write target, faster); -1 if not. */
+int data_promote_target(struct silt_vol *v, int tid);
 /* Make [from, from+len) of chunk k read as zeros (punch, or rewrite of a
  * compressed chunk). Caller has the file quiesced. */
 int data_zero_in_chunk(struct silt_vol *v, struct inode *in, uint64_t k, uint64_t from,

@@ -382,6 +382,94 @@ static void reserve_for_meta(struct silt_vol *v)
 		}
 }
 
+/* ---- placement: heat and the migration engine ---- */
+
+static int mig_file_get(void *ctx, uint64_t ino, struct cmap_file **cf, void **ref)
+{
+	struct silt_vol *v = ctx;
+	struct inode *in;
+	int r = inode_get(v, ino, &in);
+
+	if (r)
+		return r;
+	if (!S_ISREG(in->rec.mode)) {
+		inode_put(v, in);
+		return -ENOENT;
+	}
+	pthread_mutex_lock(&in->lock);
+	r = inode_load_chunks(v, in);
+	pthread_mutex_unlock(&in->lock);
+	if (r) {
+		inode_put(v, in);
+		return r;
+	}
+	*cf = in->cf;
+	*ref = in;
+	return 0;
+}
+
+static void mig_file_put(void *ctx, void *ref)
+{
+	inode_put(ctx, ref);
+}
+
+/* Chunks the tiers above the slowest hold under their high watermarks:
+ * the size of the placement policy's fast set. */
+uint64_t vol_fast_capacity(struct silt_vol *v)
+{
+	uint64_t n = 0;
+
+	for (int i = 0; i + 1 < v->ntiers; i++) {
+		struct tier_stats st;
+		tier_get_stats(v->tiers[i], &st);
+		n += st.capacity / 100 * st.high_wm / v->layout.chunk_size;
+	}
+	return n;
+}
+
+static int start_placement(struct silt_vol *v, char *err, size_t errlen)
+{
+	const struct silt_placement_conf *pc = &v->cfg.placement;
+	enum policy_kind pk;
+	enum migrate_mode mode;
+	uint64_t settled;
+	int r;
+
+	if (policy_kind_parse(pc->policy, &pk) || pk == POLICY_BELADY || pk == POLICY_LEARNED) {
+		snprintf(err, errlen, "%s:%d: policy = %s: not a placement policy (expected lru, arc, s3fifo, "
+			 "lirs or lfu)", v->cfg.file, pc->policy_line, pc->policy);
+		return -EINVAL;
+	}
+	if (migrate_mode_parse(pc->migration, &mode)) {
+		snprintf(err, errlen, "%s:%d: migration = %s: must be policy, churn or off", v->cfg.file,
+			 pc->migration_line, pc->migration);
+		return -EINVAL;
+	}
+	struct heat_conf hc = { .policy = pk, .capacity = vol_fast_capacity(v), .half_life_s = pc->half_life_s };
+	if ((r = heat_start(&hc, &v->heat))) {
+		snprintf(err, errlen, "cannot start the access recorder: %s", strerror(-r));
+		return r;
+	}
+	struct migrate_conf mc = {
+		.meta = v->meta, .commit = v->commit, .cmap = v->cmap, .alloc = v->alloc,
+		.layout = &v->layout, .order = v->tiers, .ntiers = v->ntiers, .by_id = v->tier_by_id,
+		.zlevel = v->zlevel, .heat = v->heat,
+		.files = { .get = mig_file_get, .put = mig_file_put, .ctx = v },
+		.fg_ops = { &v->reads, &v->writes },
+		.epoch_ms = pc->epoch_ms, .rate = pc->rate, .busy_rate = pc->busy_rate, .mode = mode,
+	};
+	if ((r = migrate_recover(&mc, &settled))) {
+		snprintf(err, errlen, "metadata %s: cannot settle interrupted chunk moves: %s", v->meta_dir,
+			 strerror(-r));
+		return r;
+	}
+	if ((r = migrate_start(&mc, &v->mig))) {
+		snprintf(err, errlen, "cannot start the migration engine: %s", strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
 /* The engine over an open metadata store and tiers: chunk map, allocator,
  * asynchronous I/O. */
 static int start_engine(struct silt_vol *v, char *err, size_t errlen)
@@ -456,6 +544,7 @@ int vol_open(const struct silt_config *cfg, struct silt_vol **out, int *created,
 		if (r)
 			goto fail;
 		v->tier_by_id[ids[i]] = v->tiers[i];
+		v->rank_of_id[ids[i]] = i;
 		v->zlevel[ids[i]] = cfg->tiers[i].zstd_level;
 	}
 	if ((r = fact_get_u64(v->meta, K_NEXT_INO, &v->next_ino))) {
@@ -467,6 +556,8 @@ int vol_open(const struct silt_config *cfg, struct silt_vol **out, int *created,
 	if ((r = start_engine(v, err, errlen)) || (r = count_tier_chunks(v, err, errlen)))
 		goto fail;
 	reserve_for_meta(v);
+	if ((r = start_placement(v, err, errlen)))
+		goto fail;
 	if ((r = inode_reap_orphans(v))) {
 		snprintf(err, errlen, "metadata %s: cannot free orphaned inodes: %s", v->meta_dir,
 			 strerror(-r));
@@ -484,6 +575,8 @@ void vol_close(struct silt_vol *v)
 {
 	if (!v)
 		return;
+	/* the migration engine first: it holds inode references */
+	migrate_stop(v->mig);
 	/* Whatever the kernel still held is ours to write back now; each inode
 	 * is drained of its asynchronous I/O before it goes. */
 	if (v->meta && v->cmap) {
@@ -492,6 +585,7 @@ void vol_close(struct silt_vol *v)
 	}
 	silt_aio_stop(v->aio);
 	async_pool_free(v->apool);
+	heat_stop(v->heat);
 	alloc_close(v->alloc);
 	cmap_close(v->cmap);
 	commit_close(v->commit);

@@ -39,6 +39,15 @@ int alloc_chunk(struct silt_alloc *a)
 	return -ENOSPC;
 }
 
+int alloc_target(struct silt_alloc *a)
+{
+	for (int over_wm = 0; over_wm < 2; over_wm++)
+		for (int i = 0; i < a->n; i++)
+			if (tier_has_room(a->order[i], over_wm))
+				return tier_id(a->order[i]);
+	return -ENOSPC;
+}
+
 void alloc_unreserve(struct silt_alloc *a, int tid, uint64_t n)
 {
 	if (n)

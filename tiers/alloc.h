@@ -19,6 +19,9 @@ int alloc_open(struct silt_tier *const *order, int n, struct silt_alloc **out);
 void alloc_close(struct silt_alloc *a);
 /* Reserve room for one new chunk: its tier id, or -ENOSPC. */
 int alloc_chunk(struct silt_alloc *a);
+/* The write target: the tier id a new chunk would go to now, -ENOSPC if
+ * none (nothing is reserved). */
+int alloc_target(struct silt_alloc *a);
 /* Give back n reservations on tier id tid that were never published. */
 void alloc_unreserve(struct silt_alloc *a, int tid, uint64_t n);
 /* The tier id tid could not take a write (its filesystem is full): skip

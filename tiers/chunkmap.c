@@ -39,6 +39,7 @@
 /* 256 asynchronous requests and 64 workers of 17 groups each, the
  * migration engine's watches, and room to spare */
 #define LATCH_POOL 8192
+#define DEFERRED_MAX 4096      /* old slots of moves waiting for a WAL sync */
 
 struct ct_top {
 	uint64_t n;                 /* page slots */
@@ -84,6 +85,10 @@ struct silt_cmap {
 	pthread_cond_t free_cv;
 	struct latch *free;
 	struct latch *pool;
+	/* deferred punches: an unordered array, small and rarely searched */
+	pthread_mutex_t deferred_lock;
+	unsigned ndeferred;
+	struct cmap_deferred deferred[DEFERRED_MAX];
 };
 
 /* ---- the table ---- */
@@ -248,6 +253,7 @@ void cmap_file_free(struct silt_cmap *cm, struct cmap_file *cf)
 }
 
 struct tier_files *cmap_files(struct cmap_file *cf) { return &cf->tf; }
+uint64_t cmap_file_ino(const struct cmap_file *cf) { return cf->ino; }
 int cmap_file_loaded(const struct cmap_file *cf) { return cf->loaded; }
 void cmap_file_set_empty(struct cmap_file *cf) { cf->loaded = 1; }
 
@@ -307,6 +313,7 @@ int cmap_open(const struct cmap_conf *conf, struct silt_cmap **out)
 	}
 	pthread_mutex_init(&cm->free_lock, NULL);
 	pthread_cond_init(&cm->free_cv, NULL);
+	pthread_mutex_init(&cm->deferred_lock, NULL);
 	for (int i = LATCH_POOL - 1; i >= 0; i--) {
 		cm->pool[i].next = cm->free;
 		cm->free = &cm->pool[i];
@@ -325,6 +332,7 @@ void cmap_close(struct silt_cmap *cm)
 	}
 	pthread_mutex_destroy(&cm->free_lock);
 	pthread_cond_destroy(&cm->free_cv);
+	pthread_mutex_destroy(&cm->deferred_lock);
 	free(cm->pool);
 	free(cm);
 }
@@ -572,6 +580,16 @@ int cmap_watch_gen(struct silt_cmap *cm, const struct cmap_watch *w, uint64_t *g
 	return r;
 }
 
+uint64_t cmap_pin_gen(struct silt_cmap *cm, const struct cmap_pin *p)
+{
+	struct bucket *b = bucket_of(cm, p->l[0]->ino, p->l[0]->grp);
+
+	pthread_mutex_lock(&b->lock);
+	uint64_t gen = p->l[0]->gen;
+	pthread_mutex_unlock(&b->lock);
+	return gen;
+}
+
 void cmap_unwatch(struct silt_cmap *cm, struct cmap_watch *w)
 {
 	struct bucket *b = bucket_of(cm, w->l->ino, w->l->grp);
@@ -647,6 +665,70 @@ int cmap_txn_set(struct cmap_txn *t, uint64_t k, const struct chunk_rec *rec)
 	if (!cmap_get(t->cf, k))
 		t->mapped++;
 	return 0;
+}
+
+int cmap_txn_move(struct cmap_txn *t, uint64_t k, const struct chunk_rec *rec)
+{
+	struct silt_cmap *cm = t->cm;
+	int r, full;
+
+	pthread_mutex_lock(&cm->deferred_lock);
+	full = cm->ndeferred + t->n >= DEFERRED_MAX; /* room for this one at publish */
+	pthread_mutex_unlock(&cm->deferred_lock);
+	if (full)
+		return -ENOSPC;
+	if ((r = cmap_txn_set(t, k, rec)))
+		return r;
+	t->ops[t->n - 1].defer = 1;
+	return 0;
+}
+
+/* Chunks [k0, k1) of ino change home again: their waiting punches, if any,
+ * would now hit a slot that may be reused. */
+static void cancel_deferred(struct silt_cmap *cm, uint64_t ino, uint64_t k0, uint64_t k1)
+{
+	pthread_mutex_lock(&cm->deferred_lock);
+	for (unsigned i = 0; i < cm->ndeferred;) {
+		struct cmap_deferred *d = &cm->deferred[i];
+		if (d->ino == ino && d->k >= k0 && d->k < k1)
+			*d = cm->deferred[--cm->ndeferred];
+		else
+			i++;
+	}
+	pthread_mutex_unlock(&cm->deferred_lock);
+}
+
+static void add_deferred(struct silt_cmap *cm, uint64_t ino, uint64_t k, int tid)
+{
+	pthread_mutex_lock(&cm->deferred_lock);
+	if (cm->ndeferred < DEFERRED_MAX) /* reserved in cmap_txn_move */
+		cm->deferred[cm->ndeferred++] = (struct cmap_deferred){ .ino = ino, .k = k, .tier = tid };
+	pthread_mutex_unlock(&cm->deferred_lock);
+}
+
+long cmap_take_deferred(struct silt_cmap *cm, struct cmap_deferred *out, size_t max)
+{
+	long n = 0;
+
+	pthread_mutex_lock(&cm->deferred_lock);
+	while (cm->ndeferred && (size_t)n < max)
+		out[n++] = cm->deferred[--cm->ndeferred];
+	pthread_mutex_unlock(&cm->deferred_lock);
+	return n;
+}
+
+int cmap_punch_deferred(struct silt_cmap *cm, struct cmap_file *cf, const struct cmap_deferred *d)
+{
+	struct cmap_pin p;
+	int r = cmap_pin(cm, cf, d->k, d->k, CMAP_SWITCH, &p);
+
+	if (r)
+		return r;
+	if (cm_tier(cmap_get(cf, d->k)) != d->tier)
+		r = tfiles_punch(&cf->tf, cm->conf.layout, cm->conf.tier_by_id[d->tier], d->k, 0,
+				 cm->conf.layout->chunk_size);
+	cmap_unpin(cm, &p);
+	return r;
 }
 
 int cmap_txn_clear(struct cmap_txn *t, uint64_t k0, uint64_t k1)
@@ -729,8 +811,13 @@ static int publish_op(struct cmap_txn *t, const struct cmap_op *op)
 		uint64_t run = k + 1;
 		while (run < op->k1 && cm_tier(cmap_get(cf, run)) == tid)
 			run++;
-		/* rewritten in place on the same tier: nothing to give back */
-		if (!op->val || cm_tier(op->val) != tid) {
+		/* rewritten in place on the same tier: nothing to give back; a
+		 * move gives the space back now and punches the slot later */
+		if (op->defer && cm_tier(op->val) != tid) {
+			tier_release(t->cm->conf.tier_by_id[tid], run - k);
+			for (uint64_t c = k; c < run; c++)
+				add_deferred(t->cm, cf->ino, c, tid);
+		} else if (!op->val || cm_tier(op->val) != tid) {
 			int pr = release_run(t, tid, k, run);
 			if (pr && !r)
 				r = pr;
@@ -754,6 +841,8 @@ int cmap_txn_publish(struct cmap_txn *t)
 {
 	int r = 0;
 
+	for (unsigned i = 0; i < t->n; i++)
+		cancel_deferred(t->cm, t->cf->ino, t->ops[i].k0, t->ops[i].k1);
 	for (unsigned i = 0; i < t->n; i++) {
 		int pr = t->ops[i].drop ? publish_drop(t) : publish_op(t, &t->ops[i]);
 		if (pr && !r)

@@ -63,6 +63,7 @@ int cmap_file_loaded(const struct cmap_file *cf);
 /* A file just created: it has no chunks, there is nothing to load. */
 void cmap_file_set_empty(struct cmap_file *cf);
 struct tier_files *cmap_files(struct cmap_file *cf);
+uint64_t cmap_file_ino(const struct cmap_file *cf);
 
 /* Lock-free reads of the table. */
 uint8_t cmap_get(const struct cmap_file *cf, uint64_t k);
@@ -111,6 +112,9 @@ void cmap_watch(struct silt_cmap *cm, struct cmap_file *cf, uint64_t k, struct c
  * (a copy made now could be torn). */
 int cmap_watch_gen(struct silt_cmap *cm, const struct cmap_watch *w, uint64_t *gen);
 void cmap_unwatch(struct silt_cmap *cm, struct cmap_watch *w);
+/* The generation of the chunk a single-chunk exclusive pin holds (under
+ * it, nothing can change it). */
+uint64_t cmap_pin_gen(struct silt_cmap *cm, const struct cmap_pin *p);
 
 /* Drain every pin of the file and keep new ones out until resume. */
 void cmap_file_quiesce(struct silt_cmap *cm, struct cmap_file *cf);
@@ -122,6 +126,7 @@ struct cmap_op {
 	uint64_t k0, k1;          /* chunks [k0, k1) */
 	uint8_t val;              /* their new entry, 0 = hole */
 	uint8_t drop;             /* the whole file goes: remove its tier files */
+	uint8_t defer;            /* a move: punch the old slot only later */
 };
 #define CMAP_TXN_INLINE 20
 struct cmap_txn {
@@ -141,6 +146,13 @@ void cmap_txn_begin(struct silt_cmap *cm, struct cmap_txn *t, struct cmap_file *
  * returned at publish. The caller holds an EXCL pin on k or has the file
  * quiesced. */
 int cmap_txn_set(struct cmap_txn *t, uint64_t k, const struct chunk_rec *rec);
+/* A move of chunk k to a new home: like cmap_txn_set, but the old slot is
+ * not punched at publish; it waits in the deferred list until the switch is
+ * durable (cmap_take_deferred). Any later home change of the chunk takes it
+ * off that list, so that a slot is never punched after it was reused.
+ * -ENOSPC when the deferred list is full (the caller then leaves the chunk
+ * where it is). */
+int cmap_txn_move(struct cmap_txn *t, uint64_t k, const struct chunk_rec *rec);
 /* Chunks [k0, k1) become holes. */
 int cmap_txn_clear(struct cmap_txn *t, uint64_t k0, uint64_t k1);
 /* The file is deleted: every chunk goes, and with them its tier files. */
@@ -149,6 +161,15 @@ int cmap_txn_drop(struct cmap_txn *t);
  * and punch the old homes. Returns the first punch error (the map is right
  * either way; a slot that could not be punched only wastes space). */
 int cmap_txn_publish(struct cmap_txn *t);
+/* Old slots of moves, to punch once the switch is durable. */
+struct cmap_deferred {
+	uint64_t ino, k;
+	int tier;
+};
+long cmap_take_deferred(struct silt_cmap *cm, struct cmap_deferred *out, size_t max);
+/* Punch a deferred old slot, unless the chunk lives there again (the
+ * caller's own pin on it is not held; this takes a SWITCH pin). */
+int cmap_punch_deferred(struct silt_cmap *cm, struct cmap_file *cf, const struct cmap_deferred *d);
 /* Forget the transaction (after publish, or instead of it when the commit
  * failed: nothing in memory changed then). */
 void cmap_txn_end(struct cmap_txn *t);

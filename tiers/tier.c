@@ -219,6 +219,21 @@ int tier_reserve(struct silt_tier *t, int over_wm)
 	return 0;
 }
 
+int tier_has_room(struct silt_tier *t, int over_wm)
+{
+	refresh_capacity(t, 0);
+	if (atomic_load(&t->full) || atomic_load(&t->failed))
+		return 0;
+	uint64_t cap = atomic_load(&t->capacity);
+	uint64_t limit = over_wm ? cap : (uint64_t)((unsigned __int128)cap * t->conf.high_wm / 100);
+	return (atomic_load(&t->chunks) + 1) * t->chunk_size <= limit;
+}
+
+int tier_write_promotes(const struct silt_tier *t)
+{
+	return t->conf.write_promote;
+}
+
 void tier_release(struct silt_tier *t, uint64_t nchunks)
 {
 	atomic_fetch_sub(&t->chunks, nchunks);

@@ -54,6 +54,10 @@ int tier_remove_inode(struct silt_tier *t, uint64_t ino, unsigned max_seg);
 /* Space accounting, in chunks. reserve fails with -ENOSPC above the high
  * watermark (or above capacity when over_wm is set). */
 int tier_reserve(struct silt_tier *t, int over_wm);
+/* Whether tier_reserve would succeed now (nothing is reserved). */
+int tier_has_room(struct silt_tier *t, int over_wm);
+/* Whether a write into a chunk here first copies it to the write target. */
+int tier_write_promotes(const struct silt_tier *t);
 void tier_release(struct silt_tier *t, uint64_t nchunks);
 void tier_account(struct silt_tier *t, uint64_t nchunks); /* at mount */
 /* The tier filesystem said ENOSPC although we had room: trust it until the

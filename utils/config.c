@@ -5,9 +5,11 @@
  * "file:line: what is wrong". Validation that needs the whole file (a tier
  * without a path, watermarks out of order) names the line of the section.
  *
- *   [volume]   name, chunk_size (power of two, 4K..4M), metadata
- *   [ram]      size
- *   [tier X]   path, class, capacity, high_watermark, low_watermark, compression
+ *   [volume]    name, chunk_size (power of two, 4K..4M), metadata
+ *   [ram]       size
+ *   [placement] policy, migration, epoch, rate, busy_rate, half_life
+ *   [tier X]    path, class, capacity, high_watermark, low_watermark,
+ *               compression, write_promote
  */
 #include "utils/config.h"
 #include "utils/util.h"
@@ -29,7 +31,7 @@ struct parse_state {
 	int failed;
 	char cur_section[128];
 	struct silt_tier_conf *cur_tier;
-	int seen_volume, seen_ram;
+	int seen_volume, seen_ram, seen_placement;
 	int volume_line;   /* where [volume] starts */
 	int fail_line;     /* line of our first error, 0 if none */
 };
@@ -107,6 +109,49 @@ static int valid_name(const char *s)
 	return 1;
 }
 
+static int parse_bool(const char *v)
+{
+	if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcasecmp(v, "on") || !strcmp(v, "1"))
+		return 1;
+	if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcasecmp(v, "off") || !strcmp(v, "0"))
+		return 0;
+	return -1;
+}
+
+static int placement_key(struct parse_state *st, struct silt_placement_conf *p, const char *key,
+			 const char *value, int line)
+{
+	uint64_t v;
+
+	if (!strcmp(key, "policy")) {
+		if (strlen(value) >= sizeof(p->policy))
+			return fail(st, line, "policy = %s: no such policy", value);
+		snprintf(p->policy, sizeof(p->policy), "%s", value);
+		p->policy_line = line;
+	} else if (!strcmp(key, "migration")) {
+		if (strcmp(value, "policy") && strcmp(value, "churn") && strcmp(value, "off"))
+			return fail(st, line, "migration = %s: must be policy, churn (tests) or off", value);
+		snprintf(p->migration, sizeof(p->migration), "%s", value);
+		p->migration_line = line;
+	} else if (!strcmp(key, "epoch")) {
+		if (silt_parse_duration(value, &v) || v < 100 || v > 3600000)
+			return fail(st, line, "epoch = %s: must be a duration from 100ms to 1h (e.g. 5s)", value);
+		p->epoch_ms = (uint32_t)v;
+	} else if (!strcmp(key, "half_life")) {
+		if (silt_parse_duration(value, &v) || v < 1000 || v > 86400000)
+			return fail(st, line, "half_life = %s: must be a duration from 1s to 24h (e.g. 60s)", value);
+		p->half_life_s = (uint32_t)(v / 1000);
+	} else if (!strcmp(key, "rate") || !strcmp(key, "busy_rate")) {
+		if (silt_parse_size(value, &v) || v < (1u << 20))
+			return fail(st, line, "%s = %s: must be a size per second of at least 1M (e.g. 200M)", key, value);
+		*(key[0] == 'r' ? &p->rate : &p->busy_rate) = v;
+	} else {
+		return fail(st, line, "unknown key '%s' in [placement] (expected policy, migration, epoch, rate, "
+			    "busy_rate, half_life)", key);
+	}
+	return 1;
+}
+
 /* A new section header: decide what it is before any of its keys arrive. */
 static int enter_section(struct parse_state *st, const char *section)
 {
@@ -125,6 +170,11 @@ static int enter_section(struct parse_state *st, const char *section)
 			return fail(st, st->line, "[ram] appears twice");
 		return 1;
 	}
+	if (!strcmp(section, "placement")) {
+		if (st->seen_placement++)
+			return fail(st, st->line, "[placement] appears twice");
+		return 1;
+	}
 	if (!strncmp(section, "tier", 4) && (section[4] == ' ' || section[4] == '\t')) {
 		const char *name = section + 5;
 		while (*name == ' ' || *name == '\t')
@@ -140,14 +190,15 @@ static int enter_section(struct parse_state *st, const char *section)
 			return fail(st, st->line, "too many tiers (at most %d)", SILT_MAX_TIERS);
 		st->cur_tier = &cfg->tiers[cfg->ntiers++];
 		memset(st->cur_tier, 0, sizeof(*st->cur_tier));
-		snprintf(st->cur_tier->name, sizeof(st->cur_tier->name), "%s", name);
+		snprintf(st->cur_tier->name, sizeof(st->cur_tier->name), "%.*s", SILT_NAME_MAX - 1, name);
 		st->cur_tier->line = st->line;
 		st->cur_tier->cls = -1;
 		st->cur_tier->high_wm = 90;
 		st->cur_tier->low_wm = 75;
+		st->cur_tier->write_promote = 1;
 		return 1;
 	}
-	return fail(st, st->line, "unknown section [%s] (expected [volume], [ram] or [tier NAME])", section);
+	return fail(st, st->line, "unknown section [%s] (expected [volume], [ram], [placement] or [tier NAME])", section);
 }
 
 static int handler(void *user, const char *section, const char *key, const char *value)
@@ -190,6 +241,9 @@ static int handler(void *user, const char *section, const char *key, const char 
 		}
 		return 1;
 	}
+
+	if (!strcmp(section, "placement"))
+		return placement_key(st, &cfg->placement, key, value, line);
 
 	struct silt_tier_conf *t = st->cur_tier;
 	if (!strcmp(key, "path")) {
@@ -241,10 +295,25 @@ static int handler(void *user, const char *section, const char *key, const char 
 		} else {
 			return fail(st, line, "compression = %s: must be none or zstd:N", value);
 		}
+	} else if (!strcmp(key, "write_promote")) {
+		if ((t->write_promote = parse_bool(value)) < 0)
+			return fail(st, line, "write_promote = %s: must be yes or no", value);
 	} else {
-		return fail(st, line, "unknown key '%s' in [%s] (expected path, class, capacity, high_watermark, low_watermark, compression)", key, section);
+		return fail(st, line, "unknown key '%s' in [%s] (expected path, class, capacity, high_watermark, "
+			    "low_watermark, compression, write_promote)", key, section);
 	}
 	return 1;
+}
+
+void silt_placement_defaults(struct silt_placement_conf *p)
+{
+	memset(p, 0, sizeof(*p));
+	snprintf(p->policy, sizeof(p->policy), "arc");
+	snprintf(p->migration, sizeof(p->migration), "policy");
+	p->epoch_ms = 5000;
+	p->rate = 256ull << 20;
+	p->busy_rate = 8ull << 20;
+	p->half_life_s = 60;
 }
 
 int silt_config_load(const char *path, struct silt_config *cfg, char *err, size_t errlen)
@@ -256,6 +325,7 @@ int silt_config_load(const char *path, struct silt_config *cfg, char *err, size_
 	snprintf(cfg->file, sizeof(cfg->file), "%s", path);
 	cfg->chunk_size = 64 * 1024;
 	cfg->ram_size = 64ull << 20;
+	silt_placement_defaults(&cfg->placement);
 	err[0] = '\0';
 
 	st.fp = fopen(path, "r");
@@ -275,6 +345,10 @@ int silt_config_load(const char *path, struct silt_config *cfg, char *err, size_
 	if (r < 0) {
 		snprintf(err, errlen, "%s: cannot read config", path);
 		return -EIO;
+	}
+	if (cfg->placement.busy_rate > cfg->placement.rate) {
+		snprintf(err, errlen, "%s: [placement] busy_rate is above rate", path);
+		return -EINVAL;
 	}
 	if (cfg->ntiers == 0) {
 		snprintf(err, errlen, "%s:%d: no [tier NAME] section: a volume needs at least one storage tier",

@@ -19,7 +19,21 @@ struct silt_tier_conf {
 	unsigned high_wm;       /* percent of capacity: new chunks go elsewhere above it */
 	unsigned low_wm;        /* percent: demotion target for the migration engine */
 	int zstd_level;         /* 0 = uncompressed */
+	int write_promote;      /* a write into a chunk here first copies it up to the write target */
 	int line;               /* where the section starts, for later error messages */
+};
+
+/* [placement]: how chunks move between tiers. Names are checked when the
+ * volume opens (against predictor/'s policies), with their line. */
+struct silt_placement_conf {
+	char policy[32];        /* a classical policy of predictor/policy.h */
+	int policy_line;
+	char migration[16];     /* policy | churn | off */
+	int migration_line;
+	uint32_t epoch_ms;      /* how often the placer plans */
+	uint64_t rate;          /* migration bytes per second at most */
+	uint64_t busy_rate;     /* ... while foreground I/O is busy */
+	uint32_t half_life_s;   /* heat halves every this many seconds */
 };
 
 struct silt_config {
@@ -28,6 +42,7 @@ struct silt_config {
 	uint32_t chunk_size;
 	char meta_dir[4096];    /* "" = <first tier>/<uuid>/meta */
 	uint64_t ram_size;
+	struct silt_placement_conf placement;
 	int ntiers;
 	struct silt_tier_conf tiers[SILT_MAX_TIERS];
 };
@@ -37,5 +52,7 @@ struct silt_config {
 int silt_config_load(const char *path, struct silt_config *cfg, char *err, size_t errlen);
 
 const char *silt_class_name(enum silt_tier_class c);
+/* What [placement] holds when the config says nothing. */
+void silt_placement_defaults(struct silt_placement_conf *p);
 
 #endif

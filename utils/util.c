@@ -51,6 +51,43 @@ int silt_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+int silt_parse_duration(const char *s, uint64_t *ms)
+{
+	char *end;
+	double v;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	if (!isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || v < 0)
+		return -EINVAL;
+	while (isspace((unsigned char)*end))
+		end++;
+	if (!strncmp(end, "ms", 2)) {
+		end += 2;
+	} else if (*end == 's' || *end == '\0') {
+		v *= 1000;
+		end += *end == 's';
+	} else if (*end == 'm') {
+		v *= 60000;
+		end++;
+	} else if (*end == 'h') {
+		v *= 3600000;
+		end++;
+	} else {
+		return -EINVAL;
+	}
+	while (isspace((unsigned char)*end))
+		end++;
+	if (*end || v > 1e15)
+		return -EINVAL;
+	*ms = (uint64_t)v;
+	return 0;
+}
+
 const char *silt_fmt_size(uint64_t v, char *buf, size_t len)
 {
 	static const char *unit[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };

@@ -13,6 +13,8 @@
 
 /* "64K", "10G", "1.5T", "4096" -> bytes. Returns -EINVAL on garbage. */
 int silt_parse_size(const char *s, uint64_t *out);
+/* "500ms", "5s", "2m", "1h", "30" (seconds) -> milliseconds. -EINVAL on garbage. */
+int silt_parse_duration(const char *s, uint64_t *ms);
 /* "4.0 GiB"-style rendering into buf. */
 const char *silt_fmt_size(uint64_t v, char *buf, size_t len);
 

@@ -25,6 +25,8 @@ enum change_kind {
 	CHANGE_ATTR, /* an inode's attributes or size */
 	CHANGE_MAP,  /* homes of chunks first..last of ino (allocated, moved, freed) */
 	CHANGE_DATA, /* chunks first..last of ino overwritten in place (commit_note) */
+	CHANGE_INTERNAL, /* the engine's own bookkeeping (migration intents): no
+			  * change a user or a replica can see */
 };
 
 struct change {

@@ -61,6 +61,8 @@ struct meta_iter {
 	char prefix[512];
 	size_t plen;
 	int started;
+	char start[512];  /* where to begin, within the prefix */
+	size_t slen;
 };
 
 static int fail(char *err, size_t errlen, const char *what, char *rerr)
@@ -319,7 +321,10 @@ int meta_iter_next(struct meta_iter *it, const char **k, size_t *kl,
 	char *rerr = NULL;
 
 	if (!it->started) {
-		rocksdb_iter_seek(it->it, it->prefix, it->plen);
+		if (it->slen)
+			rocksdb_iter_seek(it->it, it->start, it->slen);
+		else
+			rocksdb_iter_seek(it->it, it->prefix, it->plen);
 		it->started = 1;
 	} else {
 		rocksdb_iter_next(it->it);
@@ -337,6 +342,15 @@ int meta_iter_next(struct meta_iter *it, const char **k, size_t *kl,
 		return 0;
 	*v = rocksdb_iter_value(it->it, vl);
 	return 1;
+}
+
+int meta_iter_start_at(struct meta_iter *it, const void *key, size_t klen)
+{
+	if (klen > sizeof(it->start) || it->started)
+		return -EINVAL;
+	memcpy(it->start, key, klen);
+	it->slen = klen;
+	return 0;
 }
 
 void meta_iter_free(struct meta_iter *it)

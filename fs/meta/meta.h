@@ -57,6 +57,9 @@ struct meta_iter *meta_iter_new(struct silt_meta *m, enum meta_cf cf,
  * the end of the prefix, -EIO on error. */
 int meta_iter_next(struct meta_iter *it, const char **k, size_t *kl,
 		   const char **v, size_t *vl);
+/* Before the first meta_iter_next: begin at key (which has the prefix)
+ * rather than at the prefix itself. */
+int meta_iter_start_at(struct meta_iter *it, const void *key, size_t klen);
 void meta_iter_free(struct meta_iter *it);
 
 #endif

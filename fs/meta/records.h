@@ -12,6 +12,7 @@
  *   dentries       parent | name            struct dent_val (fs/ns.c)
  *   xattrs         ino | name               the value
  *   chunks         ino | chunk index        struct chunk_rec
+ *   facts          "move/" | ino | chunk    struct move_rec (a move in progress)
  */
 #ifndef SILT_RECORDS_H
 #define SILT_RECORDS_H
@@ -44,7 +45,22 @@ struct chunk_rec {
 /* chunk_rec flags */
 #define CHUNK_PLAIN 1   /* on a compressed tier, stored without header */
 
+/* A move of a chunk between tiers in progress (CF_FACTS, key "move/" | ino |
+ * chunk): written before the copy, deleted once the old copy is punched;
+ * the next mount settles any that a crash left (tiers/migrate.c). */
+#define K_MOVE_PREFIX "move/"
+#define K_MOVE_LEN (sizeof(K_MOVE_PREFIX) - 1 + 16)
+struct move_rec {
+	uint8_t from, to;        /* tier ids */
+} __attribute__((packed));
+
 static inline void key_ino(uint8_t k[8], uint64_t ino) { silt_put_be64(k, ino); }
+static inline void key_move(uint8_t k[K_MOVE_LEN], uint64_t ino, uint64_t chunk)
+{
+	__builtin_memcpy(k, K_MOVE_PREFIX, sizeof(K_MOVE_PREFIX) - 1);
+	silt_put_be64(k + sizeof(K_MOVE_PREFIX) - 1, ino);
+	silt_put_be64(k + sizeof(K_MOVE_PREFIX) - 1 + 8, chunk);
+}
 static inline void key_chunk(uint8_t k[16], uint64_t ino, uint64_t chunk)
 {
 	silt_put_be64(k, ino);

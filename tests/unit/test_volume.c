@@ -33,6 +33,7 @@ static int setup(void **state)
 	snprintf(f->cfg.file, sizeof(f->cfg.file), "%s/vol.conf", f->dir);
 	snprintf(f->cfg.name, sizeof(f->cfg.name), "unit");
 	f->cfg.chunk_size = 4096;
+	silt_placement_defaults(&f->cfg.placement);
 	f->cfg.ntiers = 2;
 	for (int i = 0; i < 2; i++) {
 		struct silt_tier_conf *t = &f->cfg.tiers[i];

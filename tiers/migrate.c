@@ -1,0 +1,892 @@
+/* The migration engine (see migrate.h).
+ *
+ *   struct move        one planned move, and while it is carried out its
+ *                      file reference, watch, buffer and new record
+ *   struct fref        a file the epoch holds a reference on (the plan's
+ *                      moves point into these; released at the epoch's end)
+ *   struct victims     cold chunks found on one tier by walking the chunk
+ *                      map in the store from a cursor, coldest first
+ *   struct silt_migrate the plan of the current epoch, the buffers and the
+ *                      io_uring of the engine, the pace, the statistics
+ *
+ * One epoch at a time (run_lock): the engine's thread runs them every
+ * epoch_ms, siltctl can run one at once (migrate_run_epoch).
+ *
+ * Why moves are checked by generation rather than by holding the chunk: a
+ * copy from a slow tier takes milliseconds, and a VM must not wait for it.
+ * The chunk is only watched while it is copied; writes go on, and the
+ * SWITCH pin at the end waits only for the I/O in flight on that chunk.
+ */
+#include "tiers/migrate.h"
+#include "predictor/placement.h"
+#include "tiers/io.h"
+#include "tiers/zchunk.h"
+#include "utils/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BATCH 16                  /* moves in flight together */
+#define BATCH_BYTES (8u << 20)    /* and at most this much buffer */
+#define PLAN_MAX 8192             /* moves per epoch */
+#define HOT_MAX 65536             /* ranked chunks looked at per epoch */
+#define VICTIM_MAX 512            /* cold candidates gathered per scan */
+#define SCAN_MAX 200000           /* map entries looked at per scan */
+#define FREF_MAX 256              /* files referenced per epoch */
+#define BUSY_OPS_PER_S 200        /* foreground I/O above this: busy */
+
+struct fref {
+	uint64_t ino;
+	struct cmap_file *cf;
+	void *ref;
+};
+
+struct move {
+	uint64_t ino, k;
+	int from, to;                 /* tier ids */
+	int promote;
+	struct cmap_file *cf;
+	struct cmap_watch w;
+	uint64_t gen;
+	uint8_t entry;
+	char *buf;
+	int zero, ok;
+	struct chunk_rec rec;
+};
+
+struct victim {
+	uint64_t ino, k;
+	unsigned heat;
+};
+
+struct victims {
+	uint8_t cursor[16];           /* where the next scan starts */
+	int wrapped;
+	unsigned n, next;
+	struct victim v[VICTIM_MAX];
+};
+
+struct silt_migrate {
+	struct migrate_conf c;
+	pthread_t thread;
+	pthread_mutex_t lock;         /* stop and wake requests */
+	pthread_cond_t cv;
+	int stopping, started;
+	pthread_mutex_t run_lock;     /* one epoch at a time */
+	struct silt_ioctx *ctx;
+	char *bufs;
+	unsigned batch;
+	struct move plan[PLAN_MAX];
+	unsigned nplan;
+	struct move promos[PLAN_MAX]; /* planned apart, carried out after the demotions */
+	unsigned npromos;
+	uint64_t planned_keys[2 * PLAN_MAX]; /* open addressing, 0 = empty */
+	struct fref frefs[FREF_MAX];
+	unsigned nfrefs;
+	struct victims vict[SILT_MAX_TIERS];
+	uint64_t hot_keys[HOT_MAX];   /* the policy's ranking, this epoch */
+	uint8_t hot_tiers[HOT_MAX];
+	uint8_t churn_cursor[16];
+	int idx_of_id[SILT_MAX_TIERS];
+	/* pace */
+	uint64_t last_ns, last_ops;
+	double tokens;
+	_Atomic int busy;
+	/* statistics */
+	_Atomic int mode;
+	_Atomic uint64_t epochs, pending, moved, moved_bytes, promoted, demoted, raced, failed;
+	uint64_t rate_t0, rate_bytes0;
+	_Atomic uint64_t rate;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static const char *const mode_names[] = { "policy", "churn", "off" };
+
+const char *migrate_mode_name(enum migrate_mode mode)
+{
+	return (unsigned)mode < 3 ? mode_names[mode] : "?";
+}
+
+int migrate_mode_parse(const char *s, enum migrate_mode *out)
+{
+	for (int i = 0; i < 3; i++)
+		if (!strcmp(s, mode_names[i])) {
+			*out = (enum migrate_mode)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+/* ---- intents ---- */
+
+static void stage_intent(struct silt_migrate *m, struct meta_batch *b, const struct move *mv, int add)
+{
+	uint8_t key[K_MOVE_LEN];
+	struct move_rec rec = { .from = (uint8_t)mv->from, .to = (uint8_t)mv->to };
+
+	key_move(key, mv->ino, mv->k);
+	if (add)
+		meta_put(b, m->c.meta, CF_FACTS, key, sizeof(key), &rec, sizeof(rec));
+	else
+		meta_del(b, m->c.meta, CF_FACTS, key, sizeof(key));
+}
+
+static int commit_internal(struct silt_commit *commit, struct meta_batch *b, int sync)
+{
+	struct change ch = { .kind = CHANGE_INTERNAL };
+	return commit_apply(commit, b, sync, &ch, 1);
+}
+
+/* Punch chunk k's slot of ino on tier t by opening the tier file itself
+ * (at mount, no inode is in memory). A file that is not there is fine. */
+static int punch_slot(const struct layout *l, struct silt_tier *t, uint64_t ino, uint64_t k)
+{
+	int fd = tier_open_file(t, ino, layout_seg(l, k), 0), r = 0;
+
+	if (fd == -ENOENT)
+		return 0;
+	if (fd < 0)
+		return fd;
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)layout_slot(l, k),
+		      l->chunk_size) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+/* The tier id chunk (ino, k) maps to in the store, or -1 for a hole. */
+static int stored_home(struct silt_meta *meta, uint64_t ino, uint64_t k)
+{
+	uint8_t key[16];
+	char *val;
+	size_t len;
+	int tid = -1;
+
+	key_chunk(key, ino, k);
+	if (meta_get(meta, CF_CHUNKS, key, 16, &val, &len) == 0) {
+		if (len >= 1)
+			tid = (uint8_t)val[0];
+		free(val);
+	}
+	return tid;
+}
+
+int migrate_recover(const struct migrate_conf *c, uint64_t *settled)
+{
+	struct meta_batch *b = meta_batch_new();
+	struct meta_iter *it = meta_iter_new(c->meta, CF_FACTS, K_MOVE_PREFIX, sizeof(K_MOVE_PREFIX) - 1);
+	const char *k, *v;
+	size_t kl, vl;
+	int r;
+
+	*settled = 0;
+	if (!b || !it) {
+		meta_batch_free(b);
+		meta_iter_free(it);
+		return -ENOMEM;
+	}
+	while ((r = meta_iter_next(it, &k, &kl, &v, &vl)) == 1) {
+		if (kl != K_MOVE_LEN || vl != sizeof(struct move_rec))
+			continue;
+		uint64_t ino = silt_get_be64((const uint8_t *)k + kl - 16);
+		uint64_t chunk = silt_get_be64((const uint8_t *)k + kl - 8);
+		const struct move_rec *mr = (const void *)v;
+		int home = stored_home(c->meta, ino, chunk);
+		/* the copy the map names stays; the other one goes */
+		if (home != mr->from && mr->from < SILT_MAX_TIERS && c->by_id[mr->from])
+			punch_slot(c->layout, c->by_id[mr->from], ino, chunk);
+		if (home != mr->to && mr->to < SILT_MAX_TIERS && c->by_id[mr->to])
+			punch_slot(c->layout, c->by_id[mr->to], ino, chunk);
+		meta_del(b, c->meta, CF_FACTS, k, kl);
+		(*settled)++;
+	}
+	meta_iter_free(it);
+	if (r == 0 && *settled)
+		r = commit_internal(c->commit, b, 1);
+	meta_batch_free(b);
+	if (*settled)
+		log_info("settled %llu chunk moves that the last stop interrupted",
+			 (unsigned long long)*settled);
+	return r < 0 ? r : 0;
+}
+
+/* ---- files an epoch holds ---- */
+
+static struct cmap_file *file_ref(struct silt_migrate *m, uint64_t ino)
+{
+	for (unsigned i = 0; i < m->nfrefs; i++)
+		if (m->frefs[i].ino == ino)
+			return m->frefs[i].cf;
+	if (m->nfrefs == FREF_MAX)
+		return NULL;
+	struct fref *f = &m->frefs[m->nfrefs];
+	if (m->c.files.get(m->c.files.ctx, ino, &f->cf, &f->ref))
+		return NULL;
+	f->ino = ino;
+	m->nfrefs++;
+	return f->cf;
+}
+
+static void files_release(struct silt_migrate *m)
+{
+	for (unsigned i = 0; i < m->nfrefs; i++)
+		m->c.files.put(m->c.files.ctx, m->frefs[i].ref);
+	m->nfrefs = 0;
+}
+
+/* ---- the plan ---- */
+
+static uint64_t plan_key(uint64_t ino, uint64_t k)
+{
+	return ((ino * 0x9E3779B97F4A7C15ull) ^ (k * 0xC2B2AE3D27D4EB4Full)) | 1;
+}
+
+/* 1 if (ino, k) is newly in the plan's key set, 0 if it was there. */
+static int plan_claim(struct silt_migrate *m, uint64_t ino, uint64_t k)
+{
+	uint64_t key = plan_key(ino, k);
+	size_t n = 2 * PLAN_MAX, i = key % n;
+
+	while (m->planned_keys[i]) {
+		if (m->planned_keys[i] == key)
+			return 0;
+		i = (i + 1) % n;
+	}
+	m->planned_keys[i] = key;
+	return 1;
+}
+
+static int add_move(struct silt_migrate *m, uint64_t ino, uint64_t k, int from, int to, int promote)
+{
+	if (m->nplan + m->npromos >= PLAN_MAX || !plan_claim(m, ino, k))
+		return 0;
+	struct move mv = { .ino = ino, .k = k, .from = from, .to = to, .promote = promote };
+	/* promotions go after every demotion: those make their room */
+	if (promote)
+		m->promos[m->npromos++] = mv;
+	else
+		m->plan[m->nplan++] = mv;
+	return 1;
+}
+
+/* Walk the map in the store from the tier's cursor for chunks on it that
+ * the policy does not want on a fast tier; keep the coldest. */
+static int cmp_heat(const void *a, const void *b)
+{
+	unsigned x = ((const struct victim *)a)->heat, y = ((const struct victim *)b)->heat;
+	return x < y ? -1 : x > y;
+}
+
+static void scan_victims(struct silt_migrate *m, int tid)
+{
+	struct victims *vs = &m->vict[tid];
+	struct meta_iter *it = meta_iter_new(m->c.meta, CF_CHUNKS, "", 0);
+	const char *k, *v;
+	size_t kl, vl, seen = 0;
+	int r;
+
+	vs->n = vs->next = 0;
+	if (!it)
+		return;
+	if (!vs->wrapped)
+		meta_iter_start_at(it, vs->cursor, 16);
+	vs->wrapped = 0;
+	while (seen++ < SCAN_MAX && vs->n < VICTIM_MAX && (r = meta_iter_next(it, &k, &kl, &v, &vl)) == 1) {
+		if (kl != 16 || vl < 1 || (uint8_t)v[0] != tid)
+			continue;
+		uint64_t ino = silt_get_be64((const uint8_t *)k), ck = silt_get_be64((const uint8_t *)k + 8);
+		memcpy(vs->cursor, k, 16);
+		if (heat_contains(m->c.heat, ino, ck))
+			continue;
+		vs->v[vs->n].ino = ino;
+		vs->v[vs->n].k = ck;
+		vs->v[vs->n++].heat = heat_of(m->c.heat, ino, ck);
+	}
+	if (vs->n < VICTIM_MAX) /* reached the end: start over next time */
+		vs->wrapped = 1;
+	meta_iter_free(it);
+	qsort(vs->v, vs->n, sizeof(vs->v[0]), cmp_heat);
+}
+
+/* The next cold chunk of tier tid, not planned yet; 0 if none. */
+static int next_victim(struct silt_migrate *m, int tid, uint64_t *ino, uint64_t *k)
+{
+	struct victims *vs = &m->vict[tid];
+
+	for (int scans = 0; scans < 2; scans++) {
+		while (vs->next < vs->n) {
+			*ino = vs->v[vs->next].ino;
+			*k = vs->v[vs->next++].k;
+			if (plan_claim(m, *ino, *k))
+				return 1;
+		}
+		scan_victims(m, tid);
+	}
+	return 0;
+}
+
+struct tier_room {
+	int64_t room[SILT_MAX_TIERS];  /* chunks each tier (by order) may still take under its high wm */
+	int64_t over[SILT_MAX_TIERS];  /* chunks above its low wm once the high wm is crossed */
+	uint64_t caps[SILT_MAX_TIERS];
+};
+
+static void measure(struct silt_migrate *m, struct tier_room *tr)
+{
+	uint32_t cs = m->c.layout->chunk_size;
+
+	for (int i = 0; i < m->c.ntiers; i++) {
+		struct tier_stats st;
+		tier_get_stats(m->c.order[i], &st);
+		uint64_t hw = st.capacity / 100 * st.high_wm / cs, lw = st.capacity / 100 * st.low_wm / cs;
+		tr->caps[i] = st.failed ? 0 : hw;
+		tr->room[i] = st.failed ? 0 : (int64_t)hw - (int64_t)st.chunks;
+		tr->over[i] = st.chunks > hw ? (int64_t)(st.chunks - lw) : 0;
+	}
+}
+
+/* A demotion of a cold chunk of tier index t to the next tier with room. */
+static int plan_demotion(struct silt_migrate *m, struct tier_room *tr, int t)
+{
+	uint64_t ino, k;
+
+	for (int d = t + 1; d < m->c.ntiers; d++) {
+		if (tr->room[d] <= 0 && d != m->c.ntiers - 1)
+			continue;
+		if (!next_victim(m, tier_id(m->c.order[t]), &ino, &k))
+			return 0;
+		if (m->nplan + m->npromos >= PLAN_MAX)
+			return 0;
+		m->plan[m->nplan++] = (struct move){ .ino = ino, .k = k, .from = tier_id(m->c.order[t]),
+						     .to = tier_id(m->c.order[d]) };
+		tr->room[t]++;
+		tr->room[d]--;
+		return 1;
+	}
+	return 0;
+}
+
+static void plan_policy(struct silt_migrate *m)
+{
+	uint64_t *keys = m->hot_keys;
+	uint8_t *want = m->hot_tiers;
+	struct tier_room tr;
+	int n = m->c.ntiers, full[SILT_MAX_TIERS] = { 0 };
+
+	measure(m, &tr);
+	long nhot = heat_place(m->c.heat, tr.caps, (unsigned)(n - 1), keys, want, HOT_MAX);
+	for (long i = 0; i < nhot && m->nplan + m->npromos < PLAN_MAX; i++) {
+		uint64_t ino = PRED_KEY_FILE(keys[i]), k = PRED_KEY_CHUNK(keys[i]);
+		int d = want[i];
+		struct cmap_file *cf;
+		uint8_t e;
+		if (d >= n - 1 || full[d] || !(cf = file_ref(m, ino)) || !(e = cmap_get(cf, k)))
+			continue;
+		int c = m->idx_of_id[cm_tier(e)];
+		if (c <= d)
+			continue; /* where it belongs, or faster */
+		if (tr.room[d] <= 0 && !plan_demotion(m, &tr, d)) {
+			full[d] = 1; /* nothing colder to make room with */
+			continue;
+		}
+		if (add_move(m, ino, k, cm_tier(e), tier_id(m->c.order[d]), 1)) {
+			tr.room[d]--;
+			tr.room[c]++;
+		}
+	}
+	/* tiers above their high watermark drain to the low one, coldest first */
+	for (int t = 0; t < n - 1; t++)
+		for (int64_t i = 0; i < tr.over[t] && m->nplan + m->npromos < PLAN_MAX; i++)
+			if (!plan_demotion(m, &tr, t))
+				break;
+}
+
+/* Tests: every chunk to the next tier (round robin), as far as room allows. */
+static void plan_churn(struct silt_migrate *m)
+{
+	struct meta_iter *it = meta_iter_new(m->c.meta, CF_CHUNKS, "", 0);
+	const char *k, *v;
+	size_t kl, vl;
+	int r;
+
+	if (!it)
+		return;
+	meta_iter_start_at(it, m->churn_cursor, 16);
+	while (m->nplan + m->npromos < PLAN_MAX && (r = meta_iter_next(it, &k, &kl, &v, &vl)) == 1) {
+		if (kl != 16 || vl < 1 || (uint8_t)v[0] >= SILT_MAX_TIERS || !m->c.by_id[(uint8_t)v[0]])
+			continue;
+		int from = (uint8_t)v[0], to = tier_id(m->c.order[(m->idx_of_id[from] + 1) % m->c.ntiers]);
+		memcpy(m->churn_cursor, k, 16);
+		add_move(m, silt_get_be64((const uint8_t *)k), silt_get_be64((const uint8_t *)k + 8), from, to,
+			 m->idx_of_id[to] < m->idx_of_id[from]);
+	}
+	if (r == 0) /* the end: start over */
+		memset(m->churn_cursor, 0, sizeof(m->churn_cursor));
+	meta_iter_free(it);
+}
+
+/* ---- carrying moves out ---- */
+
+static int is_zero(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i += 8)
+		if (*(const uint64_t *)(p + i))
+			return 0;
+	return 1;
+}
+
+/* Read chunk k of cf (entry e) whole into buf. */
+static int read_chunk(struct silt_migrate *m, struct silt_ioctx *ctx, struct cmap_file *cf, uint64_t k,
+		      uint8_t e, char *buf)
+{
+	const struct layout *l = m->c.layout;
+	int tid = cm_tier(e);
+	int fd = tfiles_fd(cmap_files(cf), l, m->c.by_id[tid], k, 0);
+
+	if (fd < 0)
+		return fd;
+	if (m->c.zlevel[tid])
+		return zchunk_read(ctx, fd, layout_slot(l, k), l->chunk_size, !!(e & CM_PLAIN), buf);
+	struct tier_io op = { .fd = fd, .off = layout_slot(l, k), .buf = buf, .len = l->chunk_size, .tier = tid };
+	return tier_io_run(ctx, &op, 1);
+}
+
+/* Write buf as chunk k's content on tier `to`; fills rec with how. */
+static int write_chunk(struct silt_migrate *m, struct silt_ioctx *ctx, struct cmap_file *cf, uint64_t k,
+		       int to, const char *buf, struct chunk_rec *rec)
+{
+	const struct layout *l = m->c.layout;
+	struct silt_tier *t = m->c.by_id[to];
+	int fd = tfiles_fd(cmap_files(cf), l, t, k, 1), r;
+
+	*rec = (struct chunk_rec){ .tier = (uint8_t)to };
+	if (fd < 0)
+		return fd;
+	if (is_zero(buf, l->chunk_size)) /* a preallocated chunk: keep it sparse */
+		return tfiles_punch(cmap_files(cf), l, t, k, 0, l->chunk_size);
+	if (m->c.zlevel[to]) {
+		struct zchunk_info zi;
+		if ((r = zchunk_write(ctx, fd, layout_slot(l, k), l->chunk_size, m->c.zlevel[to], buf, &zi)))
+			return r;
+		rec->flags = zi.plain ? CHUNK_PLAIN : 0;
+		rec->stored_len = zi.stored_len;
+		rec->csum = zi.csum;
+		return 0;
+	}
+	struct tier_io op = { .fd = fd, .write = 1, .off = layout_slot(l, k), .buf = (void *)buf,
+			      .len = l->chunk_size, .tier = to };
+	return tier_io_run(ctx, &op, 1);
+}
+
+/* Can the move start: the chunk still where the plan saw it, room on the
+ * new tier, no write in flight on it. Takes the reservation and the watch. */
+static int move_begin(struct silt_migrate *m, struct move *mv)
+{
+	int r;
+
+	mv->ok = 0;
+	if (!(mv->cf = file_ref(m, mv->ino)))
+		return -ENOENT;
+	mv->entry = cmap_get(mv->cf, mv->k);
+	if (!mv->entry || cm_tier(mv->entry) != mv->from || tier_failed(m->c.by_id[mv->from]))
+		return -ESTALE;
+	if ((r = tier_reserve(m->c.by_id[mv->to], !mv->promote)))
+		return r;
+	cmap_watch(m->c.cmap, mv->cf, mv->k, &mv->w);
+	if ((r = cmap_watch_gen(m->c.cmap, &mv->w, &mv->gen))) {
+		cmap_unwatch(m->c.cmap, &mv->w);
+		tier_release(m->c.by_id[mv->to], 1);
+		return r;
+	}
+	mv->ok = 1;
+	return 0;
+}
+
+/* A move that could not finish: its copy goes, its reservation too. */
+static void move_abandon(struct silt_migrate *m, struct move *mv)
+{
+	tfiles_punch(cmap_files(mv->cf), m->c.layout, m->c.by_id[mv->to], mv->k, 0, m->c.layout->chunk_size);
+	tier_release(m->c.by_id[mv->to], 1);
+	mv->ok = 0;
+}
+
+/* Under a SWITCH pin: no write, no other home change since the copy began
+ * (else the move is dropped: the plan will find the chunk again). */
+static int move_switch(struct silt_migrate *m, struct move *mv)
+{
+	struct cmap_pin pin;
+	struct cmap_txn t;
+	int r = cmap_pin(m->c.cmap, mv->cf, mv->k, mv->k, CMAP_SWITCH, &pin);
+
+	if (r)
+		return r;
+	if (cmap_pin_gen(m->c.cmap, &pin) != mv->gen || cmap_get(mv->cf, mv->k) != mv->entry) {
+		r = -EAGAIN;
+	} else {
+		struct meta_batch *b = meta_batch_new();
+		struct change ch = { .kind = CHANGE_MAP, .ino = mv->ino, .first = mv->k, .last = mv->k };
+		if (!b)
+			r = -ENOMEM;
+		cmap_txn_begin(m->c.cmap, &t, mv->cf, b);
+		if (!r && !(r = cmap_txn_move(&t, mv->k, &mv->rec)) &&
+		    !(r = commit_apply(m->c.commit, b, 0, &ch, 1)))
+			cmap_txn_publish(&t);
+		cmap_txn_end(&t);
+		meta_batch_free(b);
+	}
+	cmap_unpin(m->c.cmap, &pin);
+	return r;
+}
+
+/* Old slots of switched moves (ours and write-promote's), once the switch
+ * is durable: punch them, and forget their intents. */
+static void settle_deferred(struct silt_migrate *m)
+{
+	struct cmap_deferred d[256];
+	long n;
+
+	while ((n = cmap_take_deferred(m->c.cmap, d, 256)) > 0) {
+		struct meta_batch *b = meta_batch_new();
+		if (!b || commit_sync(m->c.commit)) { /* not durable: leave the slots be */
+			meta_batch_free(b);
+			return;
+		}
+		for (long i = 0; i < n; i++) {
+			struct cmap_file *cf = file_ref(m, d[i].ino);
+			struct move mv = { .ino = d[i].ino, .k = d[i].k };
+			if (cf)
+				cmap_punch_deferred(m->c.cmap, cf, &d[i]);
+			stage_intent(m, b, &mv, 0);
+		}
+		commit_internal(m->c.commit, b, 0);
+		meta_batch_free(b);
+	}
+}
+
+static void count_done(struct silt_migrate *m, const struct move *mv)
+{
+	atomic_fetch_add(&m->moved, 1);
+	atomic_fetch_add(&m->moved_bytes, m->c.layout->chunk_size);
+	atomic_fetch_add(mv->promote ? &m->promoted : &m->demoted, 1);
+}
+
+/* One batch: intents, copies (all in flight together), fdatasync of the
+ * new copies, switches, then the WAL sync that lets the sources go. */
+static void run_batch(struct silt_migrate *m, struct move *mv, unsigned n)
+{
+	struct meta_batch *b = meta_batch_new();
+	int r;
+
+	if (!b)
+		return;
+	for (unsigned i = 0; i < n; i++) {
+		mv[i].buf = m->bufs + (size_t)i * m->c.layout->chunk_size;
+		if ((r = move_begin(m, &mv[i])) == 0)
+			stage_intent(m, b, &mv[i], 1);
+		else if (r == -EBUSY)
+			atomic_fetch_add(&m->raced, 1);
+	}
+	if (commit_internal(m->c.commit, b, 0)) {
+		for (unsigned i = 0; i < n; i++)
+			if (mv[i].ok) {
+				cmap_unwatch(m->c.cmap, &mv[i].w);
+				tier_release(m->c.by_id[mv[i].to], 1);
+			}
+		meta_batch_free(b);
+		return;
+	}
+	meta_batch_free(b);
+	for (unsigned i = 0; i < n; i++) {
+		if (!mv[i].ok)
+			continue;
+		if ((r = read_chunk(m, m->ctx, mv[i].cf, mv[i].k, mv[i].entry, mv[i].buf)) ||
+		    (r = write_chunk(m, m->ctx, mv[i].cf, mv[i].k, mv[i].to, mv[i].buf, &mv[i].rec)) ||
+		    (r = tfiles_sync(cmap_files(mv[i].cf), 1u << mv[i].to))) {
+			if (tier_io_error(r))
+				log_warn("inode %llu chunk %llu: moving it from %s to %s failed: %s",
+					 (unsigned long long)mv[i].ino, (unsigned long long)mv[i].k,
+					 tier_name(m->c.by_id[mv[i].from]), tier_name(m->c.by_id[mv[i].to]),
+					 strerror(-r));
+			atomic_fetch_add(&m->failed, 1);
+			move_abandon(m, &mv[i]);
+		}
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if (!mv[i].ok)
+			continue;
+		if ((r = move_switch(m, &mv[i]))) {
+			atomic_fetch_add(r == -EAGAIN ? &m->raced : &m->failed, 1);
+			move_abandon(m, &mv[i]);
+		} else {
+			count_done(m, &mv[i]);
+		}
+	}
+	/* abandoned moves' intents go now; switched ones' once their sources
+	 * are punched (settle_deferred, after the WAL sync) */
+	if ((b = meta_batch_new())) {
+		for (unsigned i = 0; i < n; i++)
+			if (mv[i].w.l && !mv[i].ok)
+				stage_intent(m, b, &mv[i], 0);
+		commit_internal(m->c.commit, b, 0);
+		meta_batch_free(b);
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (mv[i].w.l)
+			cmap_unwatch(m->c.cmap, &mv[i].w);
+	settle_deferred(m);
+}
+
+/* ---- pace ---- */
+
+/* Foreground I/O per second since the last look, and whether that is busy. */
+static void look_at_foreground(struct silt_migrate *m, uint64_t now)
+{
+	uint64_t ops = atomic_load(m->c.fg_ops[0]) + atomic_load(m->c.fg_ops[1]);
+	double dt = (double)(now - m->last_ns) / 1e9;
+
+	if (dt < 0.05)
+		return;
+	atomic_store(&m->busy, (double)(ops - m->last_ops) / dt > BUSY_OPS_PER_S);
+	m->tokens += dt * (double)(atomic_load(&m->busy) ? m->c.busy_rate : m->c.rate);
+	double cap = (double)m->c.rate / 4 + (double)m->batch * m->c.layout->chunk_size;
+	if (m->tokens > cap)
+		m->tokens = cap;
+	m->last_ns = now;
+	m->last_ops = ops;
+}
+
+/* Wait until the pace allows `bytes` more; 0, or 1 when stopping. */
+static int pace(struct silt_migrate *m, uint64_t bytes)
+{
+	for (;;) {
+		look_at_foreground(m, now_ns());
+		if (m->tokens >= (double)bytes) {
+			m->tokens -= (double)bytes;
+			return 0;
+		}
+		pthread_mutex_lock(&m->lock);
+		int stop = m->stopping;
+		if (!stop) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 20 * 1000000l;
+			if (ts.tv_nsec >= 1000000000l) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000l;
+			}
+			pthread_cond_timedwait(&m->cv, &m->lock, &ts);
+			stop = m->stopping;
+		}
+		pthread_mutex_unlock(&m->lock);
+		if (stop)
+			return 1;
+	}
+}
+
+static void note_rate(struct silt_migrate *m)
+{
+	uint64_t now = now_ns(), bytes = atomic_load(&m->moved_bytes);
+
+	if (now - m->rate_t0 >= 2000000000ull) {
+		atomic_store(&m->rate, (uint64_t)((double)(bytes - m->rate_bytes0) * 1e9 / (double)(now - m->rate_t0)));
+		m->rate_t0 = now;
+		m->rate_bytes0 = bytes;
+	}
+}
+
+/* ---- epochs ---- */
+
+static long epoch(struct silt_migrate *m, int paced)
+{
+	enum migrate_mode mode = (enum migrate_mode)atomic_load(&m->mode);
+	uint64_t before = atomic_load(&m->moved);
+
+	m->nplan = m->npromos = 0;
+	memset(m->planned_keys, 0, sizeof(m->planned_keys));
+	if (mode != MIGRATE_OFF && m->c.ntiers > 1) {
+		heat_sync(m->c.heat);
+		if (mode == MIGRATE_CHURN)
+			plan_churn(m);
+		else
+			plan_policy(m);
+		memcpy(&m->plan[m->nplan], m->promos, m->npromos * sizeof(m->promos[0]));
+		m->nplan += m->npromos;
+	}
+	atomic_store(&m->pending, m->nplan);
+	for (unsigned i = 0; i < m->nplan; i += m->batch) {
+		unsigned n = MIN(m->batch, m->nplan - i);
+		if (paced && pace(m, (uint64_t)n * m->c.layout->chunk_size))
+			break;
+		run_batch(m, &m->plan[i], n);
+		atomic_store(&m->pending, m->nplan - i - n);
+		note_rate(m);
+	}
+	atomic_store(&m->pending, 0);
+	settle_deferred(m); /* write-promote's old slots, even without moves */
+	files_release(m);
+	atomic_fetch_add(&m->epochs, 1);
+	return (long)(atomic_load(&m->moved) - before);
+}
+
+long migrate_run_epoch(struct silt_migrate *m)
+{
+	pthread_mutex_lock(&m->run_lock);
+	long r = epoch(m, 0);
+	pthread_mutex_unlock(&m->run_lock);
+	return r;
+}
+
+static void *engine(void *arg)
+{
+	struct silt_migrate *m = arg;
+
+	pthread_setname_np(pthread_self(), "silt-migrate");
+	pthread_mutex_lock(&m->lock);
+	while (!m->stopping) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)m->c.epoch_ms * 1000000ull;
+		ts.tv_sec += (time_t)(ns / 1000000000ull);
+		ts.tv_nsec = (long)(ns % 1000000000ull);
+		pthread_cond_timedwait(&m->cv, &m->lock, &ts);
+		if (m->stopping)
+			break;
+		pthread_mutex_unlock(&m->lock);
+		pthread_mutex_lock(&m->run_lock);
+		epoch(m, 1);
+		pthread_mutex_unlock(&m->run_lock);
+		pthread_mutex_lock(&m->lock);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return NULL;
+}
+
+int migrate_start(const struct migrate_conf *c, struct silt_migrate **out)
+{
+	struct silt_migrate *m = calloc(1, sizeof(*m));
+	int r;
+
+	if (!m)
+		return -ENOMEM;
+	m->c = *c;
+	m->batch = MIN(BATCH, MAX(1u, BATCH_BYTES / c->layout->chunk_size));
+	for (int i = 0; i < c->ntiers; i++)
+		m->idx_of_id[tier_id(c->order[i])] = i;
+	atomic_init(&m->mode, c->mode);
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->cv, NULL);
+	pthread_mutex_init(&m->run_lock, NULL);
+	m->last_ns = m->rate_t0 = now_ns();
+	if ((r = silt_ioctx_new(2 * BATCH, SILT_ALIGN, &m->ctx)) ||
+	    !(m->bufs = silt_aligned_alloc((size_t)m->batch * c->layout->chunk_size))) {
+		migrate_stop(m);
+		return r ? r : -ENOMEM;
+	}
+	if (c->epoch_ms && (r = -pthread_create(&m->thread, NULL, engine, m))) {
+		migrate_stop(m);
+		return r;
+	}
+	m->started = c->epoch_ms != 0;
+	*out = m;
+	return 0;
+}
+
+void migrate_stop(struct silt_migrate *m)
+{
+	if (!m)
+		return;
+	if (m->started) {
+		pthread_mutex_lock(&m->lock);
+		m->stopping = 1;
+		pthread_cond_broadcast(&m->cv);
+		pthread_mutex_unlock(&m->lock);
+		pthread_join(m->thread, NULL);
+	}
+	/* write-promote's last old slots */
+	pthread_mutex_lock(&m->run_lock);
+	settle_deferred(m);
+	files_release(m);
+	pthread_mutex_unlock(&m->run_lock);
+	silt_ioctx_free(m->ctx);
+	free(m->bufs);
+	pthread_mutex_destroy(&m->lock);
+	pthread_cond_destroy(&m->cv);
+	pthread_mutex_destroy(&m->run_lock);
+	free(m);
+}
+
+void migrate_set_mode(struct silt_migrate *m, enum migrate_mode mode)
+{
+	atomic_store(&m->mode, mode);
+}
+
+void migrate_stats(struct silt_migrate *m, struct migrate_stats *s)
+{
+	s->mode = (enum migrate_mode)atomic_load(&m->mode);
+	s->epochs = atomic_load(&m->epochs);
+	s->pending = atomic_load(&m->pending);
+	s->pending_bytes = s->pending * m->c.layout->chunk_size;
+	s->moved = atomic_load(&m->moved);
+	s->moved_bytes = atomic_load(&m->moved_bytes);
+	s->promoted = atomic_load(&m->promoted);
+	s->demoted = atomic_load(&m->demoted);
+	s->raced = atomic_load(&m->raced);
+	s->failed = atomic_load(&m->failed);
+	s->rate = atomic_load(&m->rate);
+	s->busy = atomic_load(&m->busy);
+}
+
+/* ---- write-promote ---- */
+
+int migrate_promote(struct silt_migrate *m, struct silt_ioctx *ctx, struct cmap_file *cf, uint64_t k, int to)
+{
+	const struct layout *l = m->c.layout;
+	uint8_t e = cmap_get(cf, k);
+	char *buf = silt_ioctx_scratch(ctx, 1, l->chunk_size);
+	struct move mv = { .k = k, .from = cm_tier(e), .to = to, .promote = 1, .cf = cf };
+	struct cmap_txn t;
+	int r;
+
+	if (!e || mv.from == to)
+		return 0;
+	if (!buf)
+		return -ENOMEM;
+	if ((r = tier_reserve(m->c.by_id[to], 0)))
+		return r;
+	if ((r = read_chunk(m, ctx, cf, k, e, buf)) || (r = write_chunk(m, ctx, cf, k, to, buf, &mv.rec))) {
+		move_abandon(m, &mv);
+		return r;
+	}
+	struct meta_batch *b = meta_batch_new();
+	struct change ch = { .kind = CHANGE_MAP, .ino = cmap_file_ino(cf), .first = k, .last = k };
+	mv.ino = ch.ino;
+	if (!b) {
+		move_abandon(m, &mv);
+		return -ENOMEM;
+	}
+	cmap_txn_begin(m->c.cmap, &t, cf, b);
+	stage_intent(m, b, &mv, 1); /* the old copy goes once this is durable */
+	if (!(r = cmap_txn_move(&t, k, &mv.rec)) && !(r = commit_apply(m->c.commit, b, 0, &ch, 1))) {
+		cmap_txn_publish(&t);
+		tfiles_mark_dirty(cmap_files(cf), to);
+		count_done(m, &mv);
+	} else {
+		move_abandon(m, &mv);
+	}
+	cmap_txn_end(&t);
+	meta_batch_free(b);
+	return r;
+}
