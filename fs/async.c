@@ -34,6 +34,8 @@ struct aio_req {
 	struct inode *in;
 	struct cmap_pin pin;
 	int write, tid;
+	int fill;                        /* a whole-chunk read for the RAM tier */
+	uint64_t fill_version;
 	uint32_t len;                    /* the caller's bytes */
 	int nseg, nout;
 	char *seg[SILT_AIO_IOV_MAX];
@@ -184,6 +186,8 @@ static void aio_complete(void *arg, int res)
 			res = -EIO;
 		}
 	}
+	if (rq->fill && !res)
+		ram_fill_end(v->ram, rq->in->ino, rq->k0, rq->fill_version, rq->iov, rq->nseg);
 	cmap_unpin(v->cmap, &rq->pin);
 	if (res)
 		rq->done(rq->arg, NULL, 0, res);
@@ -211,6 +215,53 @@ static int nsegs(uint64_t bytes)
 	return (int)((bytes + SEG_SIZE - 1) / SEG_SIZE);
 }
 
+/* Every byte of [a0, a1) from the RAM tier into the request's segments:
+ * 1, or 0 at the first chunk it does not hold. */
+static int ram_serve(struct silt_vol *v, struct aio_req *rq, uint64_t a0, uint64_t a1)
+{
+	for (uint64_t pos = a0; pos < a1;) {
+		uint64_t k = pos >> v->layout.shift;
+		uint64_t end = MIN(a1, layout_chunk_start(&v->layout, k + 1));
+		/* the piece of this chunk, cut at segment boundaries */
+		while (pos < end) {
+			uint64_t rel = pos - a0, seg_end = (rel / SEG_SIZE + 1) * SEG_SIZE;
+			uint32_t n = (uint32_t)MIN(end - pos, seg_end - rel);
+			if (!ram_read(v->ram, rq->in->ino, k, (uint32_t)(pos - layout_chunk_start(&v->layout, k)), n,
+				      rq->seg[rel / SEG_SIZE] + rel % SEG_SIZE, 1))
+				return 0;
+			pos += n;
+		}
+	}
+	return 1;
+}
+
+/* A miss on one chunk that keeps being read: read it whole, keep a copy. */
+static int want_fill(struct silt_vol *v, struct inode *in, const struct cmap_pin *pin, uint64_t k0,
+		     uint64_t k1)
+{
+	return k0 == k1 && ram_enabled(v->ram) && ram_admit(v->ram, in->ino, k0) &&
+	       cmap_pin_quiet(v->cmap, pin);
+}
+
+/* Fill a request's fields for reading [r0, r1) of the file. */
+static void setup_read(struct silt_vol *v, struct aio_req *rq, struct inode *in, const struct cmap_pin *pin,
+		       uint64_t k0, uint64_t k1, uint64_t r0, uint64_t r1, off_t off, uint64_t len,
+		       vol_io_done done, void *arg)
+{
+	rq->v = v;
+	rq->in = in;
+	rq->pin = *pin;
+	rq->write = 0;
+	rq->fill = 0;
+	rq->len = (uint32_t)len;
+	rq->k0 = k0;
+	rq->k1 = k1;
+	rq->done = done;
+	rq->arg = arg;
+	map_segments(rq, (uint32_t)(r1 - r0));
+	map_reply(rq, (uint32_t)((uint64_t)off - r0), (uint32_t)len);
+}
+
 int vol_read_async(struct silt_vol *v, struct silt_file *f, size_t size, off_t off,
 		   vol_io_done done, void *arg)
 {
@@ -233,25 +284,38 @@ int vol_read_async(struct silt_vol *v, struct silt_file *f, size_t size, off_t o
 		goto again;
 	len = MIN((uint64_t)size, fsize - (uint64_t)off);
 	a1 = ((uint64_t)off + len + SILT_ALIGN - 1) & ~(uint64_t)(SILT_ALIGN - 1);
-	if ((tid = single_run(v, in, a0 >> v->layout.shift, (a1 - 1) >> v->layout.shift)) < 0 ||
-	    !(rq = req_get(v->apool, nsegs(a1 - a0))))
+	uint64_t k0 = a0 >> v->layout.shift, k1 = (a1 - 1) >> v->layout.shift;
+	if ((tid = single_run(v, in, k0, k1)) < 0)
 		goto again;
-	rq->v = v;
-	rq->in = in;
-	rq->pin = pin;
-	rq->write = 0;
-	rq->len = (uint32_t)len;
-	rq->k0 = a0 >> v->layout.shift;
-	rq->k1 = (a1 - 1) >> v->layout.shift;
-	rq->done = done;
-	rq->arg = arg;
-	map_segments(rq, (uint32_t)(a1 - a0));
-	map_reply(rq, (uint32_t)((uint64_t)off - a0), (uint32_t)len);
-	if (submit(v, rq, tid, a0)) {
+
+	/* the RAM tier first: a hit is answered at once, from this thread */
+	if (ram_enabled(v->ram)) {
+		if (!(rq = req_get(v->apool, nsegs(a1 - a0))))
+			goto again;
+		setup_read(v, rq, in, &pin, k0, k1, a0, a1, off, len, done, arg);
+		if (ram_serve(v, rq, a0, a1)) {
+			cmap_unpin(v->cmap, &pin);
+			data_note_access(v, in, k0, k1, 0, len);
+			done(arg, rq->out, rq->nout, (ssize_t)len);
+			req_put(v->apool, rq);
+			return 0;
+		}
+		req_put(v->apool, rq);
+	}
+	/* from the disk; widened to the whole chunk when the RAM tier keeps it */
+	int fill = want_fill(v, in, &pin, k0, k1);
+	uint64_t r0 = fill ? layout_chunk_start(&v->layout, k0) : a0;
+	uint64_t r1 = fill ? r0 + v->layout.chunk_size : a1;
+	if (!(rq = req_get(v->apool, nsegs(r1 - r0))))
+		goto again;
+	setup_read(v, rq, in, &pin, k0, k1, r0, r1, off, len, done, arg);
+	if ((rq->fill = fill))
+		rq->fill_version = ram_fill_begin(v->ram, in->ino, k0);
+	if (submit(v, rq, tid, r0)) {
 		req_put(v->apool, rq);
 		goto again;
 	}
-	data_note_access(v, in, rq->k0, rq->k1, 0, len);
+	data_note_access(v, in, k0, k1, 0, len);
 	return 0;
 again:
 	cmap_unpin(v->cmap, &pin);
@@ -275,6 +339,7 @@ int vol_write_async(struct silt_vol *v, struct silt_file *f, const void *buf, si
 	k1 = ((uint64_t)off + size - 1) >> v->layout.shift;
 	if (cmap_pin(v->cmap, in->cf, k0, k1, CMAP_WRITE, &pin))
 		return -EAGAIN;
+	ram_invalidate(v->ram, in->ino, k0, k1);
 	pthread_mutex_lock(&in->lock);
 	/* a write that should promote its chunks first goes the synchronous way */
 	if ((uint64_t)off + size > in->rec.size || (tid = single_run(v, in, k0, k1)) < 0 ||

@@ -73,7 +73,12 @@ static void ctl_status(struct silt_vol *v, FILE *o)
 		(unsigned long long)atomic_load(&v->reads), (unsigned long long)atomic_load(&v->writes),
 		(unsigned long long)atomic_load(&v->read_bytes),
 		(unsigned long long)atomic_load(&v->write_bytes), (unsigned long long)v->ns_seq);
-	fprintf(o, "ram size=%llu used=0\n", (unsigned long long)v->cfg.ram_size);
+	struct ram_stats rs;
+	ram_stats(v->ram, &rs);
+	fprintf(o, "ram size=%llu used=%llu hits=%llu misses=%llu fills=%llu evictions=%llu "
+		"invalidations=%llu\n", (unsigned long long)rs.size, (unsigned long long)rs.used,
+		(unsigned long long)rs.hits, (unsigned long long)rs.misses, (unsigned long long)rs.fills,
+		(unsigned long long)rs.evictions, (unsigned long long)rs.invalidations);
 	ctl_placement(v, o);
 	for (int i = 0; i < v->ntiers; i++) {
 		struct tier_stats ts;

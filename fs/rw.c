@@ -213,6 +213,7 @@ int data_zero_in_chunk(struct silt_vol *v, struct inode *in, uint64_t k, uint64_
 	uint8_t e = cmap_get(in->cf, k);
 	int tid = cm_tier(e), r;
 
+	ram_invalidate(v->ram, in->ino, k, k);
 	if (!v->zlevel[tid] || (from == 0 && len == v->layout.chunk_size))
 		return tfiles_punch(cmap_files(in->cf), &v->layout, v->tier_by_id[tid], k, from, len);
 	struct silt_ioctx *ctx = vol_ioctx(v);
@@ -249,6 +250,9 @@ static int read_range(struct silt_vol *v, struct inode *in, struct silt_ioctx *c
 		uint8_t e = cmap_get(in->cf, k);
 		if (!e)
 			memset(buf + (pos - a0), 0, cend - pos);
+		else if (ram_read(v->ram, in->ino, k, (uint32_t)(pos - chunk_start(v, k)), (uint32_t)(cend - pos),
+				  buf + (pos - a0), 1))
+			; /* the RAM tier had it */
 		else if (v->zlevel[cm_tier(e)])
 			r = read_zc(v, in, ctx, k, e, pos - chunk_start(v, k), buf + (pos - a0), cend - pos);
 		else
@@ -524,6 +528,7 @@ static ssize_t write_piece(struct silt_vol *v, struct inode *in, const char *dat
 	w.k1 = (w.a1 - 1) >> v->layout.shift;
 	if ((r = cmap_pin(v->cmap, in->cf, w.k0, w.k1, CMAP_EXCL, &pin)))
 		return r;
+	ram_invalidate(v->ram, in->ino, w.k0, w.k1);
 	uint64_t old_size = file_size(in);
 	promote_range(&w);
 	if ((r = place_new(&w)) || (r = fill_buffer(&w)) || (r = commit_new(&w))) {

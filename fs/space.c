@@ -22,6 +22,7 @@ int data_destroy(struct silt_vol *v, struct inode *in, struct cmap_txn *t)
 
 	if (!r)
 		r = cmap_txn_drop(t);
+	ram_invalidate(v->ram, in->ino, 0, UINT64_MAX - 1);
 	in->rec.nchunks = 0;
 	return r;
 }
@@ -51,8 +52,10 @@ static int shrink(struct silt_vol *v, struct inode *in, struct cmap_txn *t, uint
 	 * the file grows again */
 	if (tail && cmap_get(in->cf, size >> v->layout.shift))
 		r = data_zero_in_chunk(v, in, size >> v->layout.shift, tail, v->layout.chunk_size - tail);
-	if (!r && last != UINT64_MAX && last >= first)
+	if (!r && last != UINT64_MAX && last >= first) {
+		ram_invalidate(v->ram, in->ino, first, last);
 		r = cmap_txn_clear(t, first, last + 1);
+	}
 	return r;
 }
 
@@ -188,8 +191,10 @@ static int punch_range(struct silt_vol *v, struct inode *in, uint64_t off, uint6
 		pos = cend;
 	}
 	cmap_txn_begin(v->cmap, &t, in->cf, b);
-	if (!r && first_whole < end_whole)
+	if (!r && first_whole < end_whole) {
+		ram_invalidate(v->ram, in->ino, first_whole, end_whole - 1);
 		r = cmap_txn_clear(&t, first_whole, end_whole);
+	}
 	in->rec.mtime = in->rec.ctime = silt_now_wall();
 	if (!r)
 		r = commit_publish(v, in, &t, b, off >> v->layout.shift, (end - 1) >> v->layout.shift);

@@ -17,6 +17,7 @@
 #include "tiers/io.h"
 #include "tiers/layout.h"
 #include "tiers/migrate.h"
+#include "tiers/ramcache.h"
 #include "predictor/heat.h"
 #include "tiers/tier.h"
 #include "utils/util.h"
@@ -57,6 +58,7 @@ struct silt_vol {
 	struct silt_alloc *alloc;   /* where new chunks go */
 	struct heat *heat;          /* how chunks are used; the placement policy */
 	struct silt_migrate *mig;   /* moves chunks between tiers */
+	struct silt_ram *ram;       /* the RAM tier: a cache of hot chunks */
 	int ntiers;
 	struct silt_tier *tiers[SILT_MAX_TIERS];      /* placement order: fastest first */
 	struct silt_tier *tier_by_id[SILT_MAX_TIERS]; /* persistent id -> tier */

@@ -483,7 +483,7 @@ static int start_engine(struct silt_vol *v, char *err, size_t errlen)
 	struct cmap_conf cc = { .meta = v->meta, .aio = v->aio, .layout = &v->layout,
 				.tier_by_id = v->tier_by_id };
 	if ((r = cmap_open(&cc, &v->cmap)) || (r = alloc_open(v->tiers, v->ntiers, &v->alloc)) ||
-	    (r = async_pool_new(&v->apool))) {
+	    (r = async_pool_new(&v->apool)) || (r = ram_open(v->cfg.ram_size, v->layout.chunk_size, &v->ram))) {
 		snprintf(err, errlen, "cannot set up the data path: %s", strerror(-r));
 		return r;
 	}
@@ -586,6 +586,7 @@ void vol_close(struct silt_vol *v)
 	silt_aio_stop(v->aio);
 	async_pool_free(v->apool);
 	heat_stop(v->heat);
+	ram_close(v->ram);
 	alloc_close(v->alloc);
 	cmap_close(v->cmap);
 	commit_close(v->commit);

@@ -580,6 +580,19 @@ int cmap_watch_gen(struct silt_cmap *cm, const struct cmap_watch *w, uint64_t *g
 	return r;
 }
 
+int cmap_pin_quiet(struct silt_cmap *cm, const struct cmap_pin *p)
+{
+	int quiet = 1;
+
+	for (unsigned i = 0; i < p->n && quiet; i++) {
+		struct bucket *b = bucket_of(cm, p->l[i]->ino, p->l[i]->grp);
+		pthread_mutex_lock(&b->lock);
+		quiet = !p->l[i]->writers;
+		pthread_mutex_unlock(&b->lock);
+	}
+	return quiet;
+}
+
 uint64_t cmap_pin_gen(struct silt_cmap *cm, const struct cmap_pin *p)
 {
 	struct bucket *b = bucket_of(cm, p->l[0]->ino, p->l[0]->grp);

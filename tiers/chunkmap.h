@@ -112,6 +112,9 @@ void cmap_watch(struct silt_cmap *cm, struct cmap_file *cf, uint64_t k, struct c
  * (a copy made now could be torn). */
 int cmap_watch_gen(struct silt_cmap *cm, const struct cmap_watch *w, uint64_t *gen);
 void cmap_unwatch(struct silt_cmap *cm, struct cmap_watch *w);
+/* Whether no WRITE pin shares the chunks of this (READ) pin: nothing is
+ * being written there right now. */
+int cmap_pin_quiet(struct silt_cmap *cm, const struct cmap_pin *p);
 /* The generation of the chunk a single-chunk exclusive pin holds (under
  * it, nothing can change it). */
 uint64_t cmap_pin_gen(struct silt_cmap *cm, const struct cmap_pin *p);
