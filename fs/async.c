@@ -235,30 +235,44 @@ static int ram_serve(struct silt_vol *v, struct aio_req *rq, uint64_t a0, uint64
 	return 1;
 }
 
-/* A miss on one chunk that keeps being read: read it whole, keep a copy. */
+/* A miss on one chunk that keeps being read: read it whole, keep a copy.
+ * The version first, then "no write in flight": a write that pins after
+ * the check bumps the version after we took it, one that pinned before is
+ * seen by the check (ramcache.h). */
 static int want_fill(struct silt_vol *v, struct inode *in, const struct cmap_pin *pin, uint64_t k0,
-		     uint64_t k1)
+		     uint64_t k1, uint64_t *version)
 {
-	return k0 == k1 && ram_enabled(v->ram) && ram_admit(v->ram, in->ino, k0) &&
-	       cmap_pin_quiet(v->cmap, pin);
+	if (k0 != k1 || !ram_enabled(v->ram) || !ram_admit(v->ram, in->ino, k0))
+		return 0;
+	*version = ram_fill_begin(v->ram, in->ino, k0);
+	return cmap_pin_quiet(v->cmap, pin);
 }
 
-/* Fill a request's fields for reading [r0, r1) of the file. */
-static void setup_read(struct silt_vol *v, struct aio_req *rq, struct inode *in, const struct cmap_pin *pin,
-		       uint64_t k0, uint64_t k1, uint64_t r0, uint64_t r1, off_t off, uint64_t len,
-		       vol_io_done done, void *arg)
+/* Every field of a pooled request, for an I/O of [r0, r1) of the file
+ * (len of the caller's bytes): nothing of its last use may survive. */
+static void setup_req(struct silt_vol *v, struct aio_req *rq, struct inode *in, const struct cmap_pin *pin,
+		      int write, uint64_t k0, uint64_t k1, uint64_t r0, uint64_t r1, uint64_t len,
+		      vol_io_done done, void *arg)
 {
 	rq->v = v;
 	rq->in = in;
 	rq->pin = *pin;
-	rq->write = 0;
+	rq->write = write;
 	rq->fill = 0;
+	rq->fill_version = 0;
 	rq->len = (uint32_t)len;
 	rq->k0 = k0;
 	rq->k1 = k1;
 	rq->done = done;
 	rq->arg = arg;
 	map_segments(rq, (uint32_t)(r1 - r0));
+}
+
+static void setup_read(struct silt_vol *v, struct aio_req *rq, struct inode *in, const struct cmap_pin *pin,
+		       uint64_t k0, uint64_t k1, uint64_t r0, uint64_t r1, off_t off, uint64_t len,
+		       vol_io_done done, void *arg)
+{
+	setup_req(v, rq, in, pin, 0, k0, k1, r0, r1, len, done, arg);
 	map_reply(rq, (uint32_t)((uint64_t)off - r0), (uint32_t)len);
 }
 
@@ -303,14 +317,15 @@ int vol_read_async(struct silt_vol *v, struct silt_file *f, size_t size, off_t o
 		req_put(v->apool, rq);
 	}
 	/* from the disk; widened to the whole chunk when the RAM tier keeps it */
-	int fill = want_fill(v, in, &pin, k0, k1);
+	uint64_t version = 0;
+	int fill = want_fill(v, in, &pin, k0, k1, &version);
 	uint64_t r0 = fill ? layout_chunk_start(&v->layout, k0) : a0;
 	uint64_t r1 = fill ? r0 + v->layout.chunk_size : a1;
 	if (!(rq = req_get(v->apool, nsegs(r1 - r0))))
 		goto again;
 	setup_read(v, rq, in, &pin, k0, k1, r0, r1, off, len, done, arg);
-	if ((rq->fill = fill))
-		rq->fill_version = ram_fill_begin(v->ram, in->ino, k0);
+	rq->fill = fill;
+	rq->fill_version = version;
 	if (submit(v, rq, tid, r0)) {
 		req_put(v->apool, rq);
 		goto again;
@@ -352,16 +367,7 @@ int vol_write_async(struct silt_vol *v, struct silt_file *f, const void *buf, si
 	pthread_mutex_unlock(&in->lock);
 	if (!(rq = req_get(v->apool, nsegs(size))))
 		goto again;
-	rq->v = v;
-	rq->in = in;
-	rq->pin = pin;
-	rq->write = 1;
-	rq->len = (uint32_t)size;
-	rq->k0 = k0;
-	rq->k1 = k1;
-	rq->done = done;
-	rq->arg = arg;
-	map_segments(rq, (uint32_t)size);
+	setup_req(v, rq, in, &pin, 1, k0, k1, (uint64_t)off, (uint64_t)off + size, size, done, arg);
 	for (int i = 0; i < rq->nseg; i++)
 		memcpy(rq->seg[i], (const char *)buf + (size_t)i * SEG_SIZE, rq->iov[i].iov_len);
 	tfiles_mark_dirty(cmap_files(in->cf), tid);

@@ -214,6 +214,7 @@ int data_zero_in_chunk(struct silt_vol *v, struct inode *in, uint64_t k, uint64_
 	int tid = cm_tier(e), r;
 
 	ram_invalidate(v->ram, in->ino, k, k);
+	cmap_touch(v->cmap, in->cf, k);
 	if (!v->zlevel[tid] || (from == 0 && len == v->layout.chunk_size))
 		return tfiles_punch(cmap_files(in->cf), &v->layout, v->tier_by_id[tid], k, from, len);
 	struct silt_ioctx *ctx = vol_ioctx(v);

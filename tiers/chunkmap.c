@@ -626,6 +626,11 @@ static void bump_gen(struct silt_cmap *cm, uint64_t ino, uint64_t k)
 	pthread_mutex_unlock(&b->lock);
 }
 
+void cmap_touch(struct silt_cmap *cm, struct cmap_file *cf, uint64_t k)
+{
+	bump_gen(cm, cf->ino, k);
+}
+
 /* ---- transactions ---- */
 
 void cmap_txn_begin(struct silt_cmap *cm, struct cmap_txn *t, struct cmap_file *cf,

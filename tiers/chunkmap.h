@@ -119,6 +119,10 @@ int cmap_pin_quiet(struct silt_cmap *cm, const struct cmap_pin *p);
  * it, nothing can change it). */
 uint64_t cmap_pin_gen(struct silt_cmap *cm, const struct cmap_pin *p);
 
+/* Chunk k's bytes changed in place without a pin (the file is quiesced: a
+ * punch of part of it): a move that copied it before must not switch. */
+void cmap_touch(struct silt_cmap *cm, struct cmap_file *cf, uint64_t k);
+
 /* Drain every pin of the file and keep new ones out until resume. */
 void cmap_file_quiesce(struct silt_cmap *cm, struct cmap_file *cf);
 void cmap_file_resume(struct silt_cmap *cm, struct cmap_file *cf);

@@ -12,10 +12,14 @@
  * One epoch at a time (run_lock): the engine's thread runs them every
  * epoch_ms, siltctl can run one at once (migrate_run_epoch).
  *
- * Why moves are checked by generation rather than by holding the chunk: a
- * copy from a slow tier takes milliseconds, and a VM must not wait for it.
- * The chunk is only watched while it is copied; writes go on, and the
- * SWITCH pin at the end waits only for the I/O in flight on that chunk.
+ * Why moves are checked by generation rather than by holding the chunk
+ * exclusively: a copy from a slow tier takes milliseconds, and a VM's
+ * writes must not wait for it. While its copy is made the chunk is pinned
+ * READ: overwrites in place go on (and make the move moot: the SWITCH pin
+ * at the end finds the generation moved), but nothing can free the chunk
+ * and place it anew, on the destination tier say, while the copy is being
+ * written there. The pins of a batch are taken in (inode, chunk) order, as
+ * a writer takes its own, so they cannot wait in a cycle.
  */
 #include "tiers/migrate.h"
 #include "predictor/placement.h"
@@ -53,6 +57,7 @@ struct move {
 	int from, to;                 /* tier ids */
 	int promote;
 	struct cmap_file *cf;
+	struct cmap_pin pin;          /* READ, while the copy is made */
 	struct cmap_watch w;
 	uint64_t gen;
 	uint8_t entry;
@@ -505,20 +510,31 @@ static int move_begin(struct silt_migrate *m, struct move *mv)
 		return -ESTALE;
 	if ((r = tier_reserve(m->c.by_id[mv->to], !mv->promote)))
 		return r;
-	cmap_watch(m->c.cmap, mv->cf, mv->k, &mv->w);
-	if ((r = cmap_watch_gen(m->c.cmap, &mv->w, &mv->gen))) {
-		cmap_unwatch(m->c.cmap, &mv->w);
+	if ((r = cmap_pin(m->c.cmap, mv->cf, mv->k, mv->k, CMAP_READ, &mv->pin))) {
 		tier_release(m->c.by_id[mv->to], 1);
 		return r;
 	}
-	mv->ok = 1;
-	return 0;
+	cmap_watch(m->c.cmap, mv->cf, mv->k, &mv->w);
+	if (cmap_get(mv->cf, mv->k) != mv->entry) {
+		r = -ESTALE;
+	} else if (!(r = cmap_watch_gen(m->c.cmap, &mv->w, &mv->gen))) {
+		mv->ok = 1;
+		return 0;
+	}
+	cmap_unpin(m->c.cmap, &mv->pin);
+	cmap_unwatch(m->c.cmap, &mv->w);
+	tier_release(m->c.by_id[mv->to], 1);
+	return r;
 }
 
-/* A move that could not finish: its copy goes, its reservation too. */
+/* A move that could not finish: its copy goes, its reservation too. The
+ * caller holds a pin on the chunk; should the chunk live on the
+ * destination tier again (freed and placed anew since), the slot is its. */
 static void move_abandon(struct silt_migrate *m, struct move *mv)
 {
-	tfiles_punch(cmap_files(mv->cf), m->c.layout, m->c.by_id[mv->to], mv->k, 0, m->c.layout->chunk_size);
+	if (cm_tier(cmap_get(mv->cf, mv->k)) != mv->to)
+		tfiles_punch(cmap_files(mv->cf), m->c.layout, m->c.by_id[mv->to], mv->k, 0,
+			     m->c.layout->chunk_size);
 	tier_release(m->c.by_id[mv->to], 1);
 	mv->ok = 0;
 }
@@ -535,6 +551,7 @@ static int move_switch(struct silt_migrate *m, struct move *mv)
 		return r;
 	if (cmap_pin_gen(m->c.cmap, &pin) != mv->gen || cmap_get(mv->cf, mv->k) != mv->entry) {
 		r = -EAGAIN;
+		move_abandon(m, mv);
 	} else {
 		struct meta_batch *b = meta_batch_new();
 		struct change ch = { .kind = CHANGE_MAP, .ino = mv->ino, .first = mv->k, .last = mv->k };
@@ -546,6 +563,8 @@ static int move_switch(struct silt_migrate *m, struct move *mv)
 			cmap_txn_publish(&t);
 		cmap_txn_end(&t);
 		meta_batch_free(b);
+		if (r)
+			move_abandon(m, mv);
 	}
 	cmap_unpin(m->c.cmap, &pin);
 	return r;
@@ -583,8 +602,46 @@ static void count_done(struct silt_migrate *m, const struct move *mv)
 	atomic_fetch_add(mv->promote ? &m->promoted : &m->demoted, 1);
 }
 
-/* One batch: intents, copies (all in flight together), fdatasync of the
- * new copies, switches, then the WAL sync that lets the sources go. */
+static int cmp_move(const void *a, const void *b)
+{
+	const struct move *x = a, *y = b;
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return x->k < y->k ? -1 : x->k > y->k;
+}
+
+/* Drop the moves that began, after their intents could not be written. */
+static void unbegin(struct silt_migrate *m, struct move *mv, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (mv[i].ok) {
+			cmap_unpin(m->c.cmap, &mv[i].pin);
+			cmap_unwatch(m->c.cmap, &mv[i].w);
+			tier_release(m->c.by_id[mv[i].to], 1);
+			mv[i].ok = 0;
+		}
+}
+
+/* The copy of a begun move, under its READ pin: read, write, make durable. */
+static void copy_one(struct silt_migrate *m, struct move *mv)
+{
+	int r;
+
+	if ((r = read_chunk(m, m->ctx, mv->cf, mv->k, mv->entry, mv->buf)) ||
+	    (r = write_chunk(m, m->ctx, mv->cf, mv->k, mv->to, mv->buf, &mv->rec)) ||
+	    (r = tfiles_sync(cmap_files(mv->cf), 1u << mv->to))) {
+		if (tier_io_error(r))
+			log_warn("inode %llu chunk %llu: moving it from %s to %s failed: %s",
+				 (unsigned long long)mv->ino, (unsigned long long)mv->k,
+				 tier_name(m->c.by_id[mv->from]), tier_name(m->c.by_id[mv->to]), strerror(-r));
+		atomic_fetch_add(&m->failed, 1);
+		move_abandon(m, mv);
+	}
+	cmap_unpin(m->c.cmap, &mv->pin);
+}
+
+/* One batch: intents, copies, switches, then the WAL sync that lets the
+ * sources go (settle_deferred). */
 static void run_batch(struct silt_migrate *m, struct move *mv, unsigned n)
 {
 	struct meta_batch *b = meta_batch_new();
@@ -592,6 +649,7 @@ static void run_batch(struct silt_migrate *m, struct move *mv, unsigned n)
 
 	if (!b)
 		return;
+	qsort(mv, n, sizeof(*mv), cmp_move); /* the order pins are taken in */
 	for (unsigned i = 0; i < n; i++) {
 		mv[i].buf = m->bufs + (size_t)i * m->c.layout->chunk_size;
 		if ((r = move_begin(m, &mv[i])) == 0)
@@ -599,40 +657,22 @@ static void run_batch(struct silt_migrate *m, struct move *mv, unsigned n)
 		else if (r == -EBUSY)
 			atomic_fetch_add(&m->raced, 1);
 	}
-	if (commit_internal(m->c.commit, b, 0)) {
-		for (unsigned i = 0; i < n; i++)
-			if (mv[i].ok) {
-				cmap_unwatch(m->c.cmap, &mv[i].w);
-				tier_release(m->c.by_id[mv[i].to], 1);
-			}
-		meta_batch_free(b);
+	r = commit_internal(m->c.commit, b, 0);
+	meta_batch_free(b);
+	if (r) {
+		unbegin(m, mv, n);
 		return;
 	}
-	meta_batch_free(b);
+	for (unsigned i = 0; i < n; i++)
+		if (mv[i].ok)
+			copy_one(m, &mv[i]);
 	for (unsigned i = 0; i < n; i++) {
 		if (!mv[i].ok)
 			continue;
-		if ((r = read_chunk(m, m->ctx, mv[i].cf, mv[i].k, mv[i].entry, mv[i].buf)) ||
-		    (r = write_chunk(m, m->ctx, mv[i].cf, mv[i].k, mv[i].to, mv[i].buf, &mv[i].rec)) ||
-		    (r = tfiles_sync(cmap_files(mv[i].cf), 1u << mv[i].to))) {
-			if (tier_io_error(r))
-				log_warn("inode %llu chunk %llu: moving it from %s to %s failed: %s",
-					 (unsigned long long)mv[i].ino, (unsigned long long)mv[i].k,
-					 tier_name(m->c.by_id[mv[i].from]), tier_name(m->c.by_id[mv[i].to]),
-					 strerror(-r));
-			atomic_fetch_add(&m->failed, 1);
-			move_abandon(m, &mv[i]);
-		}
-	}
-	for (unsigned i = 0; i < n; i++) {
-		if (!mv[i].ok)
-			continue;
-		if ((r = move_switch(m, &mv[i]))) {
+		if ((r = move_switch(m, &mv[i]))) /* it abandoned the move */
 			atomic_fetch_add(r == -EAGAIN ? &m->raced : &m->failed, 1);
-			move_abandon(m, &mv[i]);
-		} else {
+		else
 			count_done(m, &mv[i]);
-		}
 	}
 	/* abandoned moves' intents go now; switched ones' once their sources
 	 * are punched (settle_deferred, after the WAL sync) */

@@ -12,10 +12,11 @@
  *
  * Coherence with writes: a writer calls ram_invalidate() once it holds its
  * pin and before its I/O goes out, which drops the chunks and bumps their
- * shard's version. A fill notes the version (ram_fill_begin) only when no
- * write is in flight on the chunk (the caller checks that under its read
- * pin), and ram_fill_end() keeps the copy only if the version did not move:
- * a write that started meanwhile may not have been read. */
+ * shard's version. A fill notes the version (ram_fill_begin), then checks
+ * under its read pin that no write is in flight on the chunk (in that
+ * order: a write pinned in between is seen by the check, a later one moves
+ * the version), and ram_fill_end() keeps the copy only if the version did
+ * not move: a write that started meanwhile may not have been read. */
 #ifndef SILT_RAMCACHE_H
 #define SILT_RAMCACHE_H
 

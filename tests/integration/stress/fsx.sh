@@ -53,23 +53,29 @@ seed0=${FSX_SEED:-1}
 self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 
 # chunk_size and tier capacities of each run, in order
+# "churn": the migration engine moves every chunk to another tier every
+# 200 ms while fsx runs, at full speed: the model must never see it.
 runs=(
 	"4K auto"
 	"64K auto"
-	"4K 1M 2M auto"
+	"churn 4K 1M 2M auto"
 	"64K 1M 2M auto"
 	"4K auto"
-	"64K 1M 2M auto"
+	"churn 64K 1M 2M auto"
 	"4K 1M 2M auto"
-	"64K auto"
+	"churn 64K 2M auto"
 )
+CHURN_OPTS=$'[placement]\nmigration = churn\nepoch = 200ms\nrate = 4G\nbusy_rate = 4G'
 
 # run_one N SEED CHUNK CAP...: one fsx run on a fresh volume.
 run_one() {
-	local n=$1 seed=$2 chunk=$3 vol="$SILT_TMP/v$1" rc=0 t0=$SECONDS
-	shift 3
-	local mnt="$vol/mnt" desc="seed $seed, chunk $chunk, $# tier(s) $*"
-	silt_make_volume "$vol" $# "$chunk" "$@"
+	local n=$1 seed=$2 churn="" opts="" vol="$SILT_TMP/v$1" rc=0 t0=$SECONDS
+	shift 2
+	[ "$1" = churn ] && { churn=", under churn"; opts=$CHURN_OPTS; shift; }
+	local chunk=$1
+	shift
+	local mnt="$vol/mnt" desc="seed $seed, chunk $chunk, $# tier(s) $*$churn"
+	SILT_VOLUME_OPTS=$opts silt_make_volume "$vol" $# "$chunk" "$@"
 	if ! silt_mount "$vol/vol.conf" "$mnt"; then
 		fail "$desc: mount"
 		return 0
@@ -80,6 +86,12 @@ run_one() {
 	# where the chunks ended up (the 3-tier runs should use every tier)
 	echo "    chunks per tier: $(silt_ctl -m "$mnt" status --json 2>/dev/null |
 		jq -r '[.tiers[] | "\(.name)=\(.chunks)"] | join(" ")' 2>/dev/null || echo "?")"
+	if [ -n "$churn" ]; then
+		local moved
+		moved=$(json_get "$(silt_ctl -m "$mnt" status --json)" .placement.moved 2>/dev/null)
+		echo "    chunks moved since the last mount: $moved"
+		check '[ "${moved:-0}" -gt 0 ]' "$desc: the migration engine moved chunks during the run"
+	fi
 	if silt_is_fuse_mount "$mnt" && ! silt_umount "$mnt"; then
 		rc=1
 	fi
