@@ -12,7 +12,9 @@ static const char *const kind_names[POLICY__COUNT] = {
 	[POLICY_LRU] = "lru",       [POLICY_ARC] = "arc",
 	[POLICY_S3FIFO] = "s3fifo", [POLICY_LIRS] = "lirs",
 	[POLICY_LFU] = "lfu",       [POLICY_BELADY] = "belady",
-	[POLICY_LEARNED] = "gru",
+	[POLICY_LEARNED] = "gru",   [POLICY_SIEVE] = "sieve",
+	[POLICY_S3FIFO1] = "s3fifo1", [POLICY_TINYLFU] = "tinylfu",
+	[POLICY_MIX] = "mix",
 };
 
 int policy_kind_parse(const char *name, enum policy_kind *out)
@@ -45,6 +47,10 @@ int policy_create(enum policy_kind kind, uint64_t capacity, policy_t **out)
 	case POLICY_LIRS: return policy_lirs_create(capacity, out);
 	case POLICY_LFU: return policy_lfu_create(capacity, out);
 	case POLICY_BELADY: return policy_belady_create(capacity, out);
+	case POLICY_SIEVE: return policy_sieve_create(capacity, out);
+	case POLICY_S3FIFO1: return policy_s3fifo1_create(capacity, out);
+	case POLICY_TINYLFU: return policy_tinylfu_create(capacity, out);
+	case POLICY_MIX: return policy_mix_create_default(capacity, out);
 	default: return -EINVAL;
 	}
 }

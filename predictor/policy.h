@@ -7,9 +7,12 @@
  * the fast tier (hit or miss), and which keys should leave it next (the
  * eviction order, whose reverse is the ranking used to fill tiers top down).
  *
- * Classical policies (LRU, ARC, S3-FIFO, LIRS, decayed LFU) and Belady's
- * offline optimum live behind it; the learned policy (the GRU placement
- * model) implements it too, in placement.c.  Policies are not thread safe:
+ * Classical policies (LRU, ARC, S3-FIFO and its 1-bit variant, LIRS,
+ * decayed LFU, SIEVE, W-TinyLFU) and Belady's offline optimum live behind
+ * it; the learned policies implement it too: the region GRU's S3-FIFO
+ * (placement.c, POLICY_LEARNED) and the GRU-weighted mixture of classical
+ * experts (mix.c, POLICY_MIX, which policy_create() builds with default
+ * settings).  Policies are not thread safe:
  * the caller serialises access (the predictor context holds a lock).
  */
 #ifndef SILTFS_PREDICTOR_POLICY_H
@@ -26,6 +29,10 @@ enum policy_kind {
 	POLICY_LFU,     /* decayed LFU: counts halve every 'capacity' accesses */
 	POLICY_BELADY,  /* offline optimum: needs the next use of every access */
 	POLICY_LEARNED, /* GRU placement; created by placer_policy_create() */
+	POLICY_SIEVE,   /* SIEVE (NSDI'24) */
+	POLICY_S3FIFO1, /* S3-FIFO with 1-bit frequencies (block I/O variant) */
+	POLICY_TINYLFU, /* W-TinyLFU: count-min admission before windowed SLRU */
+	POLICY_MIX,     /* GRU-weighted mixture of classical experts (mix.h) */
 	POLICY__COUNT
 };
 
@@ -37,11 +44,12 @@ typedef struct policy policy_t;
 /* Called when a key enters (resident = 1) or leaves (0) the fast tier. */
 typedef void (*policy_observer_fn)(void *ctx, uint64_t key, int resident);
 
-/* Name <-> kind ("lru", "arc", "s3fifo", "lirs", "lfu", "belady", "gru"). */
+/* Name <-> kind ("lru", "arc", "s3fifo", "lirs", "lfu", "belady", "gru",
+ * "sieve", "s3fifo1", "tinylfu", "mix"). */
 int policy_kind_parse(const char *name, enum policy_kind *out);
 const char *policy_kind_name(enum policy_kind kind);
 
-/* Create a classical policy holding at most 'capacity' keys.
+/* Create a policy holding at most 'capacity' keys.
  * Returns 0, -EINVAL (bad kind, POLICY_LEARNED) or -ENOMEM. */
 int policy_create(enum policy_kind kind, uint64_t capacity, policy_t **out);
 void policy_destroy(policy_t *p);

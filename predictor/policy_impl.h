@@ -39,5 +39,9 @@ int policy_s3fifo_create(uint64_t capacity, policy_t **out);
 int policy_lirs_create(uint64_t capacity, policy_t **out);
 int policy_lfu_create(uint64_t capacity, policy_t **out);
 int policy_belady_create(uint64_t capacity, policy_t **out);
+int policy_sieve_create(uint64_t capacity, policy_t **out);
+int policy_s3fifo1_create(uint64_t capacity, policy_t **out);
+int policy_tinylfu_create(uint64_t capacity, policy_t **out);
+int policy_mix_create_default(uint64_t capacity, policy_t **out);
 
 #endif

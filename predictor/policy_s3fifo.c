@@ -8,6 +8,12 @@
  * frequency; M does lazy promotion (CLOCK-like reinsertion) instead of moving
  * keys on every hit, which is why it needs no lock in the real cache.
  * Follows Algorithm 1 of the paper (move to M when freq > 1).
+ *
+ * The 1-bit variant (POLICY_S3FIFO1) keeps one bit per key instead of two:
+ * a key hit even once while in S moves to M, and M is a plain CLOCK.  This
+ * is libCacheSim's S3-FIFO with move-to-main-threshold=1, which the authors
+ * suggest for block workloads, whose reuse comes sooner and less often than
+ * a web cache's.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -22,6 +28,7 @@ struct s3fifo {
 	struct pu_map map;
 	struct pu_list q[3];
 	uint64_t s_cap, m_cap, g_cap;
+	uint8_t to_main, max_freq; /* S -> M when freq >= to_main; freq <= max_freq */
 	uint64_t *key;
 	uint32_t *prev, *next;
 	uint8_t *where, *freq;
@@ -79,7 +86,7 @@ static void s3_evict_s(struct s3fifo *c)
 	while (c->q[QS].len) {
 		uint32_t id = c->q[QS].tail;
 		pu_list_unlink(&c->q[QS], c->prev, c->next, id);
-		if (c->freq[id] > 1) {
+		if (c->freq[id] >= c->to_main) {
 			s3_push(c, id, QM);
 			if (c->q[QM].len > c->m_cap) {
 				s3_evict_m(c);
@@ -102,7 +109,7 @@ static int s3_access(policy_t *p, uint64_t k, uint64_t next_use)
 
 	(void)next_use;
 	if (id != PU_NIL && c->where[id] != QG) {
-		if (c->freq[id] < 3)
+		if (c->freq[id] < c->max_freq)
 			c->freq[id]++;
 		return 1;
 	}
@@ -151,7 +158,7 @@ static size_t s3_victims(const policy_t *p, uint64_t *out, size_t max)
 			     id = c->prev[id]) {
 				int fr = c->freq[id];
 				if (q == QS)
-					fr = fr > 1 ? fr : 0;
+					fr = fr >= c->to_main ? fr : 0;
 				if (fr == f)
 					out[n++] = c->key[id];
 			}
@@ -178,14 +185,16 @@ static const struct policy_ops s3_ops = {
 	s3_access, s3_contains, s3_victims, s3_destroy,
 };
 
-int policy_s3fifo_create(uint64_t capacity, policy_t **out)
+static int s3_create(uint64_t capacity, int one_bit, policy_t **out)
 {
 	struct s3fifo *c = calloc(1, sizeof(*c));
 
 	if (!c)
 		return -ENOMEM;
 	c->base.ops = &s3_ops;
-	c->base.kind = POLICY_S3FIFO;
+	c->base.kind = one_bit ? POLICY_S3FIFO1 : POLICY_S3FIFO;
+	c->to_main = one_bit ? 1 : 2;
+	c->max_freq = one_bit ? 1 : 3;
 	c->base.capacity = capacity;
 	c->s_cap = capacity / 10 ? capacity / 10 : 1;
 	c->m_cap = capacity > c->s_cap ? capacity - c->s_cap : 1;
@@ -208,4 +217,14 @@ int policy_s3fifo_create(uint64_t capacity, policy_t **out)
 		c->free_ids[c->nfree++] = (uint32_t)(n - 1 - i);
 	*out = &c->base;
 	return 0;
+}
+
+int policy_s3fifo_create(uint64_t capacity, policy_t **out)
+{
+	return s3_create(capacity, 0, out);
+}
+
+int policy_s3fifo1_create(uint64_t capacity, policy_t **out)
+{
+	return s3_create(capacity, 1, out);
 }

@@ -136,7 +136,8 @@ int predictor_create(const struct predictor_config *c, predictor_t **out)
 {
 	if (c->fast_capacity == 0 || c->horizon == 0 || !(c->cpu_budget > 0) ||
 	    c->cpu_budget > 1 || (c->shadow_mask & (1u << POLICY_BELADY)) ||
-	    (c->shadow_mask & (1u << POLICY_LEARNED)))
+	    (c->shadow_mask & (1u << POLICY_LEARNED)) ||
+	    (c->shadow_mask & (1u << POLICY_MIX)))
 		return -EINVAL;
 	predictor_t *p = calloc(1, sizeof(*p));
 	if (!p)

@@ -592,7 +592,8 @@ static int parse_shadows(struct options *o, char *arg)
 		return 0;
 	for (char *tok = strtok_r(arg, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		enum policy_kind k;
-		if (policy_kind_parse(tok, &k) || k == POLICY_BELADY || k == POLICY_LEARNED)
+		if (policy_kind_parse(tok, &k) || k == POLICY_BELADY || k == POLICY_LEARNED ||
+		    k == POLICY_MIX)
 			return -EINVAL;
 		o->pcfg.shadow_mask |= 1u << k;
 	}

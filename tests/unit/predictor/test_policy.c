@@ -15,6 +15,7 @@
 
 static const enum policy_kind online[] = {
 	POLICY_LRU, POLICY_ARC, POLICY_S3FIFO, POLICY_LIRS, POLICY_LFU,
+	POLICY_SIEVE, POLICY_S3FIFO1, POLICY_TINYLFU, POLICY_MIX,
 };
 #define NONLINE (sizeof(online) / sizeof(online[0]))
 
@@ -104,6 +105,10 @@ static void test_scan_resistance(void **state)
 	assert_true(arc < lru);
 	assert_true(s3 < lru);
 	assert_true(lirs < lru);
+	assert_true(misses(POLICY_SIEVE, 100, seq, n) < lru);
+	assert_true(misses(POLICY_S3FIFO1, 100, seq, n) < lru);
+	assert_true(misses(POLICY_TINYLFU, 100, seq, n) < lru);
+	assert_true(misses(POLICY_MIX, 100, seq, n) < lru);
 	free(seq);
 }
 
@@ -201,6 +206,141 @@ static void test_lfu_decay(void **state)
 	policy_destroy(p);
 }
 
+/* SIEVE as the NSDI'24 paper's pseudocode states it, on a plain array
+ * (index 0 = tail, oldest): the reference the policy must agree with on
+ * every access of a random skewed sequence. */
+static int sieve_reference(const uint64_t *seq, size_t n, size_t cap)
+{
+	uint64_t q[64];
+	uint8_t vis[64];
+	size_t len = 0, hand = 0; /* hand: index into q, 'len' = start at tail */
+	int m = 0, have_hand = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t j = 0;
+		while (j < len && q[j] != seq[i])
+			j++;
+		if (j < len) {
+			vis[j] = 1;
+			continue;
+		}
+		m++;
+		if (len == cap) {
+			size_t h = have_hand ? hand : 0;
+			while (vis[h]) {
+				vis[h] = 0;
+				h = h + 1 < len ? h + 1 : 0;
+			}
+			/* evict q[h]; the hand moves to its newer neighbour, which
+			 * shifts down into slot h */
+			memmove(q + h, q + h + 1, (len - h - 1) * sizeof(*q));
+			memmove(vis + h, vis + h + 1, len - h - 1);
+			len--;
+			have_hand = h < len;
+			hand = h;
+		}
+		q[len] = seq[i];
+		vis[len++] = 0;
+	}
+	return m;
+}
+
+static void test_sieve_matches_reference(void **state)
+{
+	(void)state;
+	uint64_t seq[6000], rng = 99;
+
+	for (size_t i = 0; i < 6000; i++) {
+		rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+		uint64_t r = rng >> 33;
+		seq[i] = (r % 5 == 0) ? r % 300 : r % 30;
+	}
+	for (size_t cap = 1; cap <= 48; cap += 7)
+		assert_int_equal(misses(POLICY_SIEVE, cap, seq, 6000),
+				 sieve_reference(seq, 6000, cap));
+	/* By hand, capacity 3: 1 2 3, hit 1, then 4 evicts 2 (1 is visited and
+	 * spared, and stays at the tail, unlike CLOCK), then 5 evicts 3. */
+	policy_t *p;
+	static const uint64_t s[] = { 1, 2, 3, 1, 4, 5 };
+	assert_int_equal(policy_create(POLICY_SIEVE, 3, &p), 0);
+	for (size_t i = 0; i < 6; i++)
+		policy_access(p, s[i], POLICY_NEVER);
+	assert_true(policy_contains(p, 1) && policy_contains(p, 4) && policy_contains(p, 5));
+	uint64_t v[3];
+	assert_int_equal(policy_victims(p, v, 3), 3);
+	/* the hand sits at 4 (the newer neighbour of 3): 4, 5, then 1 whose bit
+	 * was cleared when 4 came in */
+	assert_true(v[0] == 4 && v[1] == 5 && v[2] == 1);
+	policy_destroy(p);
+}
+
+/* 1-bit S3-FIFO promotes a key hit once in the small queue; the 2-bit one
+ * needs two hits. */
+static void test_s3fifo_one_bit(void **state)
+{
+	(void)state;
+	policy_t *one, *two;
+
+	assert_int_equal(policy_create(POLICY_S3FIFO1, 20, &one), 0);
+	assert_int_equal(policy_create(POLICY_S3FIFO, 20, &two), 0);
+	/* fill the cache */
+	for (uint64_t k = 100; k < 140; k++) {
+		policy_access(one, k, POLICY_NEVER);
+		policy_access(two, k, POLICY_NEVER);
+	}
+	/* key 1 enters the small queue and is hit once, then a scan of new keys
+	 * pushes it to the small queue's end: to main, or to the ghost */
+	policy_access(one, 1, POLICY_NEVER);
+	policy_access(two, 1, POLICY_NEVER);
+	policy_access(one, 1, POLICY_NEVER);
+	policy_access(two, 1, POLICY_NEVER);
+	for (uint64_t k = 1000; k < 1030; k++) {
+		policy_access(one, k, POLICY_NEVER);
+		policy_access(two, k, POLICY_NEVER);
+	}
+	assert_true(policy_contains(one, 1));
+	assert_false(policy_contains(two, 1));
+	policy_destroy(one);
+	policy_destroy(two);
+}
+
+/* W-TinyLFU's admission: hot keys in main (more than protected holds, so
+ * some sit in probation) are not displaced by a stream of one-time keys,
+ * which only churn through the window; and a key that became frequent gets
+ * in. */
+static void test_tinylfu_admission(void **state)
+{
+	(void)state;
+	policy_t *p;
+
+	assert_int_equal(policy_create(POLICY_TINYLFU, 200, &p), 0);
+	for (int r = 0; r < 20; r++)
+		for (uint64_t k = 0; k < 190; k++)
+			policy_access(p, k, POLICY_NEVER);
+	for (uint64_t k = 10000; k < 10400; k++)
+		policy_access(p, k, POLICY_NEVER);
+	int kept = 0;
+	for (uint64_t k = 0; k < 190; k++)
+		kept += policy_contains(p, k);
+	assert_true(kept >= 175); /* always admitting keeps at most 158 */
+	/* one-timers live in the 2-key window, or got in while main had room
+	 * or by sketch collisions */
+	int scan = 0;
+	for (uint64_t k = 10000; k < 10400; k++)
+		scan += policy_contains(p, k);
+	assert_true(scan <= 40);
+	/* key 5000, accessed often between scans, wins a place in main */
+	for (int r = 0; r < 30; r++) {
+		policy_access(p, 5000, POLICY_NEVER);
+		for (uint64_t k = 0; k < 3; k++)
+			policy_access(p, 20000 + r * 3 + k, POLICY_NEVER);
+	}
+	for (uint64_t k = 30000; k < 30010; k++)
+		policy_access(p, k, POLICY_NEVER);
+	assert_true(policy_contains(p, 5000));
+	policy_destroy(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -211,6 +351,9 @@ int main(void)
 		cmocka_unit_test(test_lru_order_and_place),
 		cmocka_unit_test(test_errors_and_names),
 		cmocka_unit_test(test_lfu_decay),
+		cmocka_unit_test(test_sieve_matches_reference),
+		cmocka_unit_test(test_s3fifo_one_bit),
+		cmocka_unit_test(test_tinylfu_admission),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,541 @@
+/*
+ * mix.c - the GRU-weighted mixture of classical experts (see mix.h).
+ *
+ * Data structures first:
+ *   ex[K]        the experts: ordinary policies of the full capacity, with an
+ *                observer each, so that the mixture hears whenever a key
+ *                enters or leaves an expert.
+ *   real set     nodes in flat arrays (key, mask, prev/next) found through a
+ *                hash map; mask bit e says expert e holds the key too.  A node
+ *                sits in bucket[mask], a FIFO list: the bucket's tail is the
+ *                key that has been in that state longest.
+ *   order[]      the buckets sorted by weight (sum of the weights of the
+ *                experts in the mask, plus a little per expert as a tie
+ *                break), recomputed once per window; eviction takes the tail
+ *                of the first non-empty bucket in this order.
+ *   ring         per window: the GRU's input, its hidden state after the
+ *                step, the experts' hits, both predictors' choices and, once
+ *                the horizon has passed, the label (the best expert over the
+ *                next 'horizon' windows).  Training sequences are cut from it.
+ *
+ * Why buckets and not a score per key: weights change once per window, keys
+ * change state on every expert eviction.  A bucket move is O(1) and the
+ * eviction walks at most 2^K bucket heads, so the cost per access is the
+ * experts' own cost plus a few list operations.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "predictor/gru.h"
+#include "predictor/mix.h"
+#include "predictor/policy_impl.h"
+#include "predictor/pred_util.h"
+
+#define MIX_RING 1024     /* windows kept for training */
+#define MIX_WARMUP 4      /* resolved windows before the scores decide */
+#define MIX_SCORE_ALPHA 0.05
+#define MIX_TIE 1e-3f
+
+struct mix;
+
+struct mix_obs {
+	struct mix *m;
+	uint32_t bit;
+};
+
+struct mix {
+	struct policy base;
+	struct mix_config c;
+	uint32_t K, nb;             /* experts, buckets (2^K) */
+	policy_t *ex[MIX_MAX_EXPERTS];
+	enum policy_kind kind[MIX_MAX_EXPERTS];
+	struct mix_obs obs[MIX_MAX_EXPERTS];
+
+	struct pu_map map;
+	uint64_t *key;
+	uint32_t *prev, *next;
+	uint8_t *mask;
+	uint32_t *free_ids;
+	uint32_t nfree;
+	struct pu_list *bucket;
+	uint16_t *order;
+	float w[MIX_MAX_EXPERTS];
+
+	uint32_t in_win;
+	uint64_t win_hits[MIX_MAX_EXPERTS], real_win_hits;
+	double ema[MIX_MAX_EXPERTS];
+
+	gru_t *g;
+	gru_work_t *work;
+	uint32_t F, H;
+	float *h, *y;
+	float *rx, *rh, *ry;        /* ring: inputs, hidden states, labels */
+	uint32_t *rhits;            /* ring: experts' hits per window */
+	uint8_t *rcg, *rch;         /* ring: GRU's and heuristic's choice */
+	float *xbuf, *ybuf;
+	uint64_t t;                 /* windows closed */
+	uint64_t credit;
+	uint64_t rng;
+	uint64_t resolved;
+	struct mix_stats st;
+};
+
+void mix_config_default(struct mix_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->experts = (1u << POLICY_LRU) | (1u << POLICY_ARC) | (1u << POLICY_S3FIFO) |
+		     (1u << POLICY_S3FIFO1) | (1u << POLICY_LIRS) | (1u << POLICY_LFU) |
+		     (1u << POLICY_SIEVE) | (1u << POLICY_TINYLFU);
+	c->window = 0;
+	c->horizon = 8;
+	c->hidden = 16;
+	c->bptt = 16;
+	c->batch = 8;
+	c->train_interval = 4096;
+	c->lr = 0.003f;
+	c->temperature = 0.25f;
+	c->smoothing = 0.125f;
+	c->seed = 1;
+}
+
+static double cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* ---- the real set and its buckets ------------------------------------------ */
+
+static void set_mask(struct mix *m, uint32_t id, uint8_t mask)
+{
+	if (m->mask[id] == mask)
+		return;
+	pu_list_unlink(&m->bucket[m->mask[id]], m->prev, m->next, id);
+	m->mask[id] = mask;
+	pu_list_push_head(&m->bucket[mask], m->prev, m->next, id);
+}
+
+/* An expert took a key in or let it go: move the real copy between buckets. */
+static void on_expert_change(void *ctx, uint64_t key, int resident)
+{
+	struct mix_obs *o = ctx;
+	struct mix *m = o->m;
+	uint32_t id = pu_map_get(&m->map, key);
+
+	if (id == PU_NIL)
+		return;
+	set_mask(m, id, resident ? (uint8_t)(m->mask[id] | o->bit) :
+				   (uint8_t)(m->mask[id] & ~o->bit));
+}
+
+static void evict_real(struct mix *m)
+{
+	for (uint32_t i = 0; i < m->nb; i++) {
+		struct pu_list *b = &m->bucket[m->order[i]];
+		if (!b->len)
+			continue;
+		uint32_t id = b->tail;
+		pu_list_unlink(b, m->prev, m->next, id);
+		pu_map_del(&m->map, m->key[id]);
+		m->free_ids[m->nfree++] = id;
+		m->base.size--;
+		policy_notify(&m->base, m->key[id], 0);
+		return;
+	}
+}
+
+static float bucket_score(const struct mix *m, uint32_t b)
+{
+	float s = 0;
+
+	for (uint32_t e = 0; e < m->K; e++)
+		if (b & (1u << e))
+			s += m->w[e] + MIX_TIE;
+	return s;
+}
+
+static void sort_buckets(struct mix *m)
+{
+	float s[256];
+
+	for (uint32_t b = 0; b < m->nb; b++) {
+		s[b] = bucket_score(m, b);
+		m->order[b] = (uint16_t)b;
+	}
+	/* Insertion sort: at most 256 entries, once per window. */
+	for (uint32_t i = 1; i < m->nb; i++) {
+		uint16_t v = m->order[i];
+		uint32_t j = i;
+		while (j > 0 && s[m->order[j - 1]] > s[v]) {
+			m->order[j] = m->order[j - 1];
+			j--;
+		}
+		m->order[j] = v;
+	}
+}
+
+/* ---- windows: features, prediction, labels, scores ------------------------- */
+
+static uint32_t argmax_u64(const uint64_t *v, uint32_t n)
+{
+	uint32_t best = 0;
+
+	for (uint32_t i = 1; i < n; i++)
+		if (v[i] > v[best])
+			best = i;
+	return best;
+}
+
+static uint32_t argmax_f(const float *v, uint32_t n)
+{
+	uint32_t best = 0;
+
+	for (uint32_t i = 1; i < n; i++)
+		if (v[i] > v[best])
+			best = i;
+	return best;
+}
+
+/* Window u's label is known once 'horizon' more windows have closed: the
+ * expert with the most hits over them.  Score both predictors on it. */
+static void resolve(struct mix *m)
+{
+	uint64_t H = m->c.horizon, sum[MIX_MAX_EXPERTS] = { 0 };
+
+	if (m->t < H + 1)
+		return;
+	uint64_t u = m->t - 1 - H;
+	for (uint64_t j = u + 1; j < m->t; j++)
+		for (uint32_t e = 0; e < m->K; e++)
+			sum[e] += m->rhits[(j % MIX_RING) * m->K + e];
+	uint32_t best = argmax_u64(sum, m->K);
+	m->ry[u % MIX_RING] = (float)best;
+	if (!sum[best])
+		return;
+	double g = (double)sum[m->rcg[u % MIX_RING]] / (double)sum[best];
+	double h = (double)sum[m->rch[u % MIX_RING]] / (double)sum[best];
+	double a = m->resolved < MIX_WARMUP ? 1.0 / (double)(m->resolved + 1) : MIX_SCORE_ALPHA;
+	m->st.gru_score += a * (g - m->st.gru_score);
+	m->st.heuristic_score += a * (h - m->st.heuristic_score);
+	m->resolved++;
+}
+
+static void set_weights(struct mix *m, uint32_t heur_choice)
+{
+	uint32_t K = m->K;
+	int prev = m->st.leader;
+
+	m->st.using_gru = m->resolved >= MIX_WARMUP &&
+			  m->st.gru_score > m->st.heuristic_score;
+	if (m->st.using_gru) {
+		float mx = m->y[0], sum = 0;
+		for (uint32_t e = 1; e < K; e++)
+			mx = fmaxf(mx, m->y[e]);
+		for (uint32_t e = 0; e < K; e++) {
+			m->w[e] = expf((m->y[e] - mx) / m->c.temperature);
+			sum += m->w[e];
+		}
+		for (uint32_t e = 0; e < K; e++)
+			m->w[e] /= sum;
+	} else {
+		for (uint32_t e = 0; e < K; e++)
+			m->w[e] = e == heur_choice ? 1.0f : 0.0f;
+	}
+	m->st.leader = (int)argmax_f(m->w, K);
+	m->st.leader_kind = m->kind[m->st.leader];
+	if (m->st.leader != prev)
+		m->st.switches++;
+	sort_buckets(m);
+}
+
+static int train_step(struct mix *m)
+{
+	uint64_t T = m->c.bptt, H = m->c.horizon, last, lo;
+	uint32_t F = m->F, Hd = m->H, count = 0;
+
+	if (m->t < H + T + 1)
+		return 0;
+	last = m->t - 1 - H;                      /* newest labelled window */
+	lo = m->t > MIX_RING ? m->t - MIX_RING + T : T - 1;
+	if (lo > last)
+		return 0;
+	for (uint32_t b = 0; b < m->c.batch; b++) {
+		uint64_t u = lo + pu_rng_next(&m->rng) % (last - lo + 1);
+		uint64_t s = u + 1 - T;
+		const float *h0 = s >= 1 && s - 1 + MIX_RING >= m->t ?
+			m->rh + ((s - 1) % MIX_RING) * Hd : NULL;
+		for (uint64_t k = 0; k < T; k++) {
+			memcpy(m->xbuf + k * F, m->rx + ((s + k) % MIX_RING) * F, F * sizeof(float));
+			m->ybuf[k] = m->ry[(s + k) % MIX_RING];
+		}
+		uint32_t c = 0;
+		int rc = gru_accumulate(m->g, m->work, h0, m->xbuf, m->ybuf, (uint32_t)T,
+					NULL, &c);
+		if (rc)
+			return rc;
+		count += c;
+	}
+	gru_adam_step(m->g, m->work, m->c.lr, count);
+	m->st.train_steps++;
+	return 0;
+}
+
+static int close_window(struct mix *m)
+{
+	uint32_t K = m->K, F = m->F;
+	double W = (double)m->in_win, mean = 0;
+	uint64_t slot = m->t % MIX_RING;
+	float *x = m->rx + slot * F;
+
+	for (uint32_t e = 0; e < K; e++) {
+		double r = (double)m->win_hits[e] / W;
+		mean += r / K;
+		m->ema[e] = m->t == 0 ? r : m->ema[e] + m->c.smoothing * (r - m->ema[e]);
+		m->rhits[slot * K + e] = (uint32_t)m->win_hits[e];
+		m->st.expert_hits[e] += m->win_hits[e];
+	}
+	for (uint32_t e = 0; e < K; e++)
+		x[e] = (float)(((double)m->win_hits[e] / W - mean) * 10.0);
+	x[K] = (float)mean;
+	x[K + 1] = (float)((double)m->real_win_hits / W);
+	gru_step(m->g, x, m->h, m->h, m->y);
+	memcpy(m->rh + slot * m->H, m->h, m->H * sizeof(float));
+	m->ry[slot] = -1.0f;
+	uint32_t hc = 0;
+	for (uint32_t e = 1; e < K; e++)
+		if (m->ema[e] > m->ema[hc])
+			hc = e;
+	m->rcg[slot] = (uint8_t)argmax_f(m->y, K);
+	m->rch[slot] = (uint8_t)hc;
+	m->t++;
+	m->st.windows = m->t;
+	resolve(m);
+	set_weights(m, hc);
+
+	memset(m->win_hits, 0, sizeof(m->win_hits));
+	m->real_win_hits = 0;
+	m->in_win = 0;
+	if (!m->c.train_interval)
+		return 0;
+	m->credit += (uint64_t)W;
+	int rc = 0;
+	double t0 = m->credit >= m->c.train_interval ? cpu_ns() : 0;
+	while (!rc && m->credit >= m->c.train_interval) {
+		m->credit -= m->c.train_interval;
+		rc = train_step(m);
+	}
+	if (t0)
+		m->st.train_cpu_ns += cpu_ns() - t0;
+	return rc;
+}
+
+/* ---- the policy interface ---------------------------------------------------- */
+
+static int mix_access(policy_t *p, uint64_t k, uint64_t next_use)
+{
+	struct mix *m = (struct mix *)p;
+	uint8_t mask = 0;
+
+	(void)next_use;
+	for (uint32_t e = 0; e < m->K; e++) {
+		int h = policy_access(m->ex[e], k, POLICY_NEVER);
+		if (h < 0)
+			return h;
+		m->win_hits[e] += (uint64_t)h;
+	}
+	uint32_t id = pu_map_get(&m->map, k);
+	int hit = id != PU_NIL;
+	if (!hit) {
+		for (uint32_t e = 0; e < m->K; e++)
+			if (policy_contains(m->ex[e], k))
+				mask |= (uint8_t)(1u << e);
+		if (p->size >= p->capacity)
+			evict_real(m);
+		id = m->free_ids[--m->nfree];
+		m->key[id] = k;
+		m->mask[id] = mask;
+		int rc = pu_map_put(&m->map, k, id);
+		if (rc)
+			return rc;
+		pu_list_push_head(&m->bucket[mask], m->prev, m->next, id);
+		p->size++;
+		policy_notify(p, k, 1);
+	}
+	m->real_win_hits += (uint64_t)hit;
+	if (++m->in_win >= m->c.window) {
+		int rc = close_window(m);
+		if (rc)
+			return rc;
+	}
+	return hit;
+}
+
+static int mix_contains(const policy_t *p, uint64_t k)
+{
+	return pu_map_get(&((const struct mix *)p)->map, k) != PU_NIL;
+}
+
+static size_t mix_victims(const policy_t *p, uint64_t *out, size_t max)
+{
+	const struct mix *m = (const struct mix *)p;
+	size_t n = 0;
+
+	for (uint32_t i = 0; i < m->nb; i++)
+		for (uint32_t id = m->bucket[m->order[i]].tail; id != PU_NIL && n < max;
+		     id = m->prev[id])
+			out[n++] = m->key[id];
+	return n;
+}
+
+static void mix_destroy(policy_t *p)
+{
+	struct mix *m = (struct mix *)p;
+
+	for (uint32_t e = 0; e < m->K; e++)
+		policy_destroy(m->ex[e]);
+	if (m->map.keys)
+		pu_map_free(&m->map);
+	free(m->key);
+	free(m->prev);
+	free(m->next);
+	free(m->mask);
+	free(m->free_ids);
+	free(m->bucket);
+	free(m->order);
+	gru_destroy(m->g);
+	gru_work_destroy(m->work);
+	free(m->h);
+	free(m->y);
+	free(m->rx);
+	free(m->rh);
+	free(m->ry);
+	free(m->rhits);
+	free(m->rcg);
+	free(m->rch);
+	free(m->xbuf);
+	free(m->ybuf);
+	free(m);
+}
+
+static const struct policy_ops mix_ops = {
+	mix_access, mix_contains, mix_victims, mix_destroy,
+};
+
+static int mix_valid(const struct mix_config *c)
+{
+	uint32_t bad = (1u << POLICY_BELADY) | (1u << POLICY_LEARNED) | (1u << POLICY_MIX);
+
+	return c->experts && !(c->experts & bad) && c->experts < (1u << POLICY__COUNT) &&
+	       __builtin_popcount(c->experts) <= MIX_MAX_EXPERTS && c->horizon &&
+	       c->horizon < MIX_RING / 4 && c->hidden && c->hidden <= 64 && c->bptt &&
+	       c->bptt < MIX_RING / 4 && c->batch && c->lr > 0 && c->temperature > 0 &&
+	       c->smoothing > 0 && c->smoothing <= 1;
+}
+
+static int mix_alloc(struct mix *m, uint64_t capacity)
+{
+	size_t n = (size_t)capacity + 2, F = m->F, Hd = m->H, K = m->K;
+	struct gru_shape s = { m->F, m->H, m->K, GRU_LOSS_SOFTMAX };
+	int rc = gru_create(&s, m->c.seed + 7, &m->g);
+
+	if (!rc)
+		rc = gru_work_create(m->g, m->c.bptt, &m->work);
+	if (rc)
+		return rc;
+	m->key = malloc(n * sizeof(*m->key));
+	m->prev = malloc(n * sizeof(*m->prev));
+	m->next = malloc(n * sizeof(*m->next));
+	m->mask = malloc(n);
+	m->free_ids = malloc(n * sizeof(*m->free_ids));
+	m->bucket = malloc(m->nb * sizeof(*m->bucket));
+	m->order = malloc(m->nb * sizeof(*m->order));
+	m->h = calloc(Hd, sizeof(float));
+	m->y = calloc(K, sizeof(float));
+	m->rx = calloc(MIX_RING * F, sizeof(float));
+	m->rh = calloc(MIX_RING * Hd, sizeof(float));
+	m->ry = calloc(MIX_RING, sizeof(float));
+	m->rhits = calloc(MIX_RING * K, sizeof(uint32_t));
+	m->rcg = calloc(MIX_RING, 1);
+	m->rch = calloc(MIX_RING, 1);
+	m->xbuf = malloc(m->c.bptt * F * sizeof(float));
+	m->ybuf = malloc(m->c.bptt * sizeof(float));
+	if (!m->key || !m->prev || !m->next || !m->mask || !m->free_ids || !m->bucket ||
+	    !m->order || !m->h || !m->y || !m->rx || !m->rh || !m->ry || !m->rhits ||
+	    !m->rcg || !m->rch || !m->xbuf || !m->ybuf || pu_map_init(&m->map, n))
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		m->free_ids[m->nfree++] = (uint32_t)(n - 1 - i);
+	for (uint32_t b = 0; b < m->nb; b++)
+		pu_list_init(&m->bucket[b]);
+	size_t glen = 0;
+	gru_save(m->g, NULL, 0, &glen);
+	m->st.model_bytes = glen;
+	return 0;
+}
+
+int mix_create(const struct mix_config *c, uint64_t capacity, policy_t **out)
+{
+	if (!mix_valid(c) || capacity >= (UINT32_MAX >> 2))
+		return -EINVAL;
+	struct mix *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->base.ops = &mix_ops;
+	m->base.kind = POLICY_MIX;
+	m->base.capacity = capacity;
+	m->c = *c;
+	if (!m->c.window) {
+		uint64_t w = capacity / 4;
+		m->c.window = (uint32_t)(w < 256 ? 256 : w > (1u << 24) ? (1u << 24) : w);
+	}
+	m->rng = c->seed * 0x9e3779b97f4a7c15ULL + 5;
+	int rc = 0;
+	for (int k = 0; k < POLICY__COUNT && !rc; k++) {
+		if (!(c->experts & (1u << k)))
+			continue;
+		uint32_t e = m->K++;
+		m->kind[e] = (enum policy_kind)k;
+		m->st.expert[e] = (enum policy_kind)k;
+		rc = policy_create((enum policy_kind)k, capacity, &m->ex[e]);
+		if (rc) {
+			m->K--;
+			break;
+		}
+		m->obs[e] = (struct mix_obs){ m, 1u << e };
+		policy_set_observer(m->ex[e], on_expert_change, &m->obs[e]);
+	}
+	m->st.nexperts = m->K;
+	m->nb = 1u << m->K;
+	m->F = m->K + 2;
+	m->H = c->hidden;
+	if (!rc)
+		rc = mix_alloc(m, capacity);
+	if (rc) {
+		mix_destroy(&m->base);
+		return rc;
+	}
+	/* Until the first window closes: the first expert leads. */
+	m->w[0] = 1.0f;
+	m->st.leader_kind = m->kind[0];
+	sort_buckets(m);
+	*out = &m->base;
+	return 0;
+}
+
+int policy_mix_create_default(uint64_t capacity, policy_t **out)
+{
+	struct mix_config c;
+
+	mix_config_default(&c);
+	return mix_create(&c, capacity, out);
+}
+
+void mix_get_stats(const policy_t *p, struct mix_stats *s)
+{
+	*s = ((const struct mix *)p)->st;
+}
