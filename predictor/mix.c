@@ -38,6 +38,8 @@
 #define MIX_WARMUP 4      /* resolved windows before the scores decide */
 #define MIX_SCORE_ALPHA 0.05
 #define MIX_TIE 1e-3f
+#define MIX_MAX_HORIZON 200
+#define MIX_SCORE_WINDOWS 2
 
 struct mix;
 
@@ -60,10 +62,13 @@ struct mix {
 	uint8_t *mask;
 	uint32_t *free_ids;
 	uint32_t nfree;
+	uint64_t *rank;             /* scratch: the leader's keys, worst first */
 	struct pu_list *bucket;
 	uint16_t *order;
 	float w[MIX_MAX_EXPERTS];
 
+	uint64_t cur_key;           /* the access under way, and which experts */
+	uint8_t cur_mask;           /* hold it once they have seen it */
 	uint32_t in_win;
 	uint64_t win_hits[MIX_MAX_EXPERTS], real_win_hits;
 	double ema[MIX_MAX_EXPERTS];
@@ -74,10 +79,12 @@ struct mix {
 	float *h, *y;
 	float *rx, *rh, *ry;        /* ring: inputs, hidden states, labels */
 	uint32_t *rhits;            /* ring: experts' hits per window */
-	uint8_t *rcg, *rch;         /* ring: GRU's and heuristic's choice */
+	uint8_t *rcg, *rch, *rcc;   /* ring: GRU's, recent and all-time leaders */
+	double ema_score, cum_score; /* rolling scores of the two heuristics */
 	float *xbuf, *ybuf;
 	uint64_t t;                 /* windows closed */
 	uint64_t credit;
+	uint32_t sync_every;        /* windows between background promotions */
 	uint64_t rng;
 	uint64_t resolved;
 	struct mix_stats st;
@@ -86,18 +93,22 @@ struct mix {
 void mix_config_default(struct mix_config *c)
 {
 	memset(c, 0, sizeof(*c));
+	/* Every classical policy that was the best one at some point of the
+	 * first 80% of the traces, plus LRU and ARC; decayed LFU and the 1-bit
+	 * S3-FIFO never were, and LFU costs 4x the others. */
 	c->experts = (1u << POLICY_LRU) | (1u << POLICY_ARC) | (1u << POLICY_S3FIFO) |
-		     (1u << POLICY_S3FIFO1) | (1u << POLICY_LIRS) | (1u << POLICY_LFU) |
-		     (1u << POLICY_SIEVE) | (1u << POLICY_TINYLFU);
-	c->window = 0;
-	c->horizon = 8;
+		     (1u << POLICY_LIRS) | (1u << POLICY_SIEVE) | (1u << POLICY_TINYLFU);
+	c->window = 1024;
+	c->horizon = 0;
 	c->hidden = 16;
 	c->bptt = 16;
 	c->batch = 8;
 	c->train_interval = 4096;
 	c->lr = 0.003f;
 	c->temperature = 0.25f;
-	c->smoothing = 0.125f;
+	c->smoothing = 0;
+	c->sync = 1.0f;
+	c->sync_on_switch = 1;
 	c->seed = 1;
 }
 
@@ -125,6 +136,12 @@ static void on_expert_change(void *ctx, uint64_t key, int resident)
 {
 	struct mix_obs *o = ctx;
 	struct mix *m = o->m;
+
+	if (key == m->cur_key) {
+		m->cur_mask = resident ? (uint8_t)(m->cur_mask | o->bit) :
+					 (uint8_t)(m->cur_mask & ~o->bit);
+		return;
+	}
 	uint32_t id = pu_map_get(&m->map, key);
 
 	if (id == PU_NIL)
@@ -201,27 +218,47 @@ static uint32_t argmax_f(const float *v, uint32_t n)
 	return best;
 }
 
-/* Window u's label is known once 'horizon' more windows have closed: the
- * expert with the most hits over them.  Score both predictors on it. */
-static void resolve(struct mix *m)
+/* Hits of every expert over the n windows after window u. */
+static uint32_t future_hits(const struct mix *m, uint64_t u, uint64_t n, uint64_t *sum)
 {
-	uint64_t H = m->c.horizon, sum[MIX_MAX_EXPERTS] = { 0 };
-
-	if (m->t < H + 1)
-		return;
-	uint64_t u = m->t - 1 - H;
-	for (uint64_t j = u + 1; j < m->t; j++)
+	memset(sum, 0, MIX_MAX_EXPERTS * sizeof(*sum));
+	for (uint64_t j = u + 1; j <= u + n; j++)
 		for (uint32_t e = 0; e < m->K; e++)
 			sum[e] += m->rhits[(j % MIX_RING) * m->K + e];
-	uint32_t best = argmax_u64(sum, m->K);
-	m->ry[u % MIX_RING] = (float)best;
+	return argmax_u64(sum, m->K);
+}
+
+/*
+ * Window u's label is known once 'horizon' more windows have closed: the
+ * expert with the most hits over them.  The predictors are scored sooner,
+ * on the next MIX_SCORE_WINDOWS windows: a score that lags by the whole
+ * horizon let a GRU that had been right for a long time keep the weights
+ * through a change of phase (msn: LIRS's burst of long-distance reuse)
+ * that it did not follow.
+ */
+static void resolve(struct mix *m)
+{
+	uint64_t H = m->c.horizon, S = H < MIX_SCORE_WINDOWS ? H : MIX_SCORE_WINDOWS;
+	uint64_t sum[MIX_MAX_EXPERTS];
+
+	if (m->t >= H + 1) {
+		uint64_t u = m->t - 1 - H;
+		m->ry[u % MIX_RING] = (float)future_hits(m, u, H, sum);
+	}
+	if (m->t < S + 1)
+		return;
+	uint64_t u = m->t - 1 - S;
+	uint32_t best = future_hits(m, u, S, sum);
 	if (!sum[best])
 		return;
 	double g = (double)sum[m->rcg[u % MIX_RING]] / (double)sum[best];
 	double h = (double)sum[m->rch[u % MIX_RING]] / (double)sum[best];
+	double c = (double)sum[m->rcc[u % MIX_RING]] / (double)sum[best];
 	double a = m->resolved < MIX_WARMUP ? 1.0 / (double)(m->resolved + 1) : MIX_SCORE_ALPHA;
 	m->st.gru_score += a * (g - m->st.gru_score);
-	m->st.heuristic_score += a * (h - m->st.heuristic_score);
+	m->ema_score += a * (h - m->ema_score);
+	m->cum_score += a * (c - m->cum_score);
+	m->st.heuristic_score = fmax(m->ema_score, m->cum_score);
 	m->resolved++;
 }
 
@@ -285,6 +322,8 @@ static int train_step(struct mix *m)
 	return 0;
 }
 
+static int sync_leader(struct mix *m, int switched);
+
 static int close_window(struct mix *m)
 {
 	uint32_t K = m->K, F = m->F;
@@ -306,16 +345,27 @@ static int close_window(struct mix *m)
 	gru_step(m->g, x, m->h, m->h, m->y);
 	memcpy(m->rh + slot * m->H, m->h, m->H * sizeof(float));
 	m->ry[slot] = -1.0f;
-	uint32_t hc = 0;
+	/* Two heuristics: the recent leader (smoothed hit ratio) and the
+	 * all-time leader (most hits so far, which is what a policy that
+	 * wins on long reuse, like LIRS on msn, looks like between its
+	 * bursts).  The better scoring of the two speaks for both. */
+	uint32_t hc = 0, cc = argmax_u64(m->st.expert_hits, K);
 	for (uint32_t e = 1; e < K; e++)
 		if (m->ema[e] > m->ema[hc])
 			hc = e;
 	m->rcg[slot] = (uint8_t)argmax_f(m->y, K);
 	m->rch[slot] = (uint8_t)hc;
+	m->rcc[slot] = (uint8_t)cc;
+	if (m->cum_score > m->ema_score)
+		hc = cc;
 	m->t++;
 	m->st.windows = m->t;
 	resolve(m);
+	uint64_t switches = m->st.switches;
 	set_weights(m, hc);
+	int rc = sync_leader(m, m->st.switches != switches);
+	if (rc)
+		return rc;
 
 	memset(m->win_hits, 0, sizeof(m->win_hits));
 	m->real_win_hits = 0;
@@ -323,7 +373,6 @@ static int close_window(struct mix *m)
 	if (!m->c.train_interval)
 		return 0;
 	m->credit += (uint64_t)W;
-	int rc = 0;
 	double t0 = m->credit >= m->c.train_interval ? cpu_ns() : 0;
 	while (!rc && m->credit >= m->c.train_interval) {
 		m->credit -= m->c.train_interval;
@@ -336,35 +385,90 @@ static int close_window(struct mix *m)
 
 /* ---- the policy interface ---------------------------------------------------- */
 
+/* Put k on the real fast tier (a demand miss or a background promotion);
+ * mask says which experts hold it. */
+static int admit_real(struct mix *m, uint64_t k, uint8_t mask)
+{
+	if (m->base.size >= m->base.capacity)
+		evict_real(m);
+	uint32_t id = m->free_ids[--m->nfree];
+	m->key[id] = k;
+	m->mask[id] = mask;
+	int rc = pu_map_put(&m->map, k, id);
+	if (rc)
+		return rc;
+	pu_list_push_head(&m->bucket[mask], m->prev, m->next, id);
+	m->base.size++;
+	policy_notify(&m->base, k, 1);
+	return 0;
+}
+
+/*
+ * Background promotion: the leader's most valuable keys that the real tier
+ * lacks are copied up, at most sync x window of them per window.  Without
+ * it the real tier only converges on the leader at the leader's hits, which
+ * for LIRS's long-reuse keys takes a whole reuse cycle, longer than the
+ * leader lasts.  In the daemon these are ordinary migrations, planned once
+ * per epoch; the simulator counts them as migration traffic.
+ */
+static int sync_leader(struct mix *m, int switched)
+{
+	uint64_t budget = (uint64_t)(m->c.sync * (float)m->c.window) * m->sync_every;
+	policy_t *L = m->ex[m->st.leader];
+
+	/* Ranking the leader's keys is O(capacity): do it once per quarter
+	 * turnover, with the budget of the windows since, or at once with
+	 * budget for all of them when the leader has just changed. */
+	if (!budget)
+		return 0;
+	if (switched && m->c.sync_on_switch)
+		budget = m->base.capacity;
+	else if (m->t % m->sync_every)
+		return 0;
+	size_t n = policy_victims(L, m->rank, (size_t)m->base.capacity);
+	for (size_t i = n; i-- > 0 && budget;) {
+		if (pu_map_get(&m->map, m->rank[i]) != PU_NIL)
+			continue;
+		uint8_t mask = 0;
+		for (uint32_t e = 0; e < m->K; e++)
+			if (policy_contains(m->ex[e], m->rank[i]))
+				mask |= (uint8_t)(1u << e);
+		int rc = admit_real(m, m->rank[i], mask);
+		if (rc)
+			return rc;
+		m->st.promotions++;
+		budget--;
+	}
+	return 0;
+}
+
 static int mix_access(policy_t *p, uint64_t k, uint64_t next_use)
 {
 	struct mix *m = (struct mix *)p;
-	uint8_t mask = 0;
 
 	(void)next_use;
+	/* Which experts hold k afterwards: those that hit, plus those whose
+	 * observer saw k come in (and not leave again, as a W-TinyLFU
+	 * candidate may): no lookups needed. */
+	m->cur_key = k;
+	m->cur_mask = 0;
 	for (uint32_t e = 0; e < m->K; e++) {
 		int h = policy_access(m->ex[e], k, POLICY_NEVER);
 		if (h < 0)
 			return h;
 		m->win_hits[e] += (uint64_t)h;
+		if (h)
+			m->cur_mask |= (uint8_t)(1u << e);
 	}
+	m->cur_key = UINT64_MAX;
 	uint32_t id = pu_map_get(&m->map, k);
 	int hit = id != PU_NIL;
-	if (!hit) {
-		for (uint32_t e = 0; e < m->K; e++)
-			if (policy_contains(m->ex[e], k))
-				mask |= (uint8_t)(1u << e);
-		if (p->size >= p->capacity)
-			evict_real(m);
-		id = m->free_ids[--m->nfree];
-		m->key[id] = k;
-		m->mask[id] = mask;
-		int rc = pu_map_put(&m->map, k, id);
+	if (hit) {
+		set_mask(m, id, m->cur_mask);
+	} else {
+		int rc = admit_real(m, k, m->cur_mask);
 		if (rc)
 			return rc;
-		pu_list_push_head(&m->bucket[mask], m->prev, m->next, id);
-		p->size++;
-		policy_notify(p, k, 1);
 	}
 	m->real_win_hits += (uint64_t)hit;
 	if (++m->in_win >= m->c.window) {
@@ -405,6 +509,7 @@ static void mix_destroy(policy_t *p)
 	free(m->next);
 	free(m->mask);
 	free(m->free_ids);
+	free(m->rank);
 	free(m->bucket);
 	free(m->order);
 	gru_destroy(m->g);
@@ -417,6 +522,7 @@ static void mix_destroy(policy_t *p)
 	free(m->rhits);
 	free(m->rcg);
 	free(m->rch);
+	free(m->rcc);
 	free(m->xbuf);
 	free(m->ybuf);
 	free(m);
@@ -431,10 +537,10 @@ static int mix_valid(const struct mix_config *c)
 	uint32_t bad = (1u << POLICY_BELADY) | (1u << POLICY_LEARNED) | (1u << POLICY_MIX);
 
 	return c->experts && !(c->experts & bad) && c->experts < (1u << POLICY__COUNT) &&
-	       __builtin_popcount(c->experts) <= MIX_MAX_EXPERTS && c->horizon &&
-	       c->horizon < MIX_RING / 4 && c->hidden && c->hidden <= 64 && c->bptt &&
+	       __builtin_popcount(c->experts) <= MIX_MAX_EXPERTS &&
+	       c->horizon <= MIX_MAX_HORIZON && c->hidden && c->hidden <= 64 && c->bptt &&
 	       c->bptt < MIX_RING / 4 && c->batch && c->lr > 0 && c->temperature > 0 &&
-	       c->smoothing > 0 && c->smoothing <= 1;
+	       c->smoothing >= 0 && c->smoothing <= 1 && c->sync >= 0 && c->sync <= 4;
 }
 
 static int mix_alloc(struct mix *m, uint64_t capacity)
@@ -452,6 +558,7 @@ static int mix_alloc(struct mix *m, uint64_t capacity)
 	m->next = malloc(n * sizeof(*m->next));
 	m->mask = malloc(n);
 	m->free_ids = malloc(n * sizeof(*m->free_ids));
+	m->rank = malloc(n * sizeof(*m->rank));
 	m->bucket = malloc(m->nb * sizeof(*m->bucket));
 	m->order = malloc(m->nb * sizeof(*m->order));
 	m->h = calloc(Hd, sizeof(float));
@@ -462,11 +569,12 @@ static int mix_alloc(struct mix *m, uint64_t capacity)
 	m->rhits = calloc(MIX_RING * K, sizeof(uint32_t));
 	m->rcg = calloc(MIX_RING, 1);
 	m->rch = calloc(MIX_RING, 1);
+	m->rcc = calloc(MIX_RING, 1);
 	m->xbuf = malloc(m->c.bptt * F * sizeof(float));
 	m->ybuf = malloc(m->c.bptt * sizeof(float));
 	if (!m->key || !m->prev || !m->next || !m->mask || !m->free_ids || !m->bucket ||
-	    !m->order || !m->h || !m->y || !m->rx || !m->rh || !m->ry || !m->rhits ||
-	    !m->rcg || !m->rch || !m->xbuf || !m->ybuf || pu_map_init(&m->map, n))
+	    !m->rank || !m->order || !m->h || !m->y || !m->rx || !m->rh || !m->ry || !m->rhits ||
+	    !m->rcg || !m->rch || !m->rcc || !m->xbuf || !m->ybuf || pu_map_init(&m->map, n))
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++)
 		m->free_ids[m->nfree++] = (uint32_t)(n - 1 - i);
@@ -489,11 +597,18 @@ int mix_create(const struct mix_config *c, uint64_t capacity, policy_t **out)
 	m->base.kind = POLICY_MIX;
 	m->base.capacity = capacity;
 	m->c = *c;
-	if (!m->c.window) {
-		uint64_t w = capacity / 4;
-		m->c.window = (uint32_t)(w < 256 ? 256 : w > (1u << 24) ? (1u << 24) : w);
-	}
+	/* The time scales follow the capacity: an expert's edge shows over
+	 * about one turnover of the fast tier. */
+	if (!m->c.window)
+		m->c.window = 1024;
+	double turnover = (double)(capacity ? capacity : 1) / m->c.window;
+	if (!m->c.horizon)
+		m->c.horizon = (uint32_t)fmin(MIX_MAX_HORIZON, fmax(4, 2 * turnover));
+	if (!(m->c.smoothing > 0))
+		m->c.smoothing = (float)fmin(0.5, fmax(0.005, 1 / turnover));
+	m->sync_every = (uint32_t)fmax(1, turnover / 4);
 	m->rng = c->seed * 0x9e3779b97f4a7c15ULL + 5;
+	m->cur_key = UINT64_MAX;
 	int rc = 0;
 	for (int k = 0; k < POLICY__COUNT && !rc; k++) {
 		if (!(c->experts & (1u << k)))

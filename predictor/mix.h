@@ -23,6 +23,10 @@
  * expert changes with the workload's phases and the phases repeat, the GRU
  * learns to switch ahead of the heuristic.
  *
+ * The real tier follows the weights on demand misses (the eviction order)
+ * and, once per window, by background promotion of the leading expert's
+ * best keys that it lacks, within a migration budget ('sync').
+ *
  * Not thread safe (the caller serialises, like every policy).
  */
 #ifndef SILTFS_PREDICTOR_MIX_H
@@ -46,11 +50,15 @@ struct mix_config {
 	float lr;
 	float temperature;       /* softmax temperature of the weights */
 	float smoothing;         /* heuristic: weight of the newest window */
+	float sync;              /* background promotions of the leader's keys,
+				  * per window, as a share of the window */
+	int sync_on_switch;      /* promote all the new leader's keys at a switch */
 	uint64_t seed;
 };
 
 struct mix_stats {
 	uint64_t windows, train_steps, switches;
+	uint64_t promotions;          /* background promotions (migrations up) */
 	int leader;                   /* index of the expert with most weight */
 	enum policy_kind leader_kind;
 	int using_gru;                /* 1 when the GRU sets the weights */

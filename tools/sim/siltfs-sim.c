@@ -25,12 +25,15 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "predictor/mix.h"
+#include "predictor/pfengine.h"
 #include "predictor/policy.h"
 #include "predictor/predictor.h"
 #include "predictor/pred_util.h"
@@ -56,15 +59,18 @@ static const struct tier_model default_tiers[] = {
 
 /* ---- options and results -------------------------------------------------- */
 
-#define MAX_POLICIES 16
+#define MAX_POLICIES 64
 #define MAX_FRACS 8
 
-enum sim_policy { SP_CLASSIC, SP_GRU, SP_GRU_PREFETCH };
+/* SP_CLASSIC: any policy_t (classical, Belady, the expert mixture);
+ * SP_GRU: the region GRU through the predictor context. */
+enum sim_policy { SP_CLASSIC, SP_GRU };
 
 struct sim_spec {
-	const char *name;
+	char name[32];          /* "policy" or "policy+prefetcher" */
 	enum sim_policy type;
 	enum policy_kind kind;
+	enum pfe_kind pf;
 };
 
 struct options {
@@ -80,20 +86,27 @@ struct options {
 	struct tier_model tiers[NTIERS];
 	int fast_tier, slow_tier;
 	double prefetch_share;
+	uint32_t pf_window[PFE__COUNT]; /* 0: the engine's default */
 	struct predictor_config pcfg;
+	struct mix_config mcfg;
 };
 
 struct result {
-	const char *policy;
+	const struct sim_spec *spec;
 	double frac;
 	uint64_t cache_blocks;
 	uint64_t reqs, blocks, misses, ram_hits, fast_hits;
 	double lat_sum, lat_p99;
 	uint64_t migr_bytes;
-	uint64_t pf_issued, pf_used, pf_timely;
+	uint64_t pf_issued, pf_used, pf_timely, pf_late;
 	double ns_per_access;
-	double train_ns_per_access; /* part of ns_per_access spent training */
+	double train_ns;            /* part of the CPU time spent training */
+	double train_ns_per_access;
 	uint64_t model_bytes;
+	uint64_t state_bytes;       /* heap held by the policy and prefetcher */
+	uint64_t mix_switches;
+	int mix_using_gru;
+	const char *mix_leader;
 	int gru_better;          /* predictor's own shadow verdict, -1 if n/a */
 	double shadow_gru, shadow_best;
 	double pl_loss, pl_base;  /* placement model: mean BCE, positive share */
@@ -117,6 +130,7 @@ struct run {
 	const struct trace *t;
 	policy_t *pol;
 	predictor_t *pred;
+	pf_engine_t *pfe;
 	struct pf_buffer pf;
 	uint64_t evictions;
 };
@@ -192,6 +206,189 @@ static int cmp_float(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Issue the engine's runs as slow-tier reads into the prefetch buffer,
+ * skipping chunks already on the fast tier or in the buffer. */
+static int issue_prefetches(struct run *r, double now, int in_eval, struct result *res)
+{
+	const struct tier_model *st = &r->o->tiers[r->o->slow_tier];
+	double bs = r->t->block_size;
+	struct prefetch_run runs[32];
+	size_t n = pfe_take(r->pfe, runs, 32);
+
+	for (size_t k = 0; k < n; k++) {
+		double ready = now + st->lat_us + runs[k].nchunks * bs / st->bw_mbs;
+		for (uint32_t c = 0; c < runs[k].nchunks; c++) {
+			uint64_t key = TRACE_KEY(runs[k].file, runs[k].chunk + c);
+			if (r->pol && policy_contains(r->pol, key))
+				continue;
+			int rc = pf_insert(&r->pf, key, ready);
+			if (rc < 0)
+				return rc;
+			if (rc && in_eval) {
+				res->pf_issued++;
+				res->migr_bytes += r->t->block_size;
+			}
+		}
+	}
+	return 0;
+}
+
+/* The blocks of request i: through the policy (or the predictor), then the
+ * prefetch buffer for the ones the fast tier missed.  A prefetched block
+ * still in flight at its demand is a miss (a late prefetch). */
+static int serve_request(struct run *r, size_t i, uint8_t *hits, int in_eval,
+			 struct result *res, uint64_t *nfast, uint64_t *nmiss,
+			 uint64_t *nram)
+{
+	const struct trace *t = r->t;
+	const struct trace_req *q = &t->req[i];
+	size_t b0 = t->req_first[i], b1 = t->req_first[i + 1];
+	double now = (double)q->ts_us;
+	int rc;
+
+	if (r->pol) {
+		for (size_t b = b0; b < b1; b++) {
+			uint32_t nx = t->bnext[b];
+			rc = policy_access(r->pol, t->bkey[b],
+					   nx == TRACE_NO_NEXT ? POLICY_NEVER : nx);
+			if (rc < 0)
+				return rc;
+			hits[b - b0] = (uint8_t)rc;
+		}
+	} else {
+		struct predictor_access a = {
+			.file = q->vol,
+			.chunk = q->offset >> __builtin_ctz(t->block_size),
+			.nchunks = (uint32_t)(b1 - b0),
+			.op = q->op,
+			.time_us = q->ts_us,
+			.hits = hits,
+		};
+		rc = predictor_record(r->pred, &a);
+		if (rc < 0)
+			return rc;
+	}
+	for (size_t b = b0; b < b1; b++) {
+		if (hits[b - b0]) {
+			(*nfast)++;
+			continue;
+		}
+		uint32_t s = r->pf.cap ? pu_map_get(&r->pf.map, t->bkey[b]) : PU_NIL;
+		if (s == PU_NIL) {
+			(*nmiss)++;
+			continue;
+		}
+		int timely = r->pf.ready[s] <= now;
+		if (!r->pf.used[s]) {
+			pfe_used(r->pfe, q->vol);
+			if (in_eval) {
+				res->pf_used++;
+				res->pf_timely += (uint64_t)timely;
+				res->pf_late += (uint64_t)!timely;
+			}
+		}
+		r->pf.used[s] = 1;
+		if (timely)
+			(*nram)++;
+		else
+			(*nmiss)++;
+	}
+	if (!r->pfe)
+		return 0;
+	rc = pfe_observe(r->pfe, q->vol, q->offset >> __builtin_ctz(t->block_size),
+			 (uint32_t)(b1 - b0), q->op, q->ts_us);
+	if (rc < 0)
+		return rc;
+	return rc ? issue_prefetches(r, now, in_eval, res) : 0;
+}
+
+static int setup_run(struct run *r, const struct sim_spec *sp, uint64_t cap,
+		     uint64_t pf_cap)
+{
+	const struct options *o = r->o;
+	int rc = pf_init(&r->pf, (uint32_t)pf_cap);
+
+	if (rc)
+		return rc;
+	if (sp->pf != PFE_NONE) {
+		struct pfe_config fc;
+		pfe_config_default(&fc, sp->pf);
+		if (sp->pf == PFE_GRU) {
+			fc.gru.threshold = o->pcfg.prefetch_threshold;
+			fc.gru.hidden = o->pcfg.prefetch_hidden;
+			fc.gru.depth = o->pcfg.prefetch_depth;
+			fc.gru.seed = o->pcfg.seed;
+		} else if (o->pf_window[sp->pf]) {
+			fc.max_window = o->pf_window[sp->pf];
+		}
+		rc = pfe_create(&fc, &r->pfe);
+		if (rc)
+			return rc;
+	}
+	if (sp->type == SP_CLASSIC) {
+		if (sp->kind == POLICY_MIX) {
+			struct mix_config mc = o->mcfg;
+			mc.seed = o->pcfg.seed;
+			rc = mix_create(&mc, cap - pf_cap, &r->pol);
+		} else {
+			rc = policy_create(sp->kind, cap - pf_cap, &r->pol);
+		}
+		if (!rc)
+			policy_set_observer(r->pol, on_residency, r);
+		return rc;
+	}
+	struct predictor_config c = o->pcfg;
+	c.fast_capacity = cap - pf_cap;
+	c.prefetch = 0; /* the engine above prefetches, for every policy alike */
+	return predictor_create(&c, &r->pred);
+}
+
+static uint64_t evictions_now(const struct run *r)
+{
+	struct predictor_stats ps;
+
+	if (r->pol)
+		return r->evictions;
+	predictor_stats(r->pred, &ps);
+	return ps.fast_evictions;
+}
+
+static void collect_stats(const struct run *r, struct result *res)
+{
+	struct pfe_stats es = { 0 };
+
+	if (r->pfe) {
+		pfe_stats(r->pfe, &es);
+		res->train_ns += es.train_cpu_ns;
+		res->model_bytes += es.model_bytes;
+	}
+	if (r->pol && policy_kind_of(r->pol) == POLICY_MIX) {
+		struct mix_stats ms;
+		mix_get_stats(r->pol, &ms);
+		res->train_ns += ms.train_cpu_ns;
+		res->model_bytes += ms.model_bytes;
+		res->mix_switches = ms.switches;
+		res->migr_bytes += ms.promotions * r->t->block_size;
+		res->mix_using_gru = ms.using_gru;
+		res->mix_leader = policy_kind_name(ms.leader_kind);
+		res->gru_better = ms.gru_score > ms.heuristic_score;
+		res->shadow_gru = ms.gru_score;
+		res->shadow_best = ms.heuristic_score;
+	}
+	if (r->pred) {
+		struct predictor_stats ps;
+		predictor_stats(r->pred, &ps);
+		res->model_bytes += ps.model_bytes;
+		res->train_ns += ps.train_cpu_ms * 1e6;
+		res->gru_better = ps.gru_better;
+		res->shadow_gru = ps.shadow_gru_hit_ratio;
+		res->shadow_best = ps.shadow_best_hit_ratio;
+		res->anomalies = ps.anomalies;
+		res->pl_loss = ps.placement_mean_loss;
+		res->pl_base = ps.placement_base_rate;
+	}
+}
+
 static int replay(struct run *r, const struct sim_spec *sp, double frac,
 		  struct result *res)
 {
@@ -201,8 +398,9 @@ static int replay(struct run *r, const struct sim_spec *sp, double frac,
 	const struct tier_model *st = &o->tiers[o->slow_tier];
 	const struct tier_model *rt = &o->tiers[0];
 	uint64_t cap = (uint64_t)floor(frac * (double)t->distinct);
-	uint64_t pf_cap = 0;
+	uint64_t pf_cap = sp->pf != PFE_NONE ? (uint64_t)(o->prefetch_share * (double)cap) : 0;
 	size_t from = trace_split(t, o->eval_from), to = trace_split(t, o->eval_to);
+	size_t maxn = 0;
 	uint8_t *hits = NULL;
 	float *lat = NULL;
 	int rc = 0;
@@ -210,161 +408,59 @@ static int replay(struct run *r, const struct sim_spec *sp, double frac,
 	if (o->eval_to >= 1)
 		to = t->nreq;
 	memset(res, 0, sizeof(*res));
-	res->policy = sp->name;
+	res->spec = sp;
 	res->frac = frac;
 	res->cache_blocks = cap;
 	res->gru_better = -1;
+	res->mix_leader = "";
+	for (size_t i = 0; i < t->nreq; i++)
+		if (t->req_first[i + 1] - t->req_first[i] > maxn)
+			maxn = t->req_first[i + 1] - t->req_first[i];
 	lat = malloc((to > from ? to - from : 1) * sizeof(*lat));
-	if (!lat)
-		return -ENOMEM;
-
-	if (sp->type == SP_GRU_PREFETCH)
-		pf_cap = (uint64_t)(o->prefetch_share * (double)cap);
-	rc = pf_init(&r->pf, (uint32_t)pf_cap);
+	hits = malloc(maxn + 1);
+	if (!lat || !hits) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	size_t heap0 = mallinfo2().uordblks;
+	rc = setup_run(r, sp, cap, pf_cap);
 	if (rc)
 		goto out;
-	if (sp->type == SP_CLASSIC) {
-		rc = policy_create(sp->kind, cap, &r->pol);
-		if (rc)
-			goto out;
-		policy_set_observer(r->pol, on_residency, r);
-	} else {
-		struct predictor_config c = o->pcfg;
-		c.fast_capacity = cap - pf_cap;
-		c.prefetch = sp->type == SP_GRU_PREFETCH;
-		rc = predictor_create(&c, &r->pred);
-		if (rc)
-			goto out;
-		size_t maxn = 0;
-		for (size_t i = 0; i < t->nreq; i++)
-			if (t->req_first[i + 1] - t->req_first[i] > maxn)
-				maxn = t->req_first[i + 1] - t->req_first[i];
-		hits = malloc(maxn + 1);
-		if (!hits) {
-			rc = -ENOMEM;
-			goto out;
-		}
-	}
 
-	int shift = __builtin_ctz(t->block_size);
 	double bs = t->block_size;
 	double t0 = thread_ns();
 	uint64_t evict_mark = 0;
 	for (size_t i = 0; i < t->nreq; i++) {
-		const struct trace_req *q = &t->req[i];
-		size_t b0 = t->req_first[i], b1 = t->req_first[i + 1];
+		size_t nblk = t->req_first[i + 1] - t->req_first[i];
 		int in_eval = i >= from && i < to;
 		uint64_t nfast = 0, nmiss = 0, nram = 0;
-		double now = (double)q->ts_us, ram_wait = 0;
 
-		if (i == from) {
-			evict_mark = r->evictions;
-			if (r->pred) {
-				struct predictor_stats ps;
-				predictor_stats(r->pred, &ps);
-				evict_mark = ps.fast_evictions;
-			}
-		}
-		if (r->pol) {
-			for (size_t b = b0; b < b1; b++) {
-				uint32_t nx = t->bnext[b];
-				rc = policy_access(r->pol, t->bkey[b],
-						   nx == TRACE_NO_NEXT ? POLICY_NEVER : nx);
-				if (rc < 0)
-					goto out;
-				if (rc)
-					nfast++;
-				else
-					nmiss++;
-			}
-		} else {
-			struct predictor_access a = {
-				.file = q->vol,
-				.chunk = q->offset >> shift,
-				.nchunks = (uint32_t)(b1 - b0),
-				.op = q->op,
-				.time_us = q->ts_us,
-				.hits = hits,
-			};
-			rc = predictor_record(r->pred, &a);
-			if (rc < 0)
-				goto out;
-			for (size_t b = b0; b < b1; b++) {
-				if (hits[b - b0]) {
-					nfast++;
-					continue;
-				}
-				uint32_t s = r->pf.cap ? pu_map_get(&r->pf.map, t->bkey[b]) : PU_NIL;
-				if (s == PU_NIL) {
-					nmiss++;
-					continue;
-				}
-				nram++;
-				if (!r->pf.used[s] && in_eval) {
-					res->pf_used++;
-					if (r->pf.ready[s] <= now)
-						res->pf_timely++;
-				}
-				r->pf.used[s] = 1;
-				if (r->pf.ready[s] - now > ram_wait)
-					ram_wait = r->pf.ready[s] - now;
-			}
-			if (r->pf.cap) {
-				struct predictor_run runs[8];
-				long n = predictor_prefetch(r->pred, runs, 8);
-				if (n < 0) {
-					rc = (int)n;
-					goto out;
-				}
-				/* Prefetch reads are issued now, one slow-tier I/O each. */
-				for (long k = 0; k < n; k++) {
-					double ready = now + st->lat_us +
-						runs[k].nchunks * bs / st->bw_mbs;
-					for (uint32_t c = 0; c < runs[k].nchunks; c++) {
-						uint64_t key = TRACE_KEY(runs[k].file, runs[k].chunk + c);
-						rc = pf_insert(&r->pf, key, ready);
-						if (rc < 0)
-							goto out;
-						if (rc && in_eval) {
-							res->pf_issued++;
-							res->migr_bytes += t->block_size;
-						}
-					}
-				}
-			}
-		}
+		if (i == from)
+			evict_mark = evictions_now(r);
+		rc = serve_request(r, i, hits, in_eval, res, &nfast, &nmiss, &nram);
+		if (rc < 0)
+			goto out;
 		if (!in_eval)
 			continue;
 		res->reqs++;
-		res->blocks += b1 - b0;
+		res->blocks += nblk;
 		res->misses += nmiss;
 		res->fast_hits += nfast;
 		res->ram_hits += nram;
 		res->migr_bytes += nmiss * t->block_size;
 		double lf = nfast ? ft->lat_us + nfast * bs / ft->bw_mbs : 0;
 		double ls = nmiss ? st->lat_us + nmiss * bs / st->bw_mbs : 0;
-		double lr = nram ? rt->lat_us + nram * bs / rt->bw_mbs + ram_wait : 0;
+		double lr = nram ? rt->lat_us + nram * bs / rt->bw_mbs : 0;
 		double l = lf > ls ? lf : ls;
 		l = l > lr ? l : lr;
 		lat[res->reqs - 1] = (float)l;
 		res->lat_sum += l;
 	}
 	res->ns_per_access = (thread_ns() - t0) / (double)(t->nblk ? t->nblk : 1);
-	if (r->pol) {
-		res->migr_bytes += (r->evictions - evict_mark) * t->block_size;
-	} else {
-		struct predictor_stats ps;
-		predictor_stats(r->pred, &ps);
-		res->migr_bytes += (ps.fast_evictions - evict_mark) * t->block_size;
-		res->model_bytes = ps.model_bytes;
-		res->train_ns_per_access = ps.train_cpu_ms * 1e6 / (double)(t->nblk ? t->nblk : 1);
-		res->gru_better = ps.gru_better;
-		res->shadow_gru = ps.shadow_gru_hit_ratio;
-		res->shadow_best = ps.shadow_best_hit_ratio;
-		res->anomalies = ps.anomalies;
-		res->pl_loss = ps.placement_mean_loss;
-		res->pl_base = ps.placement_base_rate;
-	}
+	res->state_bytes = mallinfo2().uordblks - heap0;
+	res->migr_bytes += (evictions_now(r) - evict_mark) * t->block_size;
+	collect_stats(r, res);
+	res->train_ns_per_access = res->train_ns / (double)(t->nblk ? t->nblk : 1);
 	if (res->reqs) {
 		qsort(lat, res->reqs, sizeof(*lat), cmp_float);
 		res->lat_p99 = lat[(size_t)(0.99 * (double)(res->reqs - 1))];
@@ -374,6 +470,8 @@ out:
 	free(lat);
 	free(hits);
 	pf_free(&r->pf);
+	pfe_destroy(r->pfe);
+	r->pfe = NULL;
 	policy_destroy(r->pol);
 	r->pol = NULL;
 	predictor_destroy(r->pred);
@@ -390,84 +488,118 @@ static double ratio(uint64_t a, uint64_t b)
 
 static void print_table_header(void)
 {
-	printf("%-13s %6s %9s %8s %8s %8s %8s %10s %10s %12s %7s %7s %7s %8s\n",
+	printf("%-18s %6s %9s %8s %8s %8s %8s %10s %10s %12s %7s %7s %7s %8s %8s\n",
 	       "policy", "fast", "blocks", "miss", "hit_ram", "hit_fast",
 	       "hit_slow", "mean_us", "p99_us", "migr_MiB", "pf_acc", "pf_cov",
-	       "pf_tml", "ns/acc");
+	       "pf_tml", "ns/acc", "B/MiB");
 }
 
-static void print_row(const struct result *r)
+/* Tracked data: the trace's footprint, in MiB. */
+static double tracked_mib(const struct trace *t)
 {
-	uint64_t would_miss = r->misses + r->pf_used;
+	return (double)t->distinct * t->block_size / 1048576.0;
+}
 
-	printf("%-13s %5.1f%% %9llu %8.4f %8.4f %8.4f %8.4f %10.1f %10.1f %12.1f %7.3f %7.3f %7.3f %8.1f\n",
-	       r->policy, r->frac * 100, (unsigned long long)r->cache_blocks,
+/* Accuracy = used / issued (late ones included: they were right, only
+ * slow); coverage = timely prefetch hits / (those + misses), late ones being
+ * misses; timeliness = timely / used. */
+static void print_row(const struct result *r, const struct trace *t)
+{
+	printf("%-18s %5.1f%% %9llu %8.4f %8.4f %8.4f %8.4f %10.1f %10.1f %12.1f %7.3f %7.3f %7.3f %8.1f %8.0f\n",
+	       r->spec->name, r->frac * 100, (unsigned long long)r->cache_blocks,
 	       ratio(r->misses, r->blocks), ratio(r->ram_hits, r->blocks),
 	       ratio(r->fast_hits, r->blocks), ratio(r->misses, r->blocks),
 	       r->reqs ? r->lat_sum / (double)r->reqs : 0, r->lat_p99,
 	       (double)r->migr_bytes / 1048576.0, ratio(r->pf_used, r->pf_issued),
-	       ratio(r->pf_used, would_miss), ratio(r->pf_timely, r->pf_used),
-	       r->ns_per_access);
+	       ratio(r->pf_timely, r->pf_timely + r->misses),
+	       ratio(r->pf_timely, r->pf_used), r->ns_per_access,
+	       (double)r->state_bytes / tracked_mib(t));
 }
 
-static void print_json(const struct result *r, const char *trace, int first)
+static void print_json(const struct result *r, const char *trace,
+		       const struct trace *t, int first)
 {
-	uint64_t would_miss = r->misses + r->pf_used;
-
-	printf("%s\n  {\"trace\": \"%s\", \"policy\": \"%s\", \"fast_fraction\": %.4f, "
+	printf("%s\n  {\"trace\": \"%s\", \"policy\": \"%s\", \"base_policy\": \"%s\", "
+	       "\"prefetcher\": \"%s\", \"fast_fraction\": %.4f, "
 	       "\"cache_blocks\": %llu, \"requests\": %llu, \"block_accesses\": %llu, "
 	       "\"miss_ratio\": %.6f, \"hit_ratio_ram\": %.6f, \"hit_ratio_fast\": %.6f, "
 	       "\"hit_ratio_slow\": %.6f, \"mean_latency_us\": %.3f, \"p99_latency_us\": %.3f, "
-	       "\"migration_bytes\": %llu, \"prefetch_issued\": %llu, \"prefetch_accuracy\": %.6f, "
+	       "\"migration_bytes\": %llu, \"prefetch_issued\": %llu, \"prefetch_used\": %llu, "
+	       "\"prefetch_late\": %llu, \"prefetch_accuracy\": %.6f, "
 	       "\"prefetch_coverage\": %.6f, \"prefetch_timeliness\": %.6f, "
 	       "\"ns_per_access\": %.1f, \"train_ns_per_access\": %.1f, "
-	       "\"model_bytes\": %llu, \"gru_better\": %d, "
+	       "\"model_bytes\": %llu, \"state_bytes\": %llu, \"state_bytes_per_mib\": %.1f, "
+	       "\"gru_better\": %d, "
 	       "\"shadow_gru_hit_ratio\": %.6f, \"shadow_best_hit_ratio\": %.6f, "
+	       "\"mix_leader\": \"%s\", \"mix_switches\": %llu, \"mix_using_gru\": %d, "
 	       "\"anomalies\": %llu, \"placement_loss\": %.4f, "
 	       "\"placement_base_rate\": %.4f}",
-	       first ? "" : ",", trace, r->policy, r->frac,
+	       first ? "" : ",", trace, r->spec->name,
+	       r->spec->type == SP_GRU ? "gru" : policy_kind_name(r->spec->kind),
+	       pfe_kind_name(r->spec->pf), r->frac,
 	       (unsigned long long)r->cache_blocks, (unsigned long long)r->reqs,
 	       (unsigned long long)r->blocks, ratio(r->misses, r->blocks),
 	       ratio(r->ram_hits, r->blocks), ratio(r->fast_hits, r->blocks),
 	       ratio(r->misses, r->blocks),
 	       r->reqs ? r->lat_sum / (double)r->reqs : 0, r->lat_p99,
 	       (unsigned long long)r->migr_bytes, (unsigned long long)r->pf_issued,
-	       ratio(r->pf_used, r->pf_issued), ratio(r->pf_used, would_miss),
+	       (unsigned long long)r->pf_used, (unsigned long long)r->pf_late,
+	       ratio(r->pf_used, r->pf_issued),
+	       ratio(r->pf_timely, r->pf_timely + r->misses),
 	       ratio(r->pf_timely, r->pf_used), r->ns_per_access,
-	       r->train_ns_per_access,
-	       (unsigned long long)r->model_bytes, r->gru_better, r->shadow_gru,
-	       r->shadow_best, (unsigned long long)r->anomalies, r->pl_loss,
-	       r->pl_base);
+	       r->train_ns_per_access, (unsigned long long)r->model_bytes,
+	       (unsigned long long)r->state_bytes,
+	       (double)r->state_bytes / tracked_mib(t), r->gru_better,
+	       r->shadow_gru, r->shadow_best, r->mix_leader,
+	       (unsigned long long)r->mix_switches, r->mix_using_gru,
+	       (unsigned long long)r->anomalies, r->pl_loss, r->pl_base);
 }
 
 /* ---- option parsing ---------------------------------------------------------- */
 
 static const char *const all_policies[] = {
-	"lru", "arc", "s3fifo", "lirs", "lfu", "gru", "gru+prefetch", "belady",
+	"lru", "arc", "s3fifo", "s3fifo1", "lirs", "lfu", "sieve", "tinylfu",
+	"gru", "mix", "belady",
 };
 
+/* One spec: POLICY or POLICY+PREFETCHER (prefetcher none, ra, leap, gru);
+ * "gru+prefetch" is the old name of gru+gru.  "all" is every policy with
+ * every prefetcher. */
 static int add_policy(struct options *o, const char *name)
 {
-	struct sim_spec s = { .name = NULL };
+	struct sim_spec s;
+	char pol[32];
+	const char *plus = strchr(name, '+');
 
+	memset(&s, 0, sizeof(s));
 	if (strcmp(name, "all") == 0) {
 		for (size_t i = 0; i < sizeof(all_policies) / sizeof(*all_policies); i++)
-			if (add_policy(o, all_policies[i]))
-				return -EINVAL;
+			for (int f = 0; f < PFE__COUNT; f++) {
+				char n[32];
+				snprintf(n, sizeof(n), "%s+%s", all_policies[i],
+					 pfe_kind_name((enum pfe_kind)f));
+				if (add_policy(o, n))
+					return -EINVAL;
+			}
 		return 0;
 	}
+	if (strcmp(name, "gru+prefetch") == 0)
+		name = "gru+gru";
+	plus = strchr(name, '+');
 	if (o->npol == MAX_POLICIES)
 		return -E2BIG;
-	if (strcmp(name, "gru+prefetch") == 0) {
-		s.name = "gru+prefetch";
-		s.type = SP_GRU_PREFETCH;
-		s.kind = POLICY_LEARNED;
-	} else if (policy_kind_parse(name, &s.kind) == 0) {
-		s.name = policy_kind_name(s.kind);
-		s.type = s.kind == POLICY_LEARNED ? SP_GRU : SP_CLASSIC;
-	} else {
+	if (strlen(name) >= sizeof(pol))
 		return -EINVAL;
-	}
+	snprintf(pol, sizeof(pol), "%.*s", (int)(plus ? plus - name : (long)strlen(name)), name);
+	if (plus && pfe_kind_parse(plus + 1, &s.pf))
+		return -EINVAL;
+	if (policy_kind_parse(pol, &s.kind))
+		return -EINVAL;
+	s.type = s.kind == POLICY_LEARNED ? SP_GRU : SP_CLASSIC;
+	int w = s.pf == PFE_NONE ? snprintf(s.name, sizeof(s.name), "%s", pol) :
+		snprintf(s.name, sizeof(s.name), "%s+%s", pol, pfe_kind_name(s.pf));
+	if (w < 0 || (size_t)w >= sizeof(s.name))
+		return -EINVAL;
 	o->pol[o->npol++] = s;
 	return 0;
 }
@@ -554,8 +686,10 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 "usage: siltfs-sim --trace FILE [options]\n"
-"  --policy LIST      lru,arc,s3fifo,lirs,lfu,gru,gru+prefetch,belady or all\n"
-"                     (default all)\n"
+"  --policy LIST      POLICY[+PREFETCHER],... or all (the default: every\n"
+"                     policy with every prefetcher); policies lru arc s3fifo\n"
+"                     s3fifo1 lirs lfu sieve tinylfu gru mix belady;\n"
+"                     prefetchers none ra (readahead) leap gru\n"
 "  --fast LIST        fast tier size(s) as a share of distinct blocks (10%%)\n"
 "  --block SIZE       block size, power of two (4K)\n"
 "  --json             JSON array instead of a table\n"
@@ -567,6 +701,12 @@ static void usage(FILE *f)
 "  --tier N=LAT:BW    override a tier's latency (us) and bandwidth (MB/s);\n"
 "                     tiers: ram nvme ssd hdd net\n"
 "  --prefetch-share F share of the fast budget used as prefetch buffer (0.1)\n"
+"  --ra-window N      readahead's largest window, chunks (32)\n"
+"  --leap-window N    Leap's largest window, requests (8)\n"
+"  --mix-window N --mix-horizon N --mix-temperature F --mix-smoothing F\n"
+"  --mix-train-interval N --mix-hidden N --mix-sync F --mix-sync-on-switch 0|1\n"
+"  --mix-experts LIST\n"
+"                     (mix.h)\n"
 "  --seed N --hidden N --region-shift N --window N --horizon N --lr F\n"
 "  --margin F --train-interval N (0: no training) --prefetch-threshold F\n"
 "  --prefetch-hidden N --prefetch-depth N\n"
@@ -578,8 +718,26 @@ enum {
 	OPT_EVAL_FROM = 256, OPT_EVAL_TO, OPT_MAX_REQ, OPT_FAST_TIER,
 	OPT_SLOW_TIER, OPT_TIER, OPT_PF_SHARE, OPT_SEED, OPT_HIDDEN,
 	OPT_REGION, OPT_WINDOW, OPT_HORIZON, OPT_LR, OPT_PF_THR, OPT_TRAIN,
-	OPT_MARGIN, OPT_PF_HIDDEN, OPT_PF_DEPTH, OPT_SHADOWS,
+	OPT_MARGIN, OPT_PF_HIDDEN, OPT_PF_DEPTH, OPT_SHADOWS, OPT_MIX_WINDOW,
+	OPT_MIX_HORIZON, OPT_MIX_TEMP, OPT_MIX_SMOOTH, OPT_MIX_TRAIN, OPT_MIX_EXPERTS,
+	OPT_MIX_HIDDEN, OPT_RA_WINDOW, OPT_LEAP_WINDOW, OPT_MIX_SYNC, OPT_MIX_SWITCH,
 };
+
+/* --mix-experts lru,arc,...: the classical policies the mixture weighs. */
+static int parse_experts(struct options *o, char *arg)
+{
+	char *save = NULL;
+
+	o->mcfg.experts = 0;
+	for (char *tok = strtok_r(arg, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		enum policy_kind k;
+		if (policy_kind_parse(tok, &k) || k == POLICY_BELADY || k == POLICY_LEARNED ||
+		    k == POLICY_MIX)
+			return -EINVAL;
+		o->mcfg.experts |= 1u << k;
+	}
+	return __builtin_popcount(o->mcfg.experts) > MIX_MAX_EXPERTS ? -EINVAL : 0;
+}
 
 /* --shadows lru,arc,... or none: the classical policies the predictor runs
  * beside the GRU to judge it (they cost CPU per access too). */
@@ -628,6 +786,17 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "prefetch-hidden", required_argument, NULL, OPT_PF_HIDDEN },
 		{ "prefetch-depth", required_argument, NULL, OPT_PF_DEPTH },
 		{ "shadows", required_argument, NULL, OPT_SHADOWS },
+		{ "mix-window", required_argument, NULL, OPT_MIX_WINDOW },
+		{ "mix-horizon", required_argument, NULL, OPT_MIX_HORIZON },
+		{ "mix-temperature", required_argument, NULL, OPT_MIX_TEMP },
+		{ "mix-smoothing", required_argument, NULL, OPT_MIX_SMOOTH },
+		{ "mix-train-interval", required_argument, NULL, OPT_MIX_TRAIN },
+		{ "mix-experts", required_argument, NULL, OPT_MIX_EXPERTS },
+		{ "mix-hidden", required_argument, NULL, OPT_MIX_HIDDEN },
+		{ "mix-sync", required_argument, NULL, OPT_MIX_SYNC },
+		{ "mix-sync-on-switch", required_argument, NULL, OPT_MIX_SWITCH },
+		{ "ra-window", required_argument, NULL, OPT_RA_WINDOW },
+		{ "leap-window", required_argument, NULL, OPT_LEAP_WINDOW },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -639,6 +808,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 	o->slow_tier = 3;
 	o->prefetch_share = 0.1;
 	predictor_config_default(&o->pcfg);
+	mix_config_default(&o->mcfg);
 	while ((c = getopt_long(argc, argv, "t:p:f:b:jh", lo, NULL)) != -1) {
 		int bad = 0;
 		switch (c) {
@@ -667,6 +837,17 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case OPT_PF_HIDDEN: o->pcfg.prefetch_hidden = (uint32_t)atoi(optarg); break;
 		case OPT_PF_DEPTH: o->pcfg.prefetch_depth = (uint32_t)atoi(optarg); break;
 		case OPT_SHADOWS: bad = parse_shadows(o, optarg); break;
+		case OPT_MIX_WINDOW: o->mcfg.window = (uint32_t)atoi(optarg); break;
+		case OPT_MIX_HORIZON: o->mcfg.horizon = (uint32_t)atoi(optarg); break;
+		case OPT_MIX_TEMP: o->mcfg.temperature = (float)atof(optarg); break;
+		case OPT_MIX_SMOOTH: o->mcfg.smoothing = (float)atof(optarg); break;
+		case OPT_MIX_TRAIN: o->mcfg.train_interval = (uint32_t)atoi(optarg); break;
+		case OPT_MIX_EXPERTS: bad = parse_experts(o, optarg); break;
+		case OPT_MIX_HIDDEN: o->mcfg.hidden = (uint32_t)atoi(optarg); break;
+		case OPT_MIX_SYNC: o->mcfg.sync = (float)atof(optarg); break;
+		case OPT_MIX_SWITCH: o->mcfg.sync_on_switch = atoi(optarg); break;
+		case OPT_RA_WINDOW: o->pf_window[PFE_READAHEAD] = (uint32_t)atoi(optarg); break;
+		case OPT_LEAP_WINDOW: o->pf_window[PFE_LEAP] = (uint32_t)atoi(optarg); break;
 		default: bad = 1;
 		}
 		if (bad) {
@@ -732,9 +913,9 @@ int main(int argc, char **argv)
 				return 1;
 			}
 			if (o.json)
-				print_json(&res, base, first);
+				print_json(&res, base, t, first);
 			else
-				print_row(&res);
+				print_row(&res, t);
 			first = 0;
 			fflush(stdout);
 		}
