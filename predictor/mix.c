@@ -93,11 +93,12 @@ struct mix {
 void mix_config_default(struct mix_config *c)
 {
 	memset(c, 0, sizeof(*c));
-	/* Every classical policy that was the best one at some point of the
-	 * first 80% of the traces, plus LRU and ARC; decayed LFU and the 1-bit
-	 * S3-FIFO never were, and LFU costs 4x the others. */
-	c->experts = (1u << POLICY_LRU) | (1u << POLICY_ARC) | (1u << POLICY_S3FIFO) |
-		     (1u << POLICY_LIRS) | (1u << POLICY_SIEVE) | (1u << POLICY_TINYLFU);
+	/* The classical policies that were the best one at some point of the
+	 * first 80% of the traces.  LRU, ARC, decayed LFU and the 1-bit
+	 * S3-FIFO never were; with LRU and ARC among the experts the figures
+	 * were the same within 0.001 and the cost per access 40% higher. */
+	c->experts = (1u << POLICY_S3FIFO) | (1u << POLICY_LIRS) | (1u << POLICY_SIEVE) |
+		     (1u << POLICY_TINYLFU);
 	c->window = 1024;
 	c->horizon = 0;
 	c->hidden = 16;
@@ -283,6 +284,7 @@ static void set_weights(struct mix *m, uint32_t heur_choice)
 		for (uint32_t e = 0; e < K; e++)
 			m->w[e] = e == heur_choice ? 1.0f : 0.0f;
 	}
+	m->st.gru_windows += (uint64_t)m->st.using_gru;
 	m->st.leader = (int)argmax_f(m->w, K);
 	m->st.leader_kind = m->kind[m->st.leader];
 	if (m->st.leader != prev)

@@ -62,6 +62,7 @@ struct mix_stats {
 	int leader;                   /* index of the expert with most weight */
 	enum policy_kind leader_kind;
 	int using_gru;                /* 1 when the GRU sets the weights */
+	uint64_t gru_windows;         /* windows in which it did */
 	double gru_score, heuristic_score; /* rolling, 1 = always the best */
 	double train_cpu_ns;          /* spent in training steps */
 	uint64_t model_bytes;         /* the GRU, serialised */

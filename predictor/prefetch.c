@@ -35,10 +35,13 @@
 struct pf_stream {
 	uint64_t file;
 	uint64_t next_chunk;   /* chunk after the last request */
+	uint64_t last_start;   /* first chunk of the last request */
 	uint64_t last_time;
 	int64_t hist[PF_HIST];
 	int64_t heur_delta;
 	int32_t gru_class;     /* last GRU prediction, -1 none */
+	uint32_t used, last_depth; /* adaptive depth: prefetches used since the
+				    * last prediction, depth of that one */
 	uint8_t hist_n, hist_pos, heur_valid, ring_n, started;
 };
 
@@ -251,7 +254,7 @@ int prefetcher_observe(prefetcher_t *pf, uint64_t file, uint64_t chunk,
 	pf->npending = 0;
 	pf->stats.requests++;
 	if (!first) {
-		int64_t d = (int64_t)(chunk - s->next_chunk);
+		int64_t d = (int64_t)(chunk - (pf->c.from_start ? s->last_start : s->next_chunk));
 		cls = class_of(pf, d);
 		if (cls < 0)
 			return cls;
@@ -320,6 +323,7 @@ int prefetcher_observe(prefetcher_t *pf, uint64_t file, uint64_t chunk,
 		}
 	}
 	s->next_chunk = chunk + nchunks;
+	s->last_start = chunk;
 	s->started = 1;
 	s->last_time = time_us;
 
@@ -341,13 +345,36 @@ int prefetcher_observe(prefetcher_t *pf, uint64_t file, uint64_t chunk,
 	if (conf < pf->c.threshold)
 		return 0;
 	uint32_t n = nchunks < pf->c.max_run ? nchunks : pf->c.max_run;
-	int64_t start = (int64_t)s->next_chunk + d;
-	for (uint32_t k = 0; k < pf->c.depth; k++) {
+	int64_t start = (int64_t)(pf->c.from_start ? chunk : s->next_chunk) + d;
+	int64_t step = pf->c.from_start ? d : (int64_t)nchunks + d;
+	uint32_t depth = pf->c.depth;
+	if (pf->c.adaptive) {
+		uint32_t want = 1;
+		if (s->used)
+			while (want < s->used + 1)
+				want <<= 1;
+		else
+			want = s->last_depth / 2 ? s->last_depth / 2 : 1;
+		depth = want < depth ? want : depth;
+		if (conf < pf->c.deep_threshold)
+			depth = 1;
+		s->last_depth = depth;
+		s->used = 0;
+	}
+	for (uint32_t k = 0; k < depth; k++) {
 		add_run(pf, file, start, n, conf);
-		start += (int64_t)nchunks + d;
+		start += step;
 	}
 	pf->stats.predictions++;
 	return (int)pf->npending;
+}
+
+void prefetcher_used(prefetcher_t *pf, uint64_t file)
+{
+	uint32_t i = pu_map_get(&pf->stream_map, file);
+
+	if (i != PU_NIL)
+		pf->st[i].used++;
 }
 
 size_t prefetcher_take(prefetcher_t *pf, struct prefetch_run *out, size_t max)

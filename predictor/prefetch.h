@@ -35,7 +35,18 @@ struct prefetch_config {
 	float lr;
 	float threshold;    /* minimum confidence to prefetch */
 	uint32_t max_run;   /* chunks per candidate, at most */
-	uint32_t depth;     /* requests predicted ahead (repeating the delta) */
+	uint32_t depth;     /* requests predicted ahead (repeating the delta);
+			     * with 'adaptive', the most of them */
+	int from_start;     /* deltas between request starts (a stride, as Leap
+			     * takes it), not from the end of the last one:
+			     * a strided stream of varying request sizes has
+			     * one start delta but many end deltas */
+	float deep_threshold; /* adaptive: confidence needed to look further
+			       * ahead than one request */
+	int adaptive;       /* size the depth per stream as Leap does: 2^ceil(
+			     * log2(used + 1)) after 'used' prefetches were
+			     * used since the last prediction, half the last
+			     * depth after none (see prefetcher_used) */
 	uint64_t seed;
 };
 
@@ -62,6 +73,10 @@ void prefetcher_destroy(prefetcher_t *pf);
  * number of candidate runs now waiting (0..depth) or -errno. */
 int prefetcher_observe(prefetcher_t *pf, uint64_t file, uint64_t chunk,
 		       uint32_t nchunks, int is_write, uint64_t time_us);
+
+/* A chunk prefetched for 'file' was used by a demand access (feeds the
+ * adaptive depth). */
+void prefetcher_used(prefetcher_t *pf, uint64_t file);
 
 /* Take the candidates produced by the last observe (and forget them). */
 size_t prefetcher_take(prefetcher_t *pf, struct prefetch_run *out, size_t max);

@@ -87,6 +87,9 @@ struct options {
 	int fast_tier, slow_tier;
 	double prefetch_share;
 	uint32_t pf_window[PFE__COUNT]; /* 0: the engine's default */
+	int pf_depth_set;               /* --prefetch-depth given */
+	int pf_thr_set;                 /* --prefetch-threshold given */
+	float pf_deep;                  /* --prefetch-deep-threshold, 0: default */
 	struct predictor_config pcfg;
 	struct mix_config mcfg;
 };
@@ -106,6 +109,7 @@ struct result {
 	uint64_t state_bytes;       /* heap held by the policy and prefetcher */
 	uint64_t mix_switches;
 	int mix_using_gru;
+	double mix_gru_share;       /* share of windows the GRU set the weights */
 	const char *mix_leader;
 	int gru_better;          /* predictor's own shadow verdict, -1 if n/a */
 	double shadow_gru, shadow_best;
@@ -214,16 +218,22 @@ static int issue_prefetches(struct run *r, double now, int in_eval, struct resul
 	double bs = r->t->block_size;
 	struct prefetch_run runs[32];
 	size_t n = pfe_take(r->pfe, runs, 32);
+	/* One request may not fill more than an eighth of the buffer: with a
+	 * small buffer, a deep prediction would push out its own blocks (the
+	 * same limit for every engine). */
+	uint64_t left = r->pf.cap / 8 ? r->pf.cap / 8 : 1;
 
-	for (size_t k = 0; k < n; k++) {
+	for (size_t k = 0; k < n && left; k++) {
 		double ready = now + st->lat_us + runs[k].nchunks * bs / st->bw_mbs;
-		for (uint32_t c = 0; c < runs[k].nchunks; c++) {
+		for (uint32_t c = 0; c < runs[k].nchunks && left; c++) {
 			uint64_t key = TRACE_KEY(runs[k].file, runs[k].chunk + c);
 			if (r->pol && policy_contains(r->pol, key))
 				continue;
 			int rc = pf_insert(&r->pf, key, ready);
 			if (rc < 0)
 				return rc;
+			if (rc)
+				left--;
 			if (rc && in_eval) {
 				res->pf_issued++;
 				res->migr_bytes += r->t->block_size;
@@ -314,9 +324,13 @@ static int setup_run(struct run *r, const struct sim_spec *sp, uint64_t cap,
 		struct pfe_config fc;
 		pfe_config_default(&fc, sp->pf);
 		if (sp->pf == PFE_GRU) {
-			fc.gru.threshold = o->pcfg.prefetch_threshold;
+			if (o->pf_thr_set)
+				fc.gru.threshold = o->pcfg.prefetch_threshold;
 			fc.gru.hidden = o->pcfg.prefetch_hidden;
-			fc.gru.depth = o->pcfg.prefetch_depth;
+			if (o->pf_deep > 0)
+				fc.gru.deep_threshold = o->pf_deep;
+			if (o->pf_depth_set)
+				fc.gru.depth = o->pcfg.prefetch_depth;
 			fc.gru.seed = o->pcfg.seed;
 		} else if (o->pf_window[sp->pf]) {
 			fc.max_window = o->pf_window[sp->pf];
@@ -370,6 +384,7 @@ static void collect_stats(const struct run *r, struct result *res)
 		res->mix_switches = ms.switches;
 		res->migr_bytes += ms.promotions * r->t->block_size;
 		res->mix_using_gru = ms.using_gru;
+		res->mix_gru_share = ms.windows ? (double)ms.gru_windows / (double)ms.windows : 0;
 		res->mix_leader = policy_kind_name(ms.leader_kind);
 		res->gru_better = ms.gru_score > ms.heuristic_score;
 		res->shadow_gru = ms.gru_score;
@@ -532,6 +547,7 @@ static void print_json(const struct result *r, const char *trace,
 	       "\"gru_better\": %d, "
 	       "\"shadow_gru_hit_ratio\": %.6f, \"shadow_best_hit_ratio\": %.6f, "
 	       "\"mix_leader\": \"%s\", \"mix_switches\": %llu, \"mix_using_gru\": %d, "
+	       "\"mix_gru_share\": %.4f, "
 	       "\"anomalies\": %llu, \"placement_loss\": %.4f, "
 	       "\"placement_base_rate\": %.4f}",
 	       first ? "" : ",", trace, r->spec->name,
@@ -551,7 +567,7 @@ static void print_json(const struct result *r, const char *trace,
 	       (unsigned long long)r->state_bytes,
 	       (double)r->state_bytes / tracked_mib(t), r->gru_better,
 	       r->shadow_gru, r->shadow_best, r->mix_leader,
-	       (unsigned long long)r->mix_switches, r->mix_using_gru,
+	       (unsigned long long)r->mix_switches, r->mix_using_gru, r->mix_gru_share,
 	       (unsigned long long)r->anomalies, r->pl_loss, r->pl_base);
 }
 
@@ -709,7 +725,7 @@ static void usage(FILE *f)
 "                     (mix.h)\n"
 "  --seed N --hidden N --region-shift N --window N --horizon N --lr F\n"
 "  --margin F --train-interval N (0: no training) --prefetch-threshold F\n"
-"  --prefetch-hidden N --prefetch-depth N\n"
+"  --prefetch-hidden N --prefetch-depth N --prefetch-deep-threshold F\n"
 "  --shadows LIST|none  classical policies run beside the GRU (lru,arc,s3fifo)\n"
 "                     predictor settings (see docs/predictor.md)\n");
 }
@@ -721,6 +737,7 @@ enum {
 	OPT_MARGIN, OPT_PF_HIDDEN, OPT_PF_DEPTH, OPT_SHADOWS, OPT_MIX_WINDOW,
 	OPT_MIX_HORIZON, OPT_MIX_TEMP, OPT_MIX_SMOOTH, OPT_MIX_TRAIN, OPT_MIX_EXPERTS,
 	OPT_MIX_HIDDEN, OPT_RA_WINDOW, OPT_LEAP_WINDOW, OPT_MIX_SYNC, OPT_MIX_SWITCH,
+	OPT_PF_DEEP,
 };
 
 /* --mix-experts lru,arc,...: the classical policies the mixture weighs. */
@@ -785,6 +802,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "margin", required_argument, NULL, OPT_MARGIN },
 		{ "prefetch-hidden", required_argument, NULL, OPT_PF_HIDDEN },
 		{ "prefetch-depth", required_argument, NULL, OPT_PF_DEPTH },
+		{ "prefetch-deep-threshold", required_argument, NULL, OPT_PF_DEEP },
 		{ "shadows", required_argument, NULL, OPT_SHADOWS },
 		{ "mix-window", required_argument, NULL, OPT_MIX_WINDOW },
 		{ "mix-horizon", required_argument, NULL, OPT_MIX_HORIZON },
@@ -831,11 +849,18 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case OPT_WINDOW: o->pcfg.window = (uint32_t)atoi(optarg); break;
 		case OPT_HORIZON: o->pcfg.horizon = (uint32_t)atoi(optarg); break;
 		case OPT_LR: o->pcfg.lr = (float)atof(optarg); break;
-		case OPT_PF_THR: o->pcfg.prefetch_threshold = (float)atof(optarg); break;
+		case OPT_PF_THR:
+			o->pcfg.prefetch_threshold = (float)atof(optarg);
+			o->pf_thr_set = 1;
+			break;
+		case OPT_PF_DEEP: o->pf_deep = (float)atof(optarg); break;
 		case OPT_TRAIN: o->pcfg.train_interval = (uint32_t)atoi(optarg); break;
 		case OPT_MARGIN: o->pcfg.margin = (float)atof(optarg); break;
 		case OPT_PF_HIDDEN: o->pcfg.prefetch_hidden = (uint32_t)atoi(optarg); break;
-		case OPT_PF_DEPTH: o->pcfg.prefetch_depth = (uint32_t)atoi(optarg); break;
+		case OPT_PF_DEPTH:
+			o->pcfg.prefetch_depth = (uint32_t)atoi(optarg);
+			o->pf_depth_set = 1;
+			break;
 		case OPT_SHADOWS: bad = parse_shadows(o, optarg); break;
 		case OPT_MIX_WINDOW: o->mcfg.window = (uint32_t)atoi(optarg); break;
 		case OPT_MIX_HORIZON: o->mcfg.horizon = (uint32_t)atoi(optarg); break;

@@ -148,7 +148,7 @@ static void test_config_errors(void **state)
 	assert_int_equal(policy_kind_of(p), POLICY_MIX);
 	struct mix_stats st;
 	mix_get_stats(p, &st);
-	assert_int_equal(st.nexperts, 6);
+	assert_int_equal(st.nexperts, 4);
 	assert_true(st.model_bytes > 0);
 	policy_destroy(p);
 }
