@@ -99,7 +99,10 @@ void mix_config_default(struct mix_config *c)
 	 * were the same within 0.001 and the cost per access 40% higher. */
 	c->experts = (1u << POLICY_S3FIFO) | (1u << POLICY_LIRS) | (1u << POLICY_SIEVE) |
 		     (1u << POLICY_TINYLFU);
-	c->window = 1024;
+	/* 256, 512, 1024, 2048 and capacity / 4 were tried on the first 80%
+	 * of the traces: the shortest won (9 of 9 points below the best
+	 * classical policy, against 8 for 512), at some 10% more CPU. */
+	c->window = 256;
 	c->horizon = 0;
 	c->hidden = 16;
 	c->bptt = 16;
@@ -602,7 +605,7 @@ int mix_create(const struct mix_config *c, uint64_t capacity, policy_t **out)
 	/* The time scales follow the capacity: an expert's edge shows over
 	 * about one turnover of the fast tier. */
 	if (!m->c.window)
-		m->c.window = 1024;
+		m->c.window = 256;
 	double turnover = (double)(capacity ? capacity : 1) / m->c.window;
 	if (!m->c.horizon)
 		m->c.horizon = (uint32_t)fmin(MIX_MAX_HORIZON, fmax(4, 2 * turnover));
