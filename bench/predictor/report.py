@@ -138,9 +138,15 @@ def cost_table(rows):
         for p in ["lru", "mix+gru"]:
             r = rows.get((t, f, p))
             cells.append(f"{r['state_bytes_per_mib']:.0f}" if r else "-")
+        best = best_classical(rows, t, f)[1]
+        for p in [best, "mix"]:
+            r = rows.get((t, f, p))
+            cells.append(f"{r['migration_bytes'] / r['block_accesses'] / 4096:.2f}" if r else "-")
         body.append(cells)
     table(["trace", "fast", "lru", "lirs", "mix", "mix+gru", "gru (region)",
-           "lru B/MiB", "mix+gru B/MiB"], body)
+           "lru B/MiB", "mix+gru B/MiB", "best classical migr/acc", "mix migr/acc"], body)
+    print("(migr/acc: blocks moved between the tiers per block access in the measured part: "
+          "promotions on misses, demotions, and the mixture's background promotions.)\n")
 
 
 def targets(rows):

@@ -136,6 +136,7 @@ struct run {
 	predictor_t *pred;
 	pf_engine_t *pfe;
 	struct pf_buffer pf;
+	uint64_t promo_mark;     /* mixture's promotions before the measured part */
 	uint64_t evictions;
 };
 
@@ -357,6 +358,17 @@ static int setup_run(struct run *r, const struct sim_spec *sp, uint64_t cap,
 	return predictor_create(&c, &r->pred);
 }
 
+/* Background promotions so far (the mixture's), 0 for other policies. */
+static uint64_t promotions_now(const struct run *r)
+{
+	struct mix_stats ms;
+
+	if (!r->pol || policy_kind_of(r->pol) != POLICY_MIX)
+		return 0;
+	mix_get_stats(r->pol, &ms);
+	return ms.promotions;
+}
+
 static uint64_t evictions_now(const struct run *r)
 {
 	struct predictor_stats ps;
@@ -382,7 +394,7 @@ static void collect_stats(const struct run *r, struct result *res)
 		res->train_ns += ms.train_cpu_ns;
 		res->model_bytes += ms.model_bytes;
 		res->mix_switches = ms.switches;
-		res->migr_bytes += ms.promotions * r->t->block_size;
+		res->migr_bytes += (ms.promotions - r->promo_mark) * r->t->block_size;
 		res->mix_using_gru = ms.using_gru;
 		res->mix_gru_share = ms.windows ? (double)ms.gru_windows / (double)ms.windows : 0;
 		res->mix_leader = policy_kind_name(ms.leader_kind);
@@ -450,8 +462,10 @@ static int replay(struct run *r, const struct sim_spec *sp, double frac,
 		int in_eval = i >= from && i < to;
 		uint64_t nfast = 0, nmiss = 0, nram = 0;
 
-		if (i == from)
+		if (i == from) {
 			evict_mark = evictions_now(r);
+			r->promo_mark = promotions_now(r);
+		}
 		rc = serve_request(r, i, hits, in_eval, res, &nfast, &nmiss, &nram);
 		if (rc < 0)
 			goto out;
