@@ -202,7 +202,8 @@ static void sort_buckets(struct mix *m)
 
 /* ---- windows: features, prediction, labels, scores ------------------------- */
 
-static uint32_t argmax_u64(const uint64_t *v, uint32_t n)
+/* Index of the largest of n values (the first on ties). */
+static uint32_t argmax(const double *v, uint32_t n)
 {
 	uint32_t best = 0;
 
@@ -212,14 +213,22 @@ static uint32_t argmax_u64(const uint64_t *v, uint32_t n)
 	return best;
 }
 
+static uint32_t argmax_u64(const uint64_t *v, uint32_t n)
+{
+	double d[MIX_MAX_EXPERTS];
+
+	for (uint32_t i = 0; i < n; i++)
+		d[i] = (double)v[i];
+	return argmax(d, n);
+}
+
 static uint32_t argmax_f(const float *v, uint32_t n)
 {
-	uint32_t best = 0;
+	double d[MIX_MAX_EXPERTS];
 
-	for (uint32_t i = 1; i < n; i++)
-		if (v[i] > v[best])
-			best = i;
-	return best;
+	for (uint32_t i = 0; i < n; i++)
+		d[i] = v[i];
+	return argmax(d, n);
 }
 
 /* Hits of every expert over the n windows after window u. */

@@ -754,29 +754,13 @@ enum {
 	OPT_PF_DEEP,
 };
 
-/* --mix-experts lru,arc,...: the classical policies the mixture weighs. */
-static int parse_experts(struct options *o, char *arg)
+/* A comma list of classical policies as a mask of 1 << kind ("none": 0);
+ * Belady and the learned policies are refused. */
+static int parse_classical_mask(char *arg, uint32_t *mask)
 {
 	char *save = NULL;
 
-	o->mcfg.experts = 0;
-	for (char *tok = strtok_r(arg, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		enum policy_kind k;
-		if (policy_kind_parse(tok, &k) || k == POLICY_BELADY || k == POLICY_LEARNED ||
-		    k == POLICY_MIX)
-			return -EINVAL;
-		o->mcfg.experts |= 1u << k;
-	}
-	return __builtin_popcount(o->mcfg.experts) > MIX_MAX_EXPERTS ? -EINVAL : 0;
-}
-
-/* --shadows lru,arc,... or none: the classical policies the predictor runs
- * beside the GRU to judge it (they cost CPU per access too). */
-static int parse_shadows(struct options *o, char *arg)
-{
-	char *save = NULL;
-
-	o->pcfg.shadow_mask = 0;
+	*mask = 0;
 	if (strcmp(arg, "none") == 0)
 		return 0;
 	for (char *tok = strtok_r(arg, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -784,9 +768,27 @@ static int parse_shadows(struct options *o, char *arg)
 		if (policy_kind_parse(tok, &k) || k == POLICY_BELADY || k == POLICY_LEARNED ||
 		    k == POLICY_MIX)
 			return -EINVAL;
-		o->pcfg.shadow_mask |= 1u << k;
+		*mask |= 1u << k;
 	}
 	return 0;
+}
+
+/* --mix-experts lru,arc,...: the classical policies the mixture weighs. */
+static int parse_experts(struct options *o, char *arg)
+{
+	int rc = parse_classical_mask(arg, &o->mcfg.experts);
+
+	if (rc)
+		return rc;
+	return !o->mcfg.experts || __builtin_popcount(o->mcfg.experts) > MIX_MAX_EXPERTS ?
+		-EINVAL : 0;
+}
+
+/* --shadows lru,arc,... or none: the classical policies the predictor runs
+ * beside the GRU to judge it (they cost CPU per access too). */
+static int parse_shadows(struct options *o, char *arg)
+{
+	return parse_classical_mask(arg, &o->pcfg.shadow_mask);
 }
 
 static int parse_args(int argc, char **argv, struct options *o)
