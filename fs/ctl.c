@@ -105,7 +105,7 @@ static int ctl_set_policy(struct silt_vol *v, const char *name, FILE *o)
 {
 	enum policy_kind pk;
 
-	if (policy_kind_parse(name, &pk) || pk == POLICY_BELADY || pk == POLICY_LEARNED)
+	if (policy_kind_parse(name, &pk) || !heat_policy_ok(pk))
 		return -EINVAL;
 	int r = heat_set_policy(v->heat, pk, vol_fast_capacity(v));
 	if (!r)

@@ -435,9 +435,11 @@ static int start_placement(struct silt_vol *v, char *err, size_t errlen)
 	uint64_t settled;
 	int r;
 
-	if (policy_kind_parse(pc->policy, &pk) || pk == POLICY_BELADY || pk == POLICY_LEARNED) {
-		snprintf(err, errlen, "%s:%d: policy = %s: not a placement policy (expected lru, arc, s3fifo, "
-			 "lirs or lfu)", v->cfg.file, pc->policy_line, pc->policy);
+	if (policy_kind_parse(pc->policy, &pk) || !heat_policy_ok(pk)) {
+		char names[256];
+		heat_policy_names(names, sizeof(names));
+		snprintf(err, errlen, "%s:%d: policy = %s: not a placement policy (expected one of %s)",
+			 v->cfg.file, pc->policy_line, pc->policy, names);
 		return -EINVAL;
 	}
 	if (migrate_mode_parse(pc->migration, &mode)) {

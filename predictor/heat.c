@@ -22,6 +22,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -301,10 +302,27 @@ static void *recorder(void *arg)
 
 /* ---- life cycle ---- */
 
+int heat_policy_ok(enum policy_kind kind)
+{
+	return (unsigned)kind < POLICY__COUNT && kind != POLICY_BELADY && kind != POLICY_LEARNED &&
+	       kind != POLICY_MIX;
+}
+
+void heat_policy_names(char *buf, size_t len)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (int k = 0; k < POLICY__COUNT && n < len; k++)
+		if (heat_policy_ok((enum policy_kind)k))
+			n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? ", " : "",
+					      policy_kind_name((enum policy_kind)k));
+}
+
 static int make_policy(enum policy_kind kind, uint64_t capacity, policy_t **out)
 {
-	if (kind == POLICY_BELADY || kind == POLICY_LEARNED)
-		return -EINVAL; /* offline, or not a classical one */
+	if (!heat_policy_ok(kind))
+		return -EINVAL;
 	return policy_create(kind, capacity, out);
 }
 

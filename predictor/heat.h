@@ -41,6 +41,12 @@ struct heat_stats {
 	uint64_t last_window_accesses, last_window_chunks;
 };
 
+/* Whether the daemon can place by this policy: an online classical one
+ * (not Belady, which needs the future, nor the learned ones, which are not
+ * wired into the daemon yet); and their names, ", "-separated. */
+int heat_policy_ok(enum policy_kind kind);
+void heat_policy_names(char *buf, size_t len);
+
 int heat_start(const struct heat_conf *c, struct heat **out);
 /* Stops the recorder (it drains what is left first). */
 void heat_stop(struct heat *h);
