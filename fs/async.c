@@ -137,11 +137,13 @@ static int single_run(struct silt_vol *v, struct inode *in, uint64_t k0, uint64_
 {
 	uint8_t e0 = cmap_get(in->cf, k0);
 
-	if (!e0 || v->zlevel[cm_tier(e0)] || tier_failed(v->tier_by_id[cm_tier(e0)]) ||
+	/* checksummed chunks are verified (reads) and their sums renewed
+	 * (writes) on the synchronous path */
+	if (!e0 || (e0 & CM_SUMS) || v->zlevel[cm_tier(e0)] || tier_failed(v->tier_by_id[cm_tier(e0)]) ||
 	    layout_seg(&v->layout, k0) != layout_seg(&v->layout, k1))
 		return -EAGAIN;
 	for (uint64_t k = k0 + 1; k <= k1; k++)
-		if (cm_tier(cmap_get(in->cf, k)) != cm_tier(e0))
+		if (cmap_get(in->cf, k) != e0)
 			return -EAGAIN;
 	return cm_tier(e0);
 }

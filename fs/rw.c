@@ -22,6 +22,7 @@
  * Overwriting a mapped chunk writes no metadata at all (times stay in memory
  * until fsync, close or eviction). */
 #include "fs/vol_int.h"
+#include "tiers/blocksum.h"
 #include "tiers/zchunk.h"
 #include "utils/log.h"
 
@@ -120,14 +121,55 @@ void data_note_access(struct silt_vol *v, struct inode *in, uint64_t k0, uint64_
 	}
 }
 
-/* ---- compressed chunks: always read and rewritten whole ---- */
+/* ---- integrity: block sums, and chunks read and rewritten whole ----
+ *
+ * A compressed chunk is covered by the checksum in its header and record; a
+ * chunk on a checksumming tier (hdd, net) by one sum per 4 KiB block in its
+ * record (fs/meta/records.h). Both are always read through here, and a
+ * mismatch is reported and returned as EIO, never as data. */
 
-/* Chunk k (entry e) whole into the thread's raw buffer. */
-static char *load_zc(struct silt_vol *v, struct inode *in, struct silt_ioctx *ctx, uint64_t k,
-		     uint8_t e, int *err)
+#define MAX_SUMS ((4u << 20) / SUM_BLOCK)
+
+/* A damaged chunk: said once per read, in the log (and the event log). */
+static int corrupt(struct silt_vol *v, struct inode *in, uint64_t k, int tid, int block)
+{
+	if (block >= 0)
+		log_err("inode %llu chunk %llu block %d on tier %s: checksum mismatch, returning EIO",
+			(unsigned long long)in->ino, (unsigned long long)k, block, tier_name(v->tier_by_id[tid]));
+	else
+		log_err("inode %llu chunk %llu on tier %s is corrupt, returning EIO",
+			(unsigned long long)in->ino, (unsigned long long)k, tier_name(v->tier_by_id[tid]));
+	vol_event(v, EVENT_CHECKSUM, "inode %llu chunk %llu%s on tier %s: checksum mismatch",
+		  (unsigned long long)in->ino, (unsigned long long)k, block >= 0 ? " (a block)" : "",
+		  tier_name(v->tier_by_id[tid]));
+	return -EIO;
+}
+
+/* n blocks read into buf, block b0 of chunk k first, against its sums. */
+static int check_blocks(struct silt_vol *v, struct inode *in, uint64_t k, int tid, unsigned b0,
+			const char *buf, unsigned n)
+{
+	struct block_sum sums[MAX_SUMS];
+	struct chunk_rec rec;
+	unsigned healed;
+	int r = cmap_get_record(v->cmap, in->cf, k, &rec, sums);
+
+	if (r)
+		return r == -ENOENT ? -EIO : r;
+	if (!(rec.flags & CHUNK_SUMS))
+		return 0;
+	int bad = bsum_verify(sums, b0, buf, n, &healed);
+	return bad < 0 ? 0 : corrupt(v, in, k, tid, bad);
+}
+
+/* Chunk k (entry e, 0 for a hole) whole into the thread's raw buffer,
+ * verified by whatever covers it. */
+static char *load_whole(struct silt_vol *v, struct inode *in, struct silt_ioctx *ctx, uint64_t k,
+			uint8_t e, int *err)
 {
 	char *raw = silt_ioctx_scratch(ctx, 1, v->layout.chunk_size);
-	int fd;
+	struct chunk_rec rec = { 0 };
+	int tid = cm_tier(e), fd;
 
 	*err = 0;
 	if (!raw) {
@@ -138,12 +180,19 @@ static char *load_zc(struct silt_vol *v, struct inode *in, struct silt_ioctx *ct
 		memset(raw, 0, v->layout.chunk_size);
 		return raw;
 	}
-	fd = chunk_fd(v, in, cm_tier(e), k, 0);
-	*err = fd < 0 ? fd : zchunk_read(ctx, fd, layout_slot(&v->layout, k), v->layout.chunk_size,
-					  !!(e & CM_PLAIN), raw);
-	if (*err == -EIO)
-		log_err("inode %llu chunk %llu on tier %s is corrupt", (unsigned long long)in->ino,
-			(unsigned long long)k, tier_name(v->tier_by_id[cm_tier(e)]));
+	if ((fd = chunk_fd(v, in, tid, k, 0)) < 0) {
+		*err = tier_io_error(fd) ? -EIO : fd;
+	} else if (v->zlevel[tid]) {
+		if (!(*err = cmap_get_record(v->cmap, in->cf, k, &rec, NULL)) &&
+		    (*err = zchunk_read(ctx, fd, layout_slot(&v->layout, k), v->layout.chunk_size,
+					!!(e & CM_PLAIN), rec.csum, raw)) == -EIO)
+			corrupt(v, in, k, tid, -1);
+	} else {
+		struct tier_io op = { .fd = fd, .off = layout_slot(&v->layout, k), .buf = raw,
+				      .len = v->layout.chunk_size, .tier = tid };
+		if (!(*err = run_io(v, ctx, &op, 1)) && (e & CM_SUMS))
+			*err = check_blocks(v, in, k, tid, 0, raw, bsum_blocks(v->layout.chunk_size));
+	}
 	return *err ? NULL : raw;
 }
 
@@ -151,38 +200,49 @@ static int read_zc(struct silt_vol *v, struct inode *in, struct silt_ioctx *ctx,
 		   uint8_t e, uint64_t from, char *dst, uint64_t len)
 {
 	int r;
-	char *raw = load_zc(v, in, ctx, k, e, &r);
+	char *raw = load_whole(v, in, ctx, k, e, &r);
 
 	if (raw)
 		memcpy(dst, raw + from, len);
 	return r;
 }
 
-/* Store raw as chunk k's content on tier tid (a compressed one) and record
- * how it was stored. The caller holds k exclusively, and in->lock when
- * locked is set. */
-static int store_zc(struct silt_vol *v, struct inode *in, struct silt_ioctx *ctx, uint64_t k,
-		    int tid, const char *raw, int locked)
+/* Store raw as chunk k's whole content on tier tid, compressed there or
+ * plain with fresh block sums, and record how. The caller holds k
+ * exclusively (or the file quiesced), and in->lock when locked is set. */
+static int store_whole(struct silt_vol *v, struct inode *in, struct silt_ioctx *ctx, uint64_t k,
+		       int tid, const char *raw, int locked)
 {
-	struct zchunk_info zi;
+	struct block_sum sums[MAX_SUMS];
+	struct chunk_rec cr = { .tier = (uint8_t)tid };
 	struct cmap_txn t;
-	int fd = chunk_fd(v, in, tid, k, 1), r;
+	int fd = chunk_fd(v, in, tid, k, 1), r, with_sums = 0;
 
 	if (fd < 0)
-		return fd;
-	r = zchunk_write(ctx, fd, layout_slot(&v->layout, k), v->layout.chunk_size, v->zlevel[tid],
-			 raw, &zi);
-	if (r)
-		return r;
-	struct chunk_rec cr = { .tier = (uint8_t)tid, .flags = zi.plain ? CHUNK_PLAIN : 0,
-				.stored_len = zi.stored_len, .csum = zi.csum };
+		return tier_io_error(fd) ? -EIO : fd;
+	if (v->zlevel[tid]) {
+		struct zchunk_info zi;
+		if ((r = zchunk_write(ctx, fd, layout_slot(&v->layout, k), v->layout.chunk_size, v->zlevel[tid],
+				      raw, &zi)))
+			return r;
+		cr.flags = zi.plain ? CHUNK_PLAIN : 0;
+		cr.stored_len = zi.stored_len;
+		cr.csum = zi.csum;
+	} else {
+		struct tier_io op = { .fd = fd, .write = 1, .off = layout_slot(&v->layout, k), .buf = (void *)raw,
+				      .len = v->layout.chunk_size, .tier = tid };
+		if ((r = run_io(v, ctx, &op, 1)))
+			return r;
+		if ((with_sums = tier_checksums(v->tier_by_id[tid])))
+			bsum_chunk(sums, raw, v->layout.chunk_size);
+	}
 	struct meta_batch *b = meta_batch_new();
 	if (!b)
 		return -ENOMEM;
 	if (!locked)
 		pthread_mutex_lock(&in->lock);
 	cmap_txn_begin(v->cmap, &t, in->cf, b);
-	if (!(r = cmap_txn_set(&t, k, &cr)) &&
+	if (!(r = cmap_txn_set_sums(&t, k, &cr, with_sums ? sums : NULL)) &&
 	    !(r = vol_commit(v, b, 0, CHANGE_MAP, in->ino, k, k)))
 		cmap_txn_publish(&t);
 	cmap_txn_end(&t);
@@ -199,12 +259,15 @@ static int write_zc(struct silt_vol *v, struct inode *in, struct silt_ioctx *ctx
 	uint64_t from = MAX(off, cs), to = MIN(end, ce);
 	uint8_t e = cmap_get(in->cf, k);
 	int r;
-	char *raw = load_zc(v, in, ctx, k, fresh ? 0 : e, &r);
+	/* a write of the whole chunk needs nothing of what was there: also
+	 * not when that is damaged */
+	int whole = from == cs && to == ce;
+	char *raw = load_whole(v, in, ctx, k, fresh || whole ? 0 : e, &r);
 
 	if (!raw)
 		return r;
 	memcpy(raw + (from - cs), data + (from - off), to - from);
-	return store_zc(v, in, ctx, k, cm_tier(e), raw, 0);
+	return store_whole(v, in, ctx, k, cm_tier(e), raw, 0);
 }
 
 int data_zero_in_chunk(struct silt_vol *v, struct inode *in, uint64_t k, uint64_t from,
@@ -215,16 +278,17 @@ int data_zero_in_chunk(struct silt_vol *v, struct inode *in, uint64_t k, uint64_
 
 	ram_invalidate(v->ram, in->ino, k, k);
 	cmap_touch(v->cmap, in->cf, k);
-	if (!v->zlevel[tid] || (from == 0 && len == v->layout.chunk_size))
+	/* a plain chunk without sums: punch; anything verified: rewrite whole */
+	if (!v->zlevel[tid] && !(e & CM_SUMS))
 		return tfiles_punch(cmap_files(in->cf), &v->layout, v->tier_by_id[tid], k, from, len);
 	struct silt_ioctx *ctx = vol_ioctx(v);
 	if (!ctx)
 		return -ENOMEM;
-	char *raw = load_zc(v, in, ctx, k, e, &r);
+	char *raw = load_whole(v, in, ctx, k, from == 0 && len == v->layout.chunk_size ? 0 : e, &r);
 	if (!raw)
 		return r;
 	memset(raw + from, 0, len);
-	return store_zc(v, in, ctx, k, tid, raw, 1);
+	return store_whole(v, in, ctx, k, tid, raw, 1);
 }
 
 /* ---- read ---- */
@@ -261,7 +325,19 @@ static int read_range(struct silt_vol *v, struct inode *in, struct silt_ioctx *c
 				     buf + (pos - a0), (uint32_t)(cend - pos), 0);
 		pos = cend;
 	}
-	return r ? r : run_io(v, ctx, ops, nops);
+	if (r || (r = run_io(v, ctx, ops, nops)))
+		return r;
+	/* pieces of checksummed chunks (whole blocks: [a0, a1) is aligned) */
+	for (uint64_t pos = a0; pos < a1 && !r;) {
+		uint64_t k = pos >> v->layout.shift;
+		uint64_t cend = MIN(chunk_start(v, k + 1), a1);
+		uint8_t e = cmap_get(in->cf, k);
+		if ((e & CM_SUMS) && !v->zlevel[cm_tier(e)])
+			r = check_blocks(v, in, k, cm_tier(e), (unsigned)((pos - chunk_start(v, k)) / SUM_BLOCK),
+					 buf + (pos - a0), (unsigned)((cend - pos) / SUM_BLOCK));
+		pos = cend;
+	}
+	return r;
 }
 
 ssize_t vol_read(struct silt_vol *v, struct silt_file *f, size_t size, off_t off, const void **data)
@@ -318,6 +394,7 @@ struct wr {
 	char *buf;                  /* bounce buffer: [a0, a1) */
 	uint8_t newtier[CMAP_PIN_MAX * 16 + 1]; /* tier id + 1 of chunks placed now */
 	unsigned nnew;
+	unsigned nsums;             /* chunks of the range whose block sums change */
 };
 
 /* Fill one edge block of the bounce buffer with what the file holds there. */
@@ -338,7 +415,9 @@ static int read_edge(struct wr *w, uint64_t blk, char *dst)
 	}
 	r = queue_io(v, w->in, &op, &n, cm_tier(e), k, (uint32_t)(blk - chunk_start(v, k)), dst,
 		     SILT_ALIGN, 0);
-	return r ? r : run_io(v, w->ctx, &op, 1);
+	if (!r && !(r = run_io(v, w->ctx, &op, 1)) && (e & CM_SUMS))
+		r = check_blocks(v, w->in, k, cm_tier(e), (unsigned)((blk - chunk_start(v, k)) / SUM_BLOCK), dst, 1);
+	return r;
 }
 
 int data_promote_target(struct silt_vol *v, int tid)
@@ -412,7 +491,48 @@ static int fill_buffer(struct wr *w)
 	return r;
 }
 
-/* New chunks and a size extension reach the map before the data. */
+/* Whether chunk k of the write keeps block sums: it has them, or it is
+ * placed now on a tier that keeps them. */
+static int sums_of(const struct wr *w, uint64_t k)
+{
+	uint8_t nt = w->newtier[k - w->k0];
+	if (nt)
+		return tier_checksums(w->v->tier_by_id[nt - 1]) && !w->v->zlevel[nt - 1];
+	return (cmap_get(w->in->cf, k) & CM_SUMS) != 0;
+}
+
+static void count_sums(struct wr *w)
+{
+	w->nsums = 0;
+	for (uint64_t k = w->k0; k <= w->k1; k++)
+		w->nsums += (unsigned)sums_of(w, k);
+}
+
+/* Chunk k's record with the sums of the blocks this write covers renewed
+ * (the old ones kept as prev): staged before the data goes out. */
+static int stage_sums(struct wr *w, struct cmap_txn *t, uint64_t k)
+{
+	struct silt_vol *v = w->v;
+	struct block_sum sums[MAX_SUMS];
+	uint64_t cs = chunk_start(v, k), ce = cs + v->layout.chunk_size;
+	uint64_t from = MAX(w->a0, cs), to = MIN(w->a1, ce);
+	struct chunk_rec cr = { 0 };
+	int r;
+
+	if (w->newtier[k - w->k0]) { /* a new chunk: what the write leaves is zeros */
+		cr.tier = (uint8_t)(w->newtier[k - w->k0] - 1);
+		for (unsigned b = 0; b < bsum_blocks(v->layout.chunk_size); b++)
+			sums[b].cur = sums[b].prev = v->zero_sum;
+	} else if ((r = cmap_get_record(v->cmap, w->in->cf, k, &cr, sums))) {
+		return r == -ENOENT ? -EIO : r;
+	}
+	bsum_update(sums, (unsigned)((from - cs) / SUM_BLOCK), w->buf + (from - w->a0),
+		    (unsigned)((to - from) / SUM_BLOCK));
+	return cmap_txn_set_sums(t, k, &cr, sums);
+}
+
+/* New chunks, a size extension and new block sums reach the map before the
+ * data. */
 static int commit_new(struct wr *w)
 {
 	struct silt_vol *v = w->v;
@@ -422,7 +542,7 @@ static int commit_new(struct wr *w)
 
 	pthread_mutex_lock(&in->lock);
 	in->rec.mtime = in->rec.ctime = silt_now_wall();
-	if (!w->nnew && w->end <= in->rec.size) {
+	if (!w->nnew && w->end <= in->rec.size && !w->nsums) {
 		in->dirty = 1;
 		pthread_mutex_unlock(&in->lock);
 		return 0;
@@ -436,14 +556,16 @@ static int commit_new(struct wr *w)
 	cmap_txn_begin(v->cmap, &t, in->cf, b);
 	for (uint64_t k = w->k0; k <= w->k1 && !r; k++) {
 		struct chunk_rec cr = { .tier = (uint8_t)(w->newtier[k - w->k0] - 1) };
-		if (w->newtier[k - w->k0])
+		if (sums_of(w, k))
+			r = stage_sums(w, &t, k);
+		else if (w->newtier[k - w->k0])
 			r = cmap_txn_set(&t, k, &cr);
 	}
 	if (!r) {
 		in->rec.size = MAX(in->rec.size, w->end);
 		in->rec.nchunks += (uint64_t)t.mapped;
 		inode_stage(v, b, in);
-		r = vol_commit(v, b, 0, w->nnew ? CHANGE_MAP : CHANGE_ATTR, in->ino, w->k0, w->k1);
+		r = vol_commit(v, b, 0, w->nnew || w->nsums ? CHANGE_MAP : CHANGE_ATTR, in->ino, w->k0, w->k1);
 	}
 	if (r) {
 		in->rec = old;
@@ -532,7 +654,11 @@ static ssize_t write_piece(struct silt_vol *v, struct inode *in, const char *dat
 	ram_invalidate(v->ram, in->ino, w.k0, w.k1);
 	uint64_t old_size = file_size(in);
 	promote_range(&w);
-	if ((r = place_new(&w)) || (r = fill_buffer(&w)) || (r = commit_new(&w))) {
+	if (!(r = place_new(&w)) && !(r = fill_buffer(&w))) {
+		count_sums(&w);
+		r = commit_new(&w);
+	}
+	if (r) {
 		unplace_new(&w);
 		*retry = w.nnew > 0 && r == -EIO; /* a new chunk's tier broke */
 		goto out;

@@ -7,6 +7,7 @@
  * old slots after (cmap_txn_publish), so a crash in between only leaves
  * space that fsck reclaims, never a map entry over a punched slot. */
 #include "fs/vol_int.h"
+#include "tiers/blocksum.h"
 #include "utils/log.h"
 
 #include <errno.h>
@@ -108,7 +109,7 @@ static int prepare_slot(struct silt_vol *v, struct inode *in, int tid, uint64_t 
 
 /* Allocate the holes of [w, we) into t; placed[] says where they went. */
 static int falloc_window(struct silt_vol *v, struct inode *in, struct cmap_txn *t,
-			 uint64_t w, uint64_t we, uint8_t *placed)
+			 uint64_t w, uint64_t we, uint8_t *placed, const struct block_sum *zero_sums)
 {
 	int r = 0;
 
@@ -123,7 +124,7 @@ static int falloc_window(struct silt_vol *v, struct inode *in, struct cmap_txn *
 		if ((r = prepare_slot(v, in, tid, k)) == -ENOSPC)
 			alloc_tier_full(v->alloc, tid);
 		if (!r)
-			r = cmap_txn_set(t, k, &cr);
+			r = cmap_txn_set_sums(t, k, &cr, tier_checksums(v->tier_by_id[tid]) ? zero_sums : NULL);
 	}
 	return r;
 }
@@ -135,9 +136,13 @@ static int falloc_window(struct silt_vol *v, struct inode *in, struct cmap_txn *
 static int falloc_range(struct silt_vol *v, struct inode *in, uint64_t off, uint64_t len, int keep)
 {
 	uint64_t k0 = off >> v->layout.shift, k1 = (off + len - 1) >> v->layout.shift;
+	struct block_sum zero_sums[(4u << 20) / SUM_BLOCK];
 	uint8_t placed[FALLOC_WINDOW];
 	int r = 0;
 
+	/* a preallocated chunk on a checksumming tier holds zeros, and says so */
+	for (unsigned b = 0; b < bsum_blocks(v->layout.chunk_size); b++)
+		zero_sums[b].cur = zero_sums[b].prev = v->zero_sum;
 	for (uint64_t w = k0; w <= k1 && !r; w += FALLOC_WINDOW) {
 		uint64_t we = MIN(k1 + 1, w + FALLOC_WINDOW);
 		struct meta_batch *b = meta_batch_new();
@@ -146,7 +151,7 @@ static int falloc_range(struct silt_vol *v, struct inode *in, uint64_t off, uint
 			return -ENOMEM;
 		memset(placed, 0, sizeof(placed));
 		cmap_txn_begin(v->cmap, &t, in->cf, b);
-		r = falloc_window(v, in, &t, w, we, placed);
+		r = falloc_window(v, in, &t, w, we, placed, zero_sums);
 		if (!r) {
 			uint64_t old_size = in->rec.size;
 			if (!keep && we == k1 + 1 && off + len > in->rec.size)

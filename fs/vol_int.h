@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "fs/meta/commit.h"
+#include "fs/meta/events.h"
 #include "fs/meta/meta.h"
 #include "fs/meta/records.h"
 #include "fs/vol.h"
@@ -54,6 +55,7 @@ struct silt_vol {
 	struct layout layout;       /* chunk size, slots, segments */
 	struct silt_meta *meta;
 	struct silt_commit *commit; /* every metadata change goes through it */
+	struct silt_events *events; /* what an operator should know happened */
 	struct silt_cmap *cmap;     /* where chunks live */
 	struct silt_alloc *alloc;   /* where new chunks go */
 	struct heat *heat;          /* how chunks are used; the placement policy */
@@ -64,6 +66,7 @@ struct silt_vol {
 	struct silt_tier *tier_by_id[SILT_MAX_TIERS]; /* persistent id -> tier */
 	int rank_of_id[SILT_MAX_TIERS];                /* persistent id -> placement order */
 	int zlevel[SILT_MAX_TIERS];                    /* by id: zstd level, 0 = none */
+	uint32_t zero_sum;                             /* the block sum of 4 KiB of zeros */
 	pthread_key_t io_key;                          /* per-thread struct silt_ioctx */
 
 	pthread_mutex_t itab_lock;
@@ -113,6 +116,7 @@ int vol_commit_ns(struct silt_vol *v, struct meta_batch *b, int sync, uint64_t i
 int vol_commit(struct silt_vol *v, struct meta_batch *b, int sync, enum change_kind kind,
 	       uint64_t ino, uint64_t first, uint64_t last);
 int64_t silt_now_wall(void);
+#define vol_event(v, kind, ...) events_add((v)->events, kind, __VA_ARGS__)
 /* Chunks the tiers above the slowest hold under their high watermarks. */
 uint64_t vol_fast_capacity(struct silt_vol *v);
 

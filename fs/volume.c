@@ -7,6 +7,7 @@
  * volume. Then the chunk map is scanned once to count each tier's chunks and
  * inodes orphaned by a crash (unlinked while open) are freed. */
 #include "fs/vol_int.h"
+#include "tiers/blocksum.h"
 #include "utils/log.h"
 
 #include <dirent.h>
@@ -478,6 +479,12 @@ static int start_engine(struct silt_vol *v, char *err, size_t errlen)
 {
 	int r;
 
+	if ((r = events_open(v->meta, v->commit, &v->events))) {
+		snprintf(err, errlen, "metadata %s: cannot read the event log: %s", v->meta_dir, strerror(-r));
+		return r;
+	}
+	for (int i = 0; i < v->ntiers; i++)
+		tier_set_events(v->tiers[i], v->events);
 	if ((r = silt_aio_start(SILT_VOL_ASYNC_DEPTH, &v->aio))) {
 		snprintf(err, errlen, "cannot start the I/O completion thread: %s", strerror(-r));
 		return r;
@@ -503,6 +510,8 @@ int vol_open(const struct silt_config *cfg, struct silt_vol **out, int *created,
 		return -ENOMEM;
 	v->cfg = *cfg;
 	layout_init(&v->layout, cfg->chunk_size);
+	static const char zeros[SUM_BLOCK];
+	v->zero_sum = bsum_of(zeros);
 	v->ntiers = cfg->ntiers;
 	pthread_mutex_init(&v->itab_lock, NULL);
 	pthread_mutex_init(&v->ns_lock, NULL);
@@ -591,6 +600,7 @@ void vol_close(struct silt_vol *v)
 	ram_close(v->ram);
 	alloc_close(v->alloc);
 	cmap_close(v->cmap);
+	events_close(v->events);
 	commit_close(v->commit);
 	meta_close(v->meta);
 	for (int i = 0; i < v->ntiers; i++)

@@ -227,6 +227,11 @@ int cmap_count_all(struct silt_cmap *cm, uint64_t counts[SILT_MAX_TIERS], int *b
 
 /* ---- files ---- */
 
+static unsigned entry_flags(unsigned rec_flags)
+{
+	return ((rec_flags & CHUNK_PLAIN) ? CM_PLAIN : 0) | ((rec_flags & CHUNK_SUMS) ? CM_SUMS : 0);
+}
+
 struct cmap_file *cmap_file_new(struct silt_cmap *cm, uint64_t ino)
 {
 	struct cmap_file *cf = calloc(1, sizeof(*cf));
@@ -283,7 +288,7 @@ int cmap_file_load(struct silt_cmap *cm, struct cmap_file *cf)
 		}
 		if ((r = ct_reserve(cf, chunk)))
 			break;
-		ct_put(cf, chunk, cm_entry(tid, (flags & CHUNK_PLAIN) ? CM_PLAIN : 0));
+		ct_put(cf, chunk, cm_entry(tid, entry_flags(flags)));
 	}
 	meta_iter_free(it);
 	if (r < 0) {
@@ -670,22 +675,59 @@ static int txn_add(struct cmap_txn *t, uint64_t k0, uint64_t k1, uint8_t val)
 	return 0;
 }
 
-int cmap_txn_set(struct cmap_txn *t, uint64_t k, const struct chunk_rec *rec)
+int cmap_txn_set_sums(struct cmap_txn *t, uint64_t k, const struct chunk_rec *rec,
+		      const struct block_sum *sums)
 {
+	size_t nsums = sums ? t->cm->conf.layout->chunk_size / SUM_BLOCK : 0;
+	char val[sizeof(*rec) + (4u << 20) / SUM_BLOCK * sizeof(*sums)];
+	struct chunk_rec cr = *rec;
 	uint8_t key[16];
 	int r;
 
-	if ((r = ct_reserve(t->cf, k)) || (r = txn_add(t, k, k + 1,
-			cm_entry(rec->tier, (rec->flags & CHUNK_PLAIN) ? CM_PLAIN : 0))))
+	cr.flags = (uint8_t)((cr.flags & ~CHUNK_SUMS) | (sums ? CHUNK_SUMS : 0));
+	if ((r = ct_reserve(t->cf, k)) || (r = txn_add(t, k, k + 1, cm_entry(cr.tier, entry_flags(cr.flags)))))
 		return r;
+	memcpy(val, &cr, sizeof(cr));
+	if (nsums)
+		memcpy(val + sizeof(cr), sums, nsums * sizeof(*sums));
 	key_chunk(key, t->cf->ino, k);
-	meta_put(t->b, t->cm->conf.meta, CF_CHUNKS, key, 16, rec, sizeof(*rec));
+	meta_put(t->b, t->cm->conf.meta, CF_CHUNKS, key, 16, val, sizeof(cr) + nsums * sizeof(*sums));
 	if (!cmap_get(t->cf, k))
 		t->mapped++;
 	return 0;
 }
 
-int cmap_txn_move(struct cmap_txn *t, uint64_t k, const struct chunk_rec *rec)
+int cmap_txn_set(struct cmap_txn *t, uint64_t k, const struct chunk_rec *rec)
+{
+	return cmap_txn_set_sums(t, k, rec, NULL);
+}
+
+int cmap_get_record(struct silt_cmap *cm, const struct cmap_file *cf, uint64_t k, struct chunk_rec *rec,
+		    struct block_sum *sums)
+{
+	size_t nsums = cm->conf.layout->chunk_size / SUM_BLOCK, len;
+	uint8_t key[16];
+	char *val;
+	int r;
+
+	key_chunk(key, cf->ino, k);
+	if ((r = meta_get(cm->conf.meta, CF_CHUNKS, key, 16, &val, &len)))
+		return r;
+	if (len < sizeof(*rec)) {
+		free(val);
+		return -EIO;
+	}
+	memcpy(rec, val, sizeof(*rec));
+	if ((rec->flags & CHUNK_SUMS) && len != sizeof(*rec) + nsums * sizeof(*sums))
+		r = -EIO;
+	else if ((rec->flags & CHUNK_SUMS) && sums)
+		memcpy(sums, val + sizeof(*rec), nsums * sizeof(*sums));
+	free(val);
+	return r;
+}
+
+int cmap_txn_move(struct cmap_txn *t, uint64_t k, const struct chunk_rec *rec,
+		  const struct block_sum *sums)
 {
 	struct silt_cmap *cm = t->cm;
 	int r, full;
@@ -695,7 +737,7 @@ int cmap_txn_move(struct cmap_txn *t, uint64_t k, const struct chunk_rec *rec)
 	pthread_mutex_unlock(&cm->deferred_lock);
 	if (full)
 		return -ENOSPC;
-	if ((r = cmap_txn_set(t, k, rec)))
+	if ((r = cmap_txn_set_sums(t, k, rec, sums)))
 		return r;
 	t->ops[t->n - 1].defer = 1;
 	return 0;

@@ -39,6 +39,7 @@ struct latch;
 /* Table entries: 0 = hole, else tier id + 1 in the low nibble, flags above. */
 #define CM_TIER_MASK 0x0f
 #define CM_PLAIN 0x10 /* on a compressed tier, stored without header */
+#define CM_SUMS 0x20  /* its record carries per-block checksums: verify reads */
 static inline int cm_tier(uint8_t e) { return (e & CM_TIER_MASK) - 1; }
 static inline uint8_t cm_entry(int tid, unsigned flags) { return (uint8_t)((tid + 1) | flags); }
 
@@ -153,13 +154,23 @@ void cmap_txn_begin(struct silt_cmap *cm, struct cmap_txn *t, struct cmap_file *
  * returned at publish. The caller holds an EXCL pin on k or has the file
  * quiesced. */
 int cmap_txn_set(struct cmap_txn *t, uint64_t k, const struct chunk_rec *rec);
+/* The same with a block checksum for each SUM_BLOCK of the chunk (sums NULL:
+ * none, as cmap_txn_set). */
+int cmap_txn_set_sums(struct cmap_txn *t, uint64_t k, const struct chunk_rec *rec,
+		      const struct block_sum *sums);
+/* Chunk k's record from the store and, when it has them and sums is not
+ * NULL, its block sums (bsum_blocks(chunk_size) of them): 0, -ENOENT (a
+ * hole), -EIO. */
+int cmap_get_record(struct silt_cmap *cm, const struct cmap_file *cf, uint64_t k, struct chunk_rec *rec,
+		    struct block_sum *sums);
 /* A move of chunk k to a new home: like cmap_txn_set, but the old slot is
  * not punched at publish; it waits in the deferred list until the switch is
  * durable (cmap_take_deferred). Any later home change of the chunk takes it
  * off that list, so that a slot is never punched after it was reused.
  * -ENOSPC when the deferred list is full (the caller then leaves the chunk
  * where it is). */
-int cmap_txn_move(struct cmap_txn *t, uint64_t k, const struct chunk_rec *rec);
+int cmap_txn_move(struct cmap_txn *t, uint64_t k, const struct chunk_rec *rec,
+		  const struct block_sum *sums);
 /* Chunks [k0, k1) become holes. */
 int cmap_txn_clear(struct cmap_txn *t, uint64_t k0, uint64_t k1);
 /* The file is deleted: every chunk goes, and with them its tier files. */

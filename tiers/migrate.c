@@ -23,6 +23,7 @@
  */
 #include "tiers/migrate.h"
 #include "predictor/placement.h"
+#include "tiers/blocksum.h"
 #include "tiers/io.h"
 #include "tiers/zchunk.h"
 #include "utils/log.h"
@@ -45,6 +46,7 @@
 #define SCAN_MAX 200000           /* map entries looked at per scan */
 #define FREF_MAX 256              /* files referenced per epoch */
 #define BUSY_OPS_PER_S 200        /* foreground I/O above this: busy */
+#define MAX_SUMS ((4u << 20) / SUM_BLOCK)
 
 struct fref {
 	uint64_t ino;
@@ -62,8 +64,9 @@ struct move {
 	uint64_t gen;
 	uint8_t entry;
 	char *buf;
-	int zero, ok;
+	int zero, ok, with_sums;
 	struct chunk_rec rec;
+	struct block_sum *sums;       /* while carried out: MAX_SUMS of the batch's */
 };
 
 struct victim {
@@ -87,6 +90,7 @@ struct silt_migrate {
 	pthread_mutex_t run_lock;     /* one epoch at a time */
 	struct silt_ioctx *ctx;
 	char *bufs;
+	struct block_sum *sums;       /* a batch's new block sums */
 	unsigned batch;
 	struct move plan[PLAN_MAX];
 	unsigned nplan;
@@ -453,35 +457,48 @@ static int is_zero(const char *p, size_t n)
 	return 1;
 }
 
-/* Read chunk k of cf (entry e) whole into buf. */
+/* Read chunk k of cf (entry e) whole into buf, verified by whatever covers
+ * it: a damaged chunk is not copied anywhere (-EIO). */
 static int read_chunk(struct silt_migrate *m, struct silt_ioctx *ctx, struct cmap_file *cf, uint64_t k,
 		      uint8_t e, char *buf)
 {
 	const struct layout *l = m->c.layout;
-	int tid = cm_tier(e);
+	struct block_sum sums[MAX_SUMS];
+	struct chunk_rec rec = { 0 };
+	unsigned healed;
+	int tid = cm_tier(e), r;
 	int fd = tfiles_fd(cmap_files(cf), l, m->c.by_id[tid], k, 0);
 
 	if (fd < 0)
 		return fd;
+	if ((m->c.zlevel[tid] || (e & CM_SUMS)) &&
+	    (r = cmap_get_record(m->c.cmap, cf, k, &rec, (e & CM_SUMS) ? sums : NULL)))
+		return r == -ENOENT ? -ESTALE : r;
 	if (m->c.zlevel[tid])
-		return zchunk_read(ctx, fd, layout_slot(l, k), l->chunk_size, !!(e & CM_PLAIN), buf);
+		return zchunk_read(ctx, fd, layout_slot(l, k), l->chunk_size, !!(e & CM_PLAIN), rec.csum, buf);
 	struct tier_io op = { .fd = fd, .off = layout_slot(l, k), .buf = buf, .len = l->chunk_size, .tier = tid };
-	return tier_io_run(ctx, &op, 1);
+	if ((r = tier_io_run(ctx, &op, 1)))
+		return r;
+	if ((rec.flags & CHUNK_SUMS) && bsum_verify(sums, 0, buf, bsum_blocks(l->chunk_size), &healed) >= 0)
+		return -EIO;
+	return 0;
 }
 
-/* Write buf as chunk k's content on tier `to`; fills rec with how. */
+/* Write buf as chunk k's content on tier `to`; fills rec (and sums, when
+ * that tier keeps them; *with_sums says so) with how. */
 static int write_chunk(struct silt_migrate *m, struct silt_ioctx *ctx, struct cmap_file *cf, uint64_t k,
-		       int to, const char *buf, struct chunk_rec *rec)
+		       int to, const char *buf, struct chunk_rec *rec, struct block_sum *sums, int *with_sums)
 {
 	const struct layout *l = m->c.layout;
 	struct silt_tier *t = m->c.by_id[to];
 	int fd = tfiles_fd(cmap_files(cf), l, t, k, 1), r;
 
 	*rec = (struct chunk_rec){ .tier = (uint8_t)to };
+	*with_sums = tier_checksums(t);
 	if (fd < 0)
 		return fd;
-	if (is_zero(buf, l->chunk_size)) /* a preallocated chunk: keep it sparse */
-		return tfiles_punch(cmap_files(cf), l, t, k, 0, l->chunk_size);
+	if (*with_sums)
+		bsum_chunk(sums, buf, l->chunk_size);
 	if (m->c.zlevel[to]) {
 		struct zchunk_info zi;
 		if ((r = zchunk_write(ctx, fd, layout_slot(l, k), l->chunk_size, m->c.zlevel[to], buf, &zi)))
@@ -491,6 +508,8 @@ static int write_chunk(struct silt_migrate *m, struct silt_ioctx *ctx, struct cm
 		rec->csum = zi.csum;
 		return 0;
 	}
+	if (is_zero(buf, l->chunk_size)) /* a preallocated chunk: keep it sparse */
+		return tfiles_punch(cmap_files(cf), l, t, k, 0, l->chunk_size);
 	struct tier_io op = { .fd = fd, .write = 1, .off = layout_slot(l, k), .buf = (void *)buf,
 			      .len = l->chunk_size, .tier = to };
 	return tier_io_run(ctx, &op, 1);
@@ -558,7 +577,7 @@ static int move_switch(struct silt_migrate *m, struct move *mv)
 		if (!b)
 			r = -ENOMEM;
 		cmap_txn_begin(m->c.cmap, &t, mv->cf, b);
-		if (!r && !(r = cmap_txn_move(&t, mv->k, &mv->rec)) &&
+		if (!r && !(r = cmap_txn_move(&t, mv->k, &mv->rec, mv->with_sums ? mv->sums : NULL)) &&
 		    !(r = commit_apply(m->c.commit, b, 0, &ch, 1)))
 			cmap_txn_publish(&t);
 		cmap_txn_end(&t);
@@ -628,7 +647,7 @@ static void copy_one(struct silt_migrate *m, struct move *mv)
 	int r;
 
 	if ((r = read_chunk(m, m->ctx, mv->cf, mv->k, mv->entry, mv->buf)) ||
-	    (r = write_chunk(m, m->ctx, mv->cf, mv->k, mv->to, mv->buf, &mv->rec)) ||
+	    (r = write_chunk(m, m->ctx, mv->cf, mv->k, mv->to, mv->buf, &mv->rec, mv->sums, &mv->with_sums)) ||
 	    (r = tfiles_sync(cmap_files(mv->cf), 1u << mv->to))) {
 		if (tier_io_error(r))
 			log_warn("inode %llu chunk %llu: moving it from %s to %s failed: %s",
@@ -652,6 +671,7 @@ static void run_batch(struct silt_migrate *m, struct move *mv, unsigned n)
 	qsort(mv, n, sizeof(*mv), cmp_move); /* the order pins are taken in */
 	for (unsigned i = 0; i < n; i++) {
 		mv[i].buf = m->bufs + (size_t)i * m->c.layout->chunk_size;
+		mv[i].sums = m->sums + (size_t)i * MAX_SUMS;
 		if ((r = move_begin(m, &mv[i])) == 0)
 			stage_intent(m, b, &mv[i], 1);
 		else if (r == -EBUSY)
@@ -831,7 +851,8 @@ int migrate_start(const struct migrate_conf *c, struct silt_migrate **out)
 	pthread_mutex_init(&m->run_lock, NULL);
 	m->last_ns = m->rate_t0 = now_ns();
 	if ((r = silt_ioctx_new(2 * BATCH, SILT_ALIGN, &m->ctx)) ||
-	    !(m->bufs = silt_aligned_alloc((size_t)m->batch * c->layout->chunk_size))) {
+	    !(m->bufs = silt_aligned_alloc((size_t)m->batch * c->layout->chunk_size)) ||
+	    !(m->sums = calloc((size_t)m->batch * MAX_SUMS, sizeof(*m->sums)))) {
 		migrate_stop(m);
 		return r ? r : -ENOMEM;
 	}
@@ -862,6 +883,7 @@ void migrate_stop(struct silt_migrate *m)
 	pthread_mutex_unlock(&m->run_lock);
 	silt_ioctx_free(m->ctx);
 	free(m->bufs);
+	free(m->sums);
 	pthread_mutex_destroy(&m->lock);
 	pthread_cond_destroy(&m->cv);
 	pthread_mutex_destroy(&m->run_lock);
@@ -896,7 +918,8 @@ int migrate_promote(struct silt_migrate *m, struct silt_ioctx *ctx, struct cmap_
 	const struct layout *l = m->c.layout;
 	uint8_t e = cmap_get(cf, k);
 	char *buf = silt_ioctx_scratch(ctx, 1, l->chunk_size);
-	struct move mv = { .k = k, .from = cm_tier(e), .to = to, .promote = 1, .cf = cf };
+	struct block_sum sums[MAX_SUMS];
+	struct move mv = { .k = k, .from = cm_tier(e), .to = to, .promote = 1, .cf = cf, .sums = sums };
 	struct cmap_txn t;
 	int r;
 
@@ -906,7 +929,8 @@ int migrate_promote(struct silt_migrate *m, struct silt_ioctx *ctx, struct cmap_
 		return -ENOMEM;
 	if ((r = tier_reserve(m->c.by_id[to], 0)))
 		return r;
-	if ((r = read_chunk(m, ctx, cf, k, e, buf)) || (r = write_chunk(m, ctx, cf, k, to, buf, &mv.rec))) {
+	if ((r = read_chunk(m, ctx, cf, k, e, buf)) ||
+	    (r = write_chunk(m, ctx, cf, k, to, buf, &mv.rec, mv.sums, &mv.with_sums))) {
 		move_abandon(m, &mv);
 		return r;
 	}
@@ -919,7 +943,8 @@ int migrate_promote(struct silt_migrate *m, struct silt_ioctx *ctx, struct cmap_
 	}
 	cmap_txn_begin(m->c.cmap, &t, cf, b);
 	stage_intent(m, b, &mv, 1); /* the old copy goes once this is durable */
-	if (!(r = cmap_txn_move(&t, k, &mv.rec)) && !(r = commit_apply(m->c.commit, b, 0, &ch, 1))) {
+	if (!(r = cmap_txn_move(&t, k, &mv.rec, mv.with_sums ? mv.sums : NULL)) &&
+	    !(r = commit_apply(m->c.commit, b, 0, &ch, 1))) {
 		cmap_txn_publish(&t);
 		tfiles_mark_dirty(cmap_files(cf), to);
 		count_done(m, &mv);

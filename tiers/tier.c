@@ -8,6 +8,7 @@
  * own chunks nor foreign files can fill the filesystem under the metadata,
  * and a tier whose filesystem fills up takes no new chunks. */
 #include "tiers/tier.h"
+#include "fs/meta/events.h"
 #include "utils/log.h"
 #include "utils/util.h"
 
@@ -35,6 +36,7 @@ struct silt_tier {
 	_Atomic int failed;         /* 0, or the errno that made it fail */
 	pthread_mutex_t fail_lock;  /* the reason below */
 	char why[160];
+	struct silt_events *events;
 	pthread_mutex_t refresh_lock;
 };
 
@@ -234,6 +236,11 @@ int tier_write_promotes(const struct silt_tier *t)
 	return t->conf.write_promote;
 }
 
+int tier_checksums(const struct silt_tier *t)
+{
+	return t->conf.checksum > 0 && !t->conf.zstd_level;
+}
+
 void tier_release(struct silt_tier *t, uint64_t nchunks)
 {
 	atomic_fetch_sub(&t->chunks, nchunks);
@@ -263,6 +270,14 @@ void tier_fail(struct silt_tier *t, int err, const char *what)
 	log_err("tier %s (%s) failed: %s: %s; no new chunks go there, its chunks read as I/O errors "
 		"until it is back and the volume is mounted again",
 		t->conf.name, t->conf.path, what, strerror(err ? -err : EIO));
+	if (t->events)
+		events_add(t->events, EVENT_TIER, "tier %s failed: %s: %s", t->conf.name, what,
+			   strerror(err ? -err : EIO));
+}
+
+void tier_set_events(struct silt_tier *t, struct silt_events *ev)
+{
+	t->events = ev;
 }
 
 int tier_failed(const struct silt_tier *t)

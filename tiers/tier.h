@@ -58,6 +58,8 @@ int tier_reserve(struct silt_tier *t, int over_wm);
 int tier_has_room(struct silt_tier *t, int over_wm);
 /* Whether a write into a chunk here first copies it to the write target. */
 int tier_write_promotes(const struct silt_tier *t);
+/* Whether its uncompressed chunks carry per-block checksums. */
+int tier_checksums(const struct silt_tier *t);
 void tier_release(struct silt_tier *t, uint64_t nchunks);
 void tier_account(struct silt_tier *t, uint64_t nchunks); /* at mount */
 /* The tier filesystem said ENOSPC although we had room: trust it until the
@@ -71,6 +73,9 @@ int tier_io_error(int err);
  * the volume is mounted again. */
 void tier_fail(struct silt_tier *t, int err, const char *what);
 int tier_failed(const struct silt_tier *t);
+/* Where tier_fail() reports, besides the log. */
+struct silt_events;
+void tier_set_events(struct silt_tier *t, struct silt_events *ev);
 /* Keep bytes of the tier's filesystem free: no new chunk goes there when
  * less would remain (the metadata store lives on the same filesystem). */
 void tier_set_reserve(struct silt_tier *t, uint64_t bytes);

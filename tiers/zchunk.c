@@ -41,7 +41,8 @@ static int all_zero(const void *p, size_t n)
 	return 1;
 }
 
-int zchunk_read(struct silt_ioctx *c, int fd, uint64_t slot, uint32_t chunk_size, int plain, void *raw)
+int zchunk_read(struct silt_ioctx *c, int fd, uint64_t slot, uint32_t chunk_size, int plain,
+		uint64_t csum, void *raw)
 {
 	char *buf = silt_ioctx_scratch(c, 0, chunk_size);
 	struct zc_hdr h;
@@ -49,13 +50,20 @@ int zchunk_read(struct silt_ioctx *c, int fd, uint64_t slot, uint32_t chunk_size
 
 	if (!buf)
 		return -ENOMEM;
-	if (plain)
-		return io1(c, fd, 0, slot, raw, chunk_size);
+	if (plain) {
+		if ((r = io1(c, fd, 0, slot, raw, chunk_size)))
+			return r;
+		if (csum && XXH3_64bits(raw, chunk_size) != csum) {
+			log_err("chunk stored plain at offset %llu: checksum mismatch", (unsigned long long)slot);
+			return -EIO;
+		}
+		return 0;
+	}
 	if ((r = io1(c, fd, 0, slot, buf, chunk_size)))
 		return r;
 	memcpy(&h, buf, sizeof(h));
 	if (h.magic != ZC_MAGIC) {
-		if (all_zero(buf, SILT_ALIGN)) { /* allocated, never written */
+		if (!csum && all_zero(buf, SILT_ALIGN)) { /* allocated, never written */
 			memset(raw, 0, chunk_size);
 			return 0;
 		}

@@ -24,9 +24,12 @@ struct zchunk_info {
 	uint64_t csum;        /* XXH3-64 of the raw chunk */
 };
 
-/* Read the chunk at slot into raw (chunk_size bytes). plain comes from the
- * chunk map. 0, or -EIO on a bad header or checksum. */
-int zchunk_read(struct silt_ioctx *c, int fd, uint64_t slot, uint32_t chunk_size, int plain, void *raw);
+/* Read the chunk at slot into raw (chunk_size bytes). plain and csum come
+ * from its record (csum 0: allocated, never written: a slot that reads as
+ * zeros is right then, and only then). 0, or -EIO on a bad header or a
+ * checksum that does not match. */
+int zchunk_read(struct silt_ioctx *c, int fd, uint64_t slot, uint32_t chunk_size, int plain,
+		uint64_t csum, void *raw);
 /* Compress raw (chunk_size bytes) and store it at slot. */
 int zchunk_write(struct silt_ioctx *c, int fd, uint64_t slot, uint32_t chunk_size, int level,
 		 const void *raw, struct zchunk_info *info);

@@ -196,6 +196,7 @@ static int enter_section(struct parse_state *st, const char *section)
 		st->cur_tier->high_wm = 90;
 		st->cur_tier->low_wm = 75;
 		st->cur_tier->write_promote = 1;
+		st->cur_tier->checksum = -1; /* by class, once the class is known */
 		return 1;
 	}
 	return fail(st, st->line, "unknown section [%s] (expected [volume], [ram], [placement] or [tier NAME])", section);
@@ -298,9 +299,12 @@ static int handler(void *user, const char *section, const char *key, const char 
 	} else if (!strcmp(key, "write_promote")) {
 		if ((t->write_promote = parse_bool(value)) < 0)
 			return fail(st, line, "write_promote = %s: must be yes or no", value);
+	} else if (!strcmp(key, "checksum")) {
+		if ((t->checksum = parse_bool(value)) < 0)
+			return fail(st, line, "checksum = %s: must be yes or no", value);
 	} else {
 		return fail(st, line, "unknown key '%s' in [%s] (expected path, class, capacity, high_watermark, "
-			    "low_watermark, compression, write_promote)", key, section);
+			    "low_watermark, compression, write_promote, checksum)", key, section);
 	}
 	return 1;
 }
@@ -369,6 +373,8 @@ int silt_config_load(const char *path, struct silt_config *cfg, char *err, size_
 			snprintf(err, errlen, "%s:%d: [tier %s] has no class (nvme, ssd, hdd or net)", path, t->line, t->name);
 			return -EINVAL;
 		}
+		if (t->checksum < 0)
+			t->checksum = t->cls == SILT_CLASS_HDD || t->cls == SILT_CLASS_NET;
 		if (t->low_wm > t->high_wm) {
 			snprintf(err, errlen, "%s:%d: [tier %s] low_watermark (%u%%) is above high_watermark (%u%%)",
 				 path, t->line, t->name, t->low_wm, t->high_wm);

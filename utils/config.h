@@ -20,6 +20,7 @@ struct silt_tier_conf {
 	unsigned low_wm;        /* percent: demotion target for the migration engine */
 	int zstd_level;         /* 0 = uncompressed */
 	int write_promote;      /* a write into a chunk here first copies it up to the write target */
+	int checksum;           /* per-block checksums of its chunks (default: hdd and net) */
 	int line;               /* where the section starts, for later error messages */
 };
 

@@ -27,6 +27,7 @@ enum change_kind {
 	CHANGE_DATA, /* chunks first..last of ino overwritten in place (commit_note) */
 	CHANGE_INTERNAL, /* the engine's own bookkeeping (migration intents): no
 			  * change a user or a replica can see */
+	CHANGE_EVENT,    /* an entry of the event log (fs/meta/events.h) */
 };
 
 struct change {

@@ -13,6 +13,7 @@
  *   xattrs         ino | name               the value
  *   chunks         ino | chunk index        struct chunk_rec
  *   facts          "move/" | ino | chunk    struct move_rec (a move in progress)
+ *   facts          "event/" | seq           the event log (fs/meta/events.c)
  */
 #ifndef SILT_RECORDS_H
 #define SILT_RECORDS_H
@@ -44,6 +45,17 @@ struct chunk_rec {
 
 /* chunk_rec flags */
 #define CHUNK_PLAIN 1   /* on a compressed tier, stored without header */
+#define CHUNK_SUMS 2    /* followed by a struct block_sum per 4 KiB block */
+
+/* The checksum of one 4 KiB block of a chunk on a checksummed tier (hdd and
+ * net by default): XXH3-64 folded to 32 bits (tiers/blocksum.h). A write
+ * records the new sum before its data goes out, keeping the old one as
+ * prev: after a crash the block matches one of the two, and only a block
+ * that matches neither is damaged. */
+#define SUM_BLOCK 4096
+struct block_sum {
+	uint32_t cur, prev;
+} __attribute__((packed));
 
 /* A move of a chunk between tiers in progress (CF_FACTS, key "move/" | ino |
  * chunk): written before the copy, deleted once the old copy is punched;
