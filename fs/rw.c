@@ -23,7 +23,7 @@
  * until fsync, close or eviction). */
 #include "fs/vol_int.h"
 #include "tiers/blocksum.h"
-#include "tiers/zchunk.h"
+#include "tiers/chunkio.h"
 #include "utils/log.h"
 
 #include <errno.h>
@@ -128,7 +128,7 @@ void data_note_access(struct silt_vol *v, struct inode *in, uint64_t k0, uint64_
  * record (fs/meta/records.h). Both are always read through here, and a
  * mismatch is reported and returned as EIO, never as data. */
 
-#define MAX_SUMS ((4u << 20) / SUM_BLOCK)
+#define MAX_SUMS CHUNK_SUMS_MAX
 
 /* A damaged chunk: said once per read, in the log (and the event log). */
 static int corrupt(struct silt_vol *v, struct inode *in, uint64_t k, int tid, int block)
@@ -168,8 +168,7 @@ static char *load_whole(struct silt_vol *v, struct inode *in, struct silt_ioctx 
 			uint8_t e, int *err)
 {
 	char *raw = silt_ioctx_scratch(ctx, 1, v->layout.chunk_size);
-	struct chunk_rec rec = { 0 };
-	int tid = cm_tier(e), fd;
+	int bad;
 
 	*err = 0;
 	if (!raw) {
@@ -180,19 +179,9 @@ static char *load_whole(struct silt_vol *v, struct inode *in, struct silt_ioctx 
 		memset(raw, 0, v->layout.chunk_size);
 		return raw;
 	}
-	if ((fd = chunk_fd(v, in, tid, k, 0)) < 0) {
-		*err = tier_io_error(fd) ? -EIO : fd;
-	} else if (v->zlevel[tid]) {
-		if (!(*err = cmap_get_record(v->cmap, in->cf, k, &rec, NULL)) &&
-		    (*err = zchunk_read(ctx, fd, layout_slot(&v->layout, k), v->layout.chunk_size,
-					!!(e & CM_PLAIN), rec.csum, raw)) == -EIO)
-			corrupt(v, in, k, tid, -1);
-	} else {
-		struct tier_io op = { .fd = fd, .off = layout_slot(&v->layout, k), .buf = raw,
-				      .len = v->layout.chunk_size, .tier = tid };
-		if (!(*err = run_io(v, ctx, &op, 1)) && (e & CM_SUMS))
-			*err = check_blocks(v, in, k, tid, 0, raw, bsum_blocks(v->layout.chunk_size));
-	}
+	if ((*err = chunk_read_whole(&v->cio, ctx, in->cf, k, e, raw, &bad)) == -EIO &&
+	    !tier_failed(v->tier_by_id[cm_tier(e)]))
+		corrupt(v, in, k, cm_tier(e), bad);
 	return *err ? NULL : raw;
 }
 
@@ -214,28 +203,12 @@ static int store_whole(struct silt_vol *v, struct inode *in, struct silt_ioctx *
 		       int tid, const char *raw, int locked)
 {
 	struct block_sum sums[MAX_SUMS];
-	struct chunk_rec cr = { .tier = (uint8_t)tid };
+	struct chunk_rec cr;
 	struct cmap_txn t;
-	int fd = chunk_fd(v, in, tid, k, 1), r, with_sums = 0;
+	int with_sums, r = chunk_write_whole(&v->cio, ctx, in->cf, k, tid, raw, &cr, sums, &with_sums);
 
-	if (fd < 0)
-		return tier_io_error(fd) ? -EIO : fd;
-	if (v->zlevel[tid]) {
-		struct zchunk_info zi;
-		if ((r = zchunk_write(ctx, fd, layout_slot(&v->layout, k), v->layout.chunk_size, v->zlevel[tid],
-				      raw, &zi)))
-			return r;
-		cr.flags = zi.plain ? CHUNK_PLAIN : 0;
-		cr.stored_len = zi.stored_len;
-		cr.csum = zi.csum;
-	} else {
-		struct tier_io op = { .fd = fd, .write = 1, .off = layout_slot(&v->layout, k), .buf = (void *)raw,
-				      .len = v->layout.chunk_size, .tier = tid };
-		if ((r = run_io(v, ctx, &op, 1)))
-			return r;
-		if ((with_sums = tier_checksums(v->tier_by_id[tid])))
-			bsum_chunk(sums, raw, v->layout.chunk_size);
-	}
+	if (r)
+		return r;
 	struct meta_batch *b = meta_batch_new();
 	if (!b)
 		return -ENOMEM;

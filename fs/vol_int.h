@@ -14,6 +14,7 @@
 #include "fs/vol.h"
 #include "tiers/aio.h"
 #include "tiers/alloc.h"
+#include "tiers/chunkio.h"
 #include "tiers/chunkmap.h"
 #include "tiers/io.h"
 #include "tiers/layout.h"
@@ -58,6 +59,7 @@ struct silt_vol {
 	struct silt_events *events; /* what an operator should know happened */
 	struct silt_cmap *cmap;     /* where chunks live */
 	struct silt_alloc *alloc;   /* where new chunks go */
+	struct chunkio cio;         /* whole chunks read and written, guarded */
 	struct heat *heat;          /* how chunks are used; the placement policy */
 	struct silt_migrate *mig;   /* moves chunks between tiers */
 	struct silt_ram *ram;       /* the RAM tier: a cache of hot chunks */

@@ -496,6 +496,8 @@ static int start_engine(struct silt_vol *v, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot set up the data path: %s", strerror(-r));
 		return r;
 	}
+	v->cio = (struct chunkio){ .cm = v->cmap, .layout = &v->layout, .by_id = v->tier_by_id,
+				   .zlevel = v->zlevel };
 	return 0;
 }
 

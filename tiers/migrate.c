@@ -24,6 +24,7 @@
 #include "tiers/migrate.h"
 #include "predictor/placement.h"
 #include "tiers/blocksum.h"
+#include "tiers/chunkio.h"
 #include "tiers/io.h"
 #include "tiers/zchunk.h"
 #include "utils/log.h"
@@ -46,7 +47,7 @@
 #define SCAN_MAX 200000           /* map entries looked at per scan */
 #define FREF_MAX 256              /* files referenced per epoch */
 #define BUSY_OPS_PER_S 200        /* foreground I/O above this: busy */
-#define MAX_SUMS ((4u << 20) / SUM_BLOCK)
+#define MAX_SUMS CHUNK_SUMS_MAX
 
 struct fref {
 	uint64_t ino;
@@ -88,6 +89,7 @@ struct silt_migrate {
 	pthread_cond_t cv;
 	int stopping, started;
 	pthread_mutex_t run_lock;     /* one epoch at a time */
+	struct chunkio io;            /* how whole chunks are read and written */
 	struct silt_ioctx *ctx;
 	char *bufs;
 	struct block_sum *sums;       /* a batch's new block sums */
@@ -449,72 +451,6 @@ static void plan_churn(struct silt_migrate *m)
 
 /* ---- carrying moves out ---- */
 
-static int is_zero(const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i += 8)
-		if (*(const uint64_t *)(p + i))
-			return 0;
-	return 1;
-}
-
-/* Read chunk k of cf (entry e) whole into buf, verified by whatever covers
- * it: a damaged chunk is not copied anywhere (-EIO). */
-static int read_chunk(struct silt_migrate *m, struct silt_ioctx *ctx, struct cmap_file *cf, uint64_t k,
-		      uint8_t e, char *buf)
-{
-	const struct layout *l = m->c.layout;
-	struct block_sum sums[MAX_SUMS];
-	struct chunk_rec rec = { 0 };
-	unsigned healed;
-	int tid = cm_tier(e), r;
-	int fd = tfiles_fd(cmap_files(cf), l, m->c.by_id[tid], k, 0);
-
-	if (fd < 0)
-		return fd;
-	if ((m->c.zlevel[tid] || (e & CM_SUMS)) &&
-	    (r = cmap_get_record(m->c.cmap, cf, k, &rec, (e & CM_SUMS) ? sums : NULL)))
-		return r == -ENOENT ? -ESTALE : r;
-	if (m->c.zlevel[tid])
-		return zchunk_read(ctx, fd, layout_slot(l, k), l->chunk_size, !!(e & CM_PLAIN), rec.csum, buf);
-	struct tier_io op = { .fd = fd, .off = layout_slot(l, k), .buf = buf, .len = l->chunk_size, .tier = tid };
-	if ((r = tier_io_run(ctx, &op, 1)))
-		return r;
-	if ((rec.flags & CHUNK_SUMS) && bsum_verify(sums, 0, buf, bsum_blocks(l->chunk_size), &healed) >= 0)
-		return -EIO;
-	return 0;
-}
-
-/* Write buf as chunk k's content on tier `to`; fills rec (and sums, when
- * that tier keeps them; *with_sums says so) with how. */
-static int write_chunk(struct silt_migrate *m, struct silt_ioctx *ctx, struct cmap_file *cf, uint64_t k,
-		       int to, const char *buf, struct chunk_rec *rec, struct block_sum *sums, int *with_sums)
-{
-	const struct layout *l = m->c.layout;
-	struct silt_tier *t = m->c.by_id[to];
-	int fd = tfiles_fd(cmap_files(cf), l, t, k, 1), r;
-
-	*rec = (struct chunk_rec){ .tier = (uint8_t)to };
-	*with_sums = tier_checksums(t);
-	if (fd < 0)
-		return fd;
-	if (*with_sums)
-		bsum_chunk(sums, buf, l->chunk_size);
-	if (m->c.zlevel[to]) {
-		struct zchunk_info zi;
-		if ((r = zchunk_write(ctx, fd, layout_slot(l, k), l->chunk_size, m->c.zlevel[to], buf, &zi)))
-			return r;
-		rec->flags = zi.plain ? CHUNK_PLAIN : 0;
-		rec->stored_len = zi.stored_len;
-		rec->csum = zi.csum;
-		return 0;
-	}
-	if (is_zero(buf, l->chunk_size)) /* a preallocated chunk: keep it sparse */
-		return tfiles_punch(cmap_files(cf), l, t, k, 0, l->chunk_size);
-	struct tier_io op = { .fd = fd, .write = 1, .off = layout_slot(l, k), .buf = (void *)buf,
-			      .len = l->chunk_size, .tier = to };
-	return tier_io_run(ctx, &op, 1);
-}
-
 /* Can the move start: the chunk still where the plan saw it, room on the
  * new tier, no write in flight on it. Takes the reservation and the watch. */
 static int move_begin(struct silt_migrate *m, struct move *mv)
@@ -644,10 +580,11 @@ static void unbegin(struct silt_migrate *m, struct move *mv, unsigned n)
 /* The copy of a begun move, under its READ pin: read, write, make durable. */
 static void copy_one(struct silt_migrate *m, struct move *mv)
 {
-	int r;
+	int r, bad;
 
-	if ((r = read_chunk(m, m->ctx, mv->cf, mv->k, mv->entry, mv->buf)) ||
-	    (r = write_chunk(m, m->ctx, mv->cf, mv->k, mv->to, mv->buf, &mv->rec, mv->sums, &mv->with_sums)) ||
+	if ((r = chunk_read_whole(&m->io, m->ctx, mv->cf, mv->k, mv->entry, mv->buf, &bad)) ||
+	    (r = chunk_write_whole(&m->io, m->ctx, mv->cf, mv->k, mv->to, mv->buf, &mv->rec, mv->sums,
+				   &mv->with_sums)) ||
 	    (r = tfiles_sync(cmap_files(mv->cf), 1u << mv->to))) {
 		if (tier_io_error(r))
 			log_warn("inode %llu chunk %llu: moving it from %s to %s failed: %s",
@@ -842,6 +779,7 @@ int migrate_start(const struct migrate_conf *c, struct silt_migrate **out)
 	if (!m)
 		return -ENOMEM;
 	m->c = *c;
+	m->io = (struct chunkio){ .cm = c->cmap, .layout = c->layout, .by_id = c->by_id, .zlevel = c->zlevel };
 	m->batch = MIN(BATCH, MAX(1u, BATCH_BYTES / c->layout->chunk_size));
 	for (int i = 0; i < c->ntiers; i++)
 		m->idx_of_id[tier_id(c->order[i])] = i;
@@ -929,8 +867,9 @@ int migrate_promote(struct silt_migrate *m, struct silt_ioctx *ctx, struct cmap_
 		return -ENOMEM;
 	if ((r = tier_reserve(m->c.by_id[to], 0)))
 		return r;
-	if ((r = read_chunk(m, ctx, cf, k, e, buf)) ||
-	    (r = write_chunk(m, ctx, cf, k, to, buf, &mv.rec, mv.sums, &mv.with_sums))) {
+	int bad;
+	if ((r = chunk_read_whole(&m->io, ctx, cf, k, e, buf, &bad)) ||
+	    (r = chunk_write_whole(&m->io, ctx, cf, k, to, buf, &mv.rec, mv.sums, &mv.with_sums))) {
 		move_abandon(m, &mv);
 		return r;
 	}

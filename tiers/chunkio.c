@@ -1,0 +1,83 @@
+/* Whole chunks, guarded (see chunkio.h). */
+#include "tiers/chunkio.h"
+#include "tiers/blocksum.h"
+#include "tiers/zchunk.h"
+
+#include <errno.h>
+
+/* An error from a tier's file that says the tier is broken marks it so;
+ * the caller sees EIO. */
+static int tier_error(const struct chunkio *io, int tid, int r, const char *what)
+{
+	if (!r || !tier_io_error(r))
+		return r;
+	tier_fail(io->by_id[tid], r, what);
+	return -EIO;
+}
+
+static int is_zero(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i += 8)
+		if (*(const uint64_t *)(p + i))
+			return 0;
+	return 1;
+}
+
+int chunk_read_whole(const struct chunkio *io, struct silt_ioctx *ctx, struct cmap_file *cf,
+		     uint64_t k, uint8_t e, char *buf, int *bad)
+{
+	const struct layout *l = io->layout;
+	struct block_sum sums[CHUNK_SUMS_MAX];
+	struct chunk_rec rec = { 0 };
+	unsigned healed;
+	int tid = cm_tier(e), r;
+	int fd = tfiles_fd(cmap_files(cf), l, io->by_id[tid], k, 0);
+
+	*bad = -1;
+	if (fd < 0)
+		return tier_error(io, tid, fd, "opening a chunk's file");
+	if ((io->zlevel[tid] || (e & CM_SUMS)) &&
+	    (r = cmap_get_record(io->cm, cf, k, &rec, (e & CM_SUMS) ? sums : NULL)))
+		return r == -ENOENT ? -ESTALE : r;
+	if (io->zlevel[tid]) {
+		r = zchunk_read(ctx, fd, layout_slot(l, k), l->chunk_size, !!(e & CM_PLAIN), rec.csum, buf);
+		return r == -EIO ? -EIO : tier_error(io, tid, r, "reading a chunk");
+	}
+	struct tier_io op = { .fd = fd, .off = layout_slot(l, k), .buf = buf, .len = l->chunk_size, .tier = tid };
+	if ((r = tier_io_run(ctx, &op, 1)))
+		return tier_error(io, tid, r, "reading a chunk");
+	if ((rec.flags & CHUNK_SUMS) && (*bad = bsum_verify(sums, 0, buf, bsum_blocks(l->chunk_size), &healed)) >= 0)
+		return -EIO;
+	return 0;
+}
+
+int chunk_write_whole(const struct chunkio *io, struct silt_ioctx *ctx, struct cmap_file *cf,
+		      uint64_t k, int to, const char *buf, struct chunk_rec *rec, struct block_sum *sums,
+		      int *with_sums)
+{
+	const struct layout *l = io->layout;
+	struct silt_tier *t = io->by_id[to];
+	int fd = tfiles_fd(cmap_files(cf), l, t, k, 1), r;
+
+	*rec = (struct chunk_rec){ .tier = (uint8_t)to };
+	*with_sums = tier_checksums(t);
+	if (fd < 0)
+		return tier_error(io, to, fd, "creating a chunk file");
+	if (*with_sums)
+		bsum_chunk(sums, buf, l->chunk_size);
+	if (io->zlevel[to]) {
+		struct zchunk_info zi;
+		if ((r = zchunk_write(ctx, fd, layout_slot(l, k), l->chunk_size, io->zlevel[to], buf, &zi)))
+			return tier_error(io, to, r, "writing a chunk");
+		rec->flags = zi.plain ? CHUNK_PLAIN : 0;
+		rec->stored_len = zi.stored_len;
+		rec->csum = zi.csum;
+		return 0;
+	}
+	if (is_zero(buf, l->chunk_size)) /* a preallocated chunk: keep it sparse */
+		return tier_error(io, to, tfiles_punch(cmap_files(cf), l, t, k, 0, l->chunk_size),
+				  "punching a chunk");
+	struct tier_io op = { .fd = fd, .write = 1, .off = layout_slot(l, k), .buf = (void *)buf,
+			      .len = l->chunk_size, .tier = to };
+	return tier_error(io, to, tier_io_run(ctx, &op, 1), "writing a chunk");
+}
