@@ -108,8 +108,11 @@ static int ctl_set_policy(struct silt_vol *v, const char *name, FILE *o)
 	if (policy_kind_parse(name, &pk) || !heat_policy_ok(pk))
 		return -EINVAL;
 	int r = heat_set_policy(v->heat, pk, vol_fast_capacity(v));
-	if (!r)
+	if (!r) {
+		log_info("placement policy set to %s", name);
+		vol_event(v, EVENT_POLICY, "placement policy set to %s", name);
 		ctl_placement(v, o);
+	}
 	return r;
 }
 
@@ -131,6 +134,50 @@ static int ctl_migrate(struct silt_vol *v, const char *arg, FILE *o)
 	fprintf(o, "epoch moved=%ld\n", n);
 	ctl_placement(v, o);
 	return 0;
+}
+
+/* "scrub [start|cancel]": the scrubber's progress and findings. */
+static int ctl_scrub(struct silt_vol *v, const char *arg, FILE *o)
+{
+	struct scrub_stats st;
+	int r = 0;
+
+	if (!strcmp(arg, "start"))
+		r = scrub_begin(v->scrub);
+	else if (!strcmp(arg, "cancel"))
+		scrub_cancel(v->scrub);
+	else if (*arg)
+		return -EINVAL;
+	if (r)
+		return r;
+	scrub_stats(v->scrub, &st);
+	fprintf(o, "scrub running=%d passes=%llu total=%llu checked=%llu damaged=%llu unreadable=%llu "
+		"cancelled=%d started=%lld finished=%lld\n", st.running, (unsigned long long)st.passes,
+		(unsigned long long)st.total, (unsigned long long)st.checked, (unsigned long long)st.damaged,
+		(unsigned long long)st.unreadable, st.cancelled, (long long)(st.started_ns / 1000000000),
+		(long long)(st.finished_ns / 1000000000));
+	return 0;
+}
+
+/* "events [N]": the last N (default 50) events, oldest first. */
+static int ctl_events(struct silt_vol *v, const char *arg, FILE *o)
+{
+	long n = *arg ? strtol(arg, NULL, 10) : 50;
+	struct silt_event *ev;
+
+	if (n <= 0 || n > EVENTS_KEEP)
+		return -EINVAL;
+	if (!(ev = calloc((size_t)n, sizeof(*ev))))
+		return -ENOMEM;
+	long got = events_last(v->events, ev, (size_t)n);
+	for (long i = 0; i < got; i++) {
+		fprintf(o, "event seq=%llu time=%lld kind=%s text=", (unsigned long long)ev[i].seq,
+			(long long)(ev[i].time_ns / 1000000000), event_kind_name(ev[i].kind));
+		put_esc(o, ev[i].text);
+		fputc('\n', o);
+	}
+	free(ev);
+	return got < 0 ? (int)got : 0;
 }
 
 /* A chunk's heat as a level: 0 cold, 1 (1-3 accesses a half-life), 2
@@ -244,6 +291,10 @@ int vol_ctl(struct silt_vol *v, const char *req, char **reply, size_t *len)
 		r = ctl_set_policy(v, req + 7, o);
 	else if (!strcmp(req, "migrate") || !strncmp(req, "migrate ", 8))
 		r = ctl_migrate(v, req[7] ? req + 8 : "", o);
+	else if (!strcmp(req, "scrub") || !strncmp(req, "scrub ", 6))
+		r = ctl_scrub(v, req[5] ? req + 6 : "", o);
+	else if (!strcmp(req, "events") || !strncmp(req, "events ", 7))
+		r = ctl_events(v, req[6] ? req + 7 : "", o);
 	else
 		r = -EINVAL;
 	if (r) {

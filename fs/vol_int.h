@@ -20,6 +20,7 @@
 #include "tiers/layout.h"
 #include "tiers/migrate.h"
 #include "tiers/ramcache.h"
+#include "tiers/scrub.h"
 #include "predictor/heat.h"
 #include "tiers/tier.h"
 #include "utils/util.h"
@@ -63,6 +64,7 @@ struct silt_vol {
 	struct heat *heat;          /* how chunks are used; the placement policy */
 	struct silt_migrate *mig;   /* moves chunks between tiers */
 	struct silt_ram *ram;       /* the RAM tier: a cache of hot chunks */
+	struct silt_scrub *scrub;   /* verifies every guarded chunk, on demand */
 	int ntiers;
 	struct silt_tier *tiers[SILT_MAX_TIERS];      /* placement order: fastest first */
 	struct silt_tier *tier_by_id[SILT_MAX_TIERS]; /* persistent id -> tier */

@@ -470,6 +470,11 @@ static int start_placement(struct silt_vol *v, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot start the migration engine: %s", strerror(-r));
 		return r;
 	}
+	struct scrub_conf sc = { .meta = v->meta, .io = v->cio, .files = mc.files, .events = v->events };
+	if ((r = scrub_open(&sc, &v->scrub))) {
+		snprintf(err, errlen, "cannot set up the scrubber: %s", strerror(-r));
+		return r;
+	}
 	return 0;
 }
 
@@ -588,7 +593,8 @@ void vol_close(struct silt_vol *v)
 {
 	if (!v)
 		return;
-	/* the migration engine first: it holds inode references */
+	/* the background engines first: they hold inode references */
+	scrub_close(v->scrub);
 	migrate_stop(v->mig);
 	/* Whatever the kernel still held is ours to write back now; each inode
 	 * is drained of its asynchronous I/O before it goes. */

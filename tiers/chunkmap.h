@@ -77,6 +77,16 @@ void cmap_count(const struct cmap_file *cf, uint64_t counts[SILT_MAX_TIERS]);
  * or -EUCLEAN with *bad set to a tier id that does not exist. */
 int cmap_count_all(struct silt_cmap *cm, uint64_t counts[SILT_MAX_TIERS], int *bad);
 
+/* How a background engine (mover, scrubber) reaches a file's chunk map by
+ * inode number: get takes a reference (and loads the map), put drops it;
+ * get returns -ENOENT for a file that is gone. The engine above provides
+ * it (the inode table is not the chunk map's). */
+struct cmap_source {
+	int (*get)(void *ctx, uint64_t ino, struct cmap_file **cf, void **ref);
+	void (*put)(void *ctx, void *ref);
+	void *ctx;
+};
+
 /* ---- pins ---- */
 
 enum cmap_pin_mode {

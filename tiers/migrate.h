@@ -45,15 +45,6 @@ enum migrate_mode {
 	MIGRATE_OFF,    /* place new chunks, move nothing */
 };
 
-/* How the engine reaches a file's chunk map: get takes a reference (and
- * loads the map), put drops it; get returns -ENOENT for a file that is
- * gone. */
-struct migrate_files {
-	int (*get)(void *ctx, uint64_t ino, struct cmap_file **cf, void **ref);
-	void (*put)(void *ctx, void *ref);
-	void *ctx;
-};
-
 struct migrate_conf {
 	struct silt_meta *meta;
 	struct silt_commit *commit;
@@ -65,7 +56,7 @@ struct migrate_conf {
 	struct silt_tier *const *by_id;      /* [SILT_MAX_TIERS] */
 	const int *zlevel;                   /* [SILT_MAX_TIERS] by id: zstd level, 0 = none */
 	struct heat *heat;
-	struct migrate_files files;
+	struct cmap_source files;
 	const _Atomic uint64_t *fg_ops[2];   /* foreground reads and writes so far */
 	uint32_t epoch_ms;                   /* 0 = plan only when asked */
 	uint64_t rate, busy_rate;            /* bytes per second */
