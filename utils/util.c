@@ -21,9 +21,14 @@ int silt_parse_size(const char *s, uint64_t *out)
 		s++;
 	if (!isdigit((unsigned char)*s))
 		return -EINVAL;
+	/* digits and one optional fraction only: strtod alone would also take
+	 * hex ("0x10K" = 16K) and exponents ("1e3") */
+	size_t nnum = strspn(s, "0123456789");
+	if (s[nnum] == '.')
+		nnum += 1 + strspn(s + nnum + 1, "0123456789");
 	errno = 0;
 	v = strtod(s, &end);
-	if (errno || v < 0)
+	if (errno || v < 0 || end != s + nnum)
 		return -EINVAL;
 	while (isspace((unsigned char)*end))
 		end++;
