@@ -6,6 +6,7 @@
  * agrees is anything opened for writing; a blank set of folders becomes a new
  * volume. Then the chunk map is scanned once to count each tier's chunks and
  * inodes orphaned by a crash (unlinked while open) are freed. */
+#include "fs/inuse.h"
 #include "fs/vol_int.h"
 #include "utils/log.h"
 
@@ -532,10 +533,15 @@ int vol_open(const struct silt_config *cfg, struct silt_vol **out, int *created,
 			r = -ENOENT;
 			goto fail;
 		}
+		char who[SILT_NAME_MAX + 64];
+		snprintf(who, sizeof(who), "volume %s (uuid %s)", cfg->name, v->uuid);
+		/* mounted already? say so before anything else */
+		if ((r = vol_store_wait(v->meta_dir, who, err, errlen)))
+			goto fail;
 		r = check_facts(cfg, v->uuid, v->meta_dir, ids, err, errlen);
 		if (r)
 			goto fail;
-		r = meta_open(v->meta_dir, META_OPEN, &v->meta, err, errlen);
+		r = vol_store_open(v->meta_dir, who, &v->meta, err, errlen);
 		if (r)
 			goto fail;
 		if ((r = commit_open(v->meta, &v->commit)))

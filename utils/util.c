@@ -196,6 +196,21 @@ int silt_write_file_atomic(const char *path, const char *data, size_t len)
 	return r;
 }
 
+char *silt_mount_unescape(char *s)
+{
+	char *o = s, *start = s;
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] && s[3]) {
+			*o++ = (char)(((s[1] - '0') << 6) | ((s[2] - '0') << 3) | (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+	return start;
+}
+
 void silt_ctl_default_path(const char *mnt, char *out, size_t len)
 {
 	char esc[200];
