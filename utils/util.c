@@ -196,6 +196,42 @@ int silt_write_file_atomic(const char *path, const char *data, size_t len)
 	return r;
 }
 
+int silt_path_within(const char *path, const struct stat *dir)
+{
+	struct stat cur, up;
+	int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &cur) < 0) {
+		r = -errno;
+		goto out;
+	}
+	/* ".." of a mount's root is the parent of its mountpoint, so a bind
+	 * mount does not hide where a folder is. The root is its own "..". */
+	for (int depth = 0; depth < 4096 && r == 0; depth++) {
+		if (cur.st_dev == dir->st_dev && cur.st_ino == dir->st_ino) {
+			r = 1;
+			break;
+		}
+		int pfd = openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (pfd < 0 || fstat(pfd, &up) < 0) {
+			r = -errno;
+			if (pfd >= 0)
+				close(pfd);
+			break;
+		}
+		close(fd);
+		fd = pfd;
+		if (up.st_dev == cur.st_dev && up.st_ino == cur.st_ino)
+			break;
+		cur = up;
+	}
+out:
+	close(fd);
+	return r;
+}
+
 char *silt_mount_unescape(char *s)
 {
 	char *o = s, *start = s;

@@ -466,6 +466,53 @@ capacity = 0x10G
 EOF
 expect_refused "a capacity in hex" 7
 
+new_case
+mkdir -p "$CASE/meta"
+echo precious > "$CASE/meta/notes"
+conf <<EOF
+[volume]
+name = bad
+metadata = $CASE/meta
+
+[tier a]
+path = @T0@
+class = nvme
+EOF
+expect_refused "metadata = a folder with other files in it" 3
+expect_words "is not empty"
+check_eq "$(ls -A "$CASE/meta")" notes "... the metadata folder holds only what it held"
+
+new_case
+mkdir -p "$CASE/mnt/inner"
+conf <<EOF
+[volume]
+name = bad
+
+[tier a]
+path = @T0@
+class = nvme
+
+[tier b]
+path = $CASE/mnt/inner
+class = hdd
+EOF
+expect_refused "a tier folder inside the mountpoint" 9
+expect_words "is inside the mountpoint"
+
+new_case
+conf <<EOF
+[volume]
+name = bad
+metadata = $CASE/mnt/not/yet/there
+
+[tier a]
+path = @T0@
+class = nvme
+EOF
+expect_refused "metadata (not yet created) inside the mountpoint" 3
+expect_words "is inside the mountpoint"
+check '[ ! -e "$CASE/mnt/not" ]' "... and it was not created"
+
 # A BOM, CRLF line ends, indented keys and ';' / '#' inline comments are
 # read as meant ('#' without a space before it is part of the value).
 new_case
@@ -487,6 +534,44 @@ if silt_mount "$CASE/vol.conf" "$CASE/mnt"; then
 	check_cmd "umount" silt_umount "$CASE/mnt"
 else
 	fail "BOM/comments config: $(cat "$SILT_LAST_ERR")"
+fi
+
+# A capacity beyond what the tier filesystem holds mounts (a thin disk may
+# grow) but says so; a capacity that fits says nothing.
+small="$SILT_TMP/small"
+mkdir -p "$small"
+silt_track_mount "$small"
+if mount -t tmpfs -o size=16M tmpfs "$small"; then
+	for cap in 1G 8M; do
+		new_case
+		mkdir -p "$small/$cap"
+		# (the metadata elsewhere: its filesystem must keep 16 MiB free)
+		conf <<EOF
+[volume]
+name = cap
+metadata = $CASE/meta
+
+[tier a]
+path = $small/$cap
+class = nvme
+capacity = $cap
+EOF
+		say "capacity = $cap on a 16 MiB filesystem"
+		if silt_mount "$CASE/vol.conf" "$CASE/mnt"; then
+			if [ $cap = 1G ]; then
+				check 'grep -q "vol.conf:8: \[tier a\] capacity = 1.0 GiB is more than its filesystem holds (16.0 MiB" "$SILT_LAST_ERR"' \
+					"capacity 1G: mounted, with a warning naming the line and the filesystem size"
+			else
+				check '! grep -q "more than its filesystem" "$SILT_LAST_ERR"' "capacity 8M: mounted, no warning"
+			fi
+			check_cmd "umount" silt_umount "$CASE/mnt"
+		else
+			fail "capacity = $cap: $(cat "$SILT_LAST_ERR")"
+		fi
+	done
+	umount "$small"
+else
+	skip "capacity warning: cannot mount a tmpfs"
 fi
 
 say "missing config file"
