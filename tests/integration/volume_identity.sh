@@ -233,6 +233,24 @@ shared_volume() {
 	echo "$u"
 }
 
+# recovered CONF SPLIT: mount CONF with -o split_tier=SPLIT, then again
+# without it; both times the 3 MiB file is intact, with chunks 16 on t0 and
+# 32 on t1. The first mount's stderr is left in $SILT_TMP/split.err.
+recovered() {
+	local conf=$1 split=$2 opt
+	for opt in "split_tier=$split" ""; do
+		if [ -n "$opt" ]; then say "recovery: mount with -o $opt"; else say "recovery: mount again, without split_tier"; fi
+		if ! silt_mount "$conf" "$MNT" $opt; then
+			fail "mount ${opt:+-o $opt}: $(cat "$SILT_LAST_ERR")"
+			continue
+		fi
+		[ -n "$opt" ] && cp "$SILT_LAST_ERR" "$SILT_TMP/split.err"
+		check_eq "$(silt_sum "$MNT/file" 2>&1)" "$sum" "the 3 MiB file is intact"
+		check_eq "$(silt_ctl where --json "$MNT/file" | jq -c '[.tiers[].chunks]')" "[16,32]" "chunks 16 on t0, 32 on t1"
+		check_cmd "umount" silt_umount "$MNT"
+	done
+}
+
 L="$SILT_TMP/legacy"
 lu=$(shared_volume "$L")
 try_refused "a volume made with two tiers in one folder" "$L/vol.conf" "$L/t1" "$L"
@@ -242,16 +260,9 @@ rm "$L/t1"
 mkdir "$L/t1"
 try_refused "... its t1 given an empty folder, mounted without split_tier" "$L/vol.conf" "$L/t1" "$L"
 refused_says "see -o split_tier"
-say "recovery: -o split_tier=t1:t0"
-if silt_mount "$L/vol.conf" "$MNT" split_tier=t1:t0; then
-	check 'grep -qF "split tier t1 out of the folder of tier t0: 32 chunks (2.0 MiB) now in $L/t1" "$SILT_LAST_ERR"' \
-		"stderr says what moved"
-	check_eq "$(silt_sum "$MNT/file" 2>&1)" "$sum" "the 3 MiB file is intact"
-	check_eq "$(silt_ctl where --json "$MNT/file" | jq -c '[.tiers[].chunks]')" "[16,32]" "chunks still 16 on t0, 32 on t1"
-	check_cmd "umount" silt_umount "$MNT"
-else
-	fail "split_tier=t1:t0: $(cat "$SILT_LAST_ERR")"
-fi
+recovered "$L/vol.conf" t1:t0
+check 'grep -qF "split tier t1 out of the folder of tier t0: 32 chunks (2.0 MiB) now in $L/t1" "$SILT_TMP/split.err"' \
+	"stderr said what moved"
 check 'grep -qx "tier=t1" "$L/t1/tier.id"' "t1's new folder carries t1's marker"
 lf=$(ls "$L/t1/$lu/chunks")
 check_eq "$(ls "$L/t0/$lu/chunks")" "$lf" "(one tier file each, for the file's inode $lf)"
@@ -259,9 +270,6 @@ check 'cmp -s <(silt_range "$L/t1/$lu/chunks/$lf" $((16 << 16)) $((32 << 16))) <
 	"t1's chunks are in t1's folder, in their slots"
 check '[ $(( $(stat -c "%b * %B" "$L/t0/$lu/chunks/$lf") )) -le $((17 << 16)) ]' \
 	"t1's slots are freed in t0's file ($(stat -c '%b blocks of %B bytes' "$L/t0/$lu/chunks/$lf"))"
-check_cmd "a plain mount now works" silt_mount "$L/vol.conf" "$MNT"
-check_eq "$(silt_sum "$MNT/file" 2>&1)" "$sum" "... with the file intact"
-check_cmd "umount" silt_umount "$MNT"
 
 # The other way round: the shared folder stays with t1 (its marker is
 # rewritten) and t0, which holds the metadata by default, moves out.
@@ -277,18 +285,8 @@ check 'grep -qF "set metadata = $R/t0/$ru/meta in [volume] first" "$SILT_TMP/rev
 check '[ -z "$(ls -A "$R/n0")" ]' "... and t0's new folder is still empty"
 two_tiers "$R/rev.conf" "$R/n0" "$R/t0" "metadata = $R/t0/$ru/meta"
 sed -i 's|^path = .*n0$|&\ncapacity = 1M\nhigh_watermark = 100%\nlow_watermark = 100%|' "$R/rev.conf"
-say "recovery the other way: -o split_tier=t0:t1"
-if silt_mount "$R/rev.conf" "$MNT" split_tier=t0:t1; then
-	check_eq "$(silt_sum "$MNT/file" 2>&1)" "$sum" "the 3 MiB file is intact"
-	check_eq "$(silt_ctl where --json "$MNT/file" | jq -c '[.tiers[].chunks]')" "[16,32]" "chunks 16 on t0, 32 on t1"
-	check_cmd "umount" silt_umount "$MNT"
-else
-	fail "split_tier=t0:t1: $(cat "$SILT_LAST_ERR")"
-fi
+recovered "$R/rev.conf" t0:t1
 check 'grep -qx "tier=t1" "$R/t0/tier.id" && grep -qx "tier=t0" "$R/n0/tier.id"' "markers: the shared folder now names t1, the new one t0"
-check_cmd "a plain mount of the reversed volume works" silt_mount "$R/rev.conf" "$MNT"
-check_eq "$(silt_sum "$MNT/file" 2>&1)" "$sum" "... with the file intact"
-check_cmd "umount" silt_umount "$MNT"
 
 # split_tier naming the wrong source: nothing of t1 is in t0's folder (t1's
 # real folder was emptied: a blank disk); refused before writing anything.
