@@ -32,7 +32,9 @@ static pid_t ctl_pid(const char *mnt)
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	pid_t pid = 0;
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* non-blocking: the connect of a daemon that hangs with a full
+	 * backlog fails (EAGAIN) instead of hanging this one */
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 
 	if (fd < 0)
 		return 0;
