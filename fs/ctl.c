@@ -328,7 +328,8 @@ static void serve(struct silt_ctl *c, int fd)
 	size_t len = 0;
 	if (vol_ctl(c->v, req, &reply, &len) == 0) {
 		for (size_t off = 0; off < len;) {
-			ssize_t w = write(fd, reply + off, len - off);
+			/* a client that went away must not kill the daemon */
+			ssize_t w = send(fd, reply + off, len - off, MSG_NOSIGNAL);
 			if (w <= 0)
 				break;
 			off += (size_t)w;

@@ -35,6 +35,12 @@ enum {
  * says why. created is set when a new volume was made. */
 int vol_open(const struct silt_config *cfg, struct silt_vol **out, int *created,
 	     char *err, size_t errlen);
+/* Recovery for a volume made by an earlier siltfs with two tiers in one folder:
+ * move the chunks of tier out of the folder of tier from into tier's own
+ * (empty) folder, then mark it (fs/split.c). Run before vol_open; report
+ * says what was done. Nothing is changed when a check fails. */
+int vol_split_tier(const struct silt_config *cfg, const char *tier, const char *from,
+		   char *report, size_t rlen, char *err, size_t errlen);
 /* Flush everything and close. */
 void vol_close(struct silt_vol *v);
 const char *vol_uuid(const struct silt_vol *v);

@@ -123,6 +123,10 @@ int64_t silt_now_wall(void);
 #define vol_event(v, kind, ...) events_add((v)->events, kind, __VA_ARGS__)
 /* Chunks the tiers above the slowest hold under their high watermarks. */
 uint64_t vol_fast_capacity(struct silt_vol *v);
+/* volume.c: identity checks, shared with the split_tier recovery (split.c) */
+void meta_dir_of(const struct silt_config *cfg, const char *uuid, char *out, size_t len);
+int check_facts(const struct silt_config *cfg, const char *uuid, const char *mdir,
+		int ids[SILT_MAX_TIERS], char *err, size_t errlen);
 
 /* rw.c: the synchronous data path */
 struct silt_ioctx *vol_ioctx(struct silt_vol *v);

@@ -6,6 +6,7 @@
  * agrees is anything opened for writing; a blank set of folders becomes a new
  * volume. Then the chunk map is scanned once to count each tier's chunks and
  * inodes orphaned by a crash (unlinked while open) are freed. */
+#include "fs/inuse.h"
 #include "fs/vol_int.h"
 #include "tiers/blocksum.h"
 #include "utils/log.h"
@@ -133,25 +134,99 @@ static int dir_is_empty(const char *path)
 	return empty;
 }
 
+/* Two configured tiers are one directory. An earlier siltfs accepted that
+ * and created the volume: both tiers' chunks then sit in that one folder
+ * (in disjoint slots of the same files) under the marker of the tier listed
+ * first. Say how to get out of it (-o split_tier, fs/split.c). */
+static int alias_error(const struct silt_config *cfg, int a, int b, char *err, size_t errlen)
+{
+	const struct silt_tier_conf *ta = &cfg->tiers[a], *tb = &cfg->tiers[b];
+	char u[37], tname[SILT_NAME_MAX];
+	int n = snprintf(err, errlen,
+			 "%s:%d: [tier %s] path = %s and [tier %s] path = %s (line %d) are the same directory "
+			 "(a symlink or a bind mount): every tier needs a folder of its own",
+			 cfg->file, tb->path_line, tb->name, tb->path, ta->name, ta->path, ta->path_line);
+
+	if (n < 0 || (size_t)n >= errlen)
+		return -EINVAL;
+	if (tier_probe(ta->path, u, tname, sizeof(tname)) == 0 &&
+	    (!strcmp(tname, ta->name) || !strcmp(tname, tb->name))) {
+		const struct silt_tier_conf *keep = strcmp(tname, ta->name) ? tb : ta;
+		const struct silt_tier_conf *move = keep == ta ? tb : ta;
+		snprintf(err + n, errlen - (size_t)n,
+			 ". If volume %s was created like this (an earlier siltfs let it be), the chunks of "
+			 "tier %s are kept in that folder, whose tier.id names tier %s, and nothing is lost: "
+			 "give tier %s an empty directory of its own (in place of the symlink or bind mount, "
+			 "or through its path = line), then mount once with -o split_tier=%s:%s, which moves "
+			 "its chunks there (docs/usage.md, \"Tiers that share a folder\"). Nothing was written",
+			 u, move->name, keep->name, move->name, move->name, keep->name);
+	} else {
+		snprintf(err + n, errlen - (size_t)n, "; nothing was written");
+	}
+	return -EINVAL;
+}
+
+/* Tier folders must be distinct and must not nest, compared by device and
+ * inode so that symlinks, bind mounts and ".." do not hide it: a folder
+ * inside another would show up as a stray file in the outer one (and in
+ * its chunk area, as chunk data), and one folder serving two tiers locks
+ * the volume (see alias_error). st[] holds each tier folder's stat. */
+static int check_tier_folders(const struct silt_config *cfg, const struct stat st[],
+			      char *err, size_t errlen)
+{
+	for (int i = 0; i < cfg->ntiers; i++)
+		for (int j = 0; j < i; j++)
+			if (st[i].st_dev == st[j].st_dev && st[i].st_ino == st[j].st_ino)
+				return alias_error(cfg, j, i, err, errlen);
+	for (int i = 0; i < cfg->ntiers; i++) {
+		const struct silt_tier_conf *t = &cfg->tiers[i];
+		for (int j = 0; j < cfg->ntiers; j++) {
+			const struct silt_tier_conf *o = &cfg->tiers[j];
+			int r = j == i ? 0 : silt_path_within(t->path, &st[j]);
+			if (r < 0) {
+				snprintf(err, errlen, "%s:%d: tier %s: %s: %s", cfg->file, t->path_line, t->name,
+					 t->path, strerror(-r));
+				return r;
+			}
+			if (r) {
+				snprintf(err, errlen,
+					 "%s:%d: [tier %s] path = %s is inside the folder of [tier %s] (%s, line %d): "
+					 "tier folders must not be nested; nothing was written",
+					 cfg->file, t->path_line, t->name, t->path, o->name, o->path, o->path_line);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
 /* Look at every tier folder; decide between "create", "open uuid", or refuse. */
 static int probe_tiers(const struct silt_config *cfg, char uuid[37], int *create,
 		       char *err, size_t errlen)
 {
-	int marked = -1, unmarked = -1;
+	struct stat sts[SILT_MAX_TIERS];
+	int marked = -1, unmarked = -1, r;
 
 	uuid[0] = '\0';
 	for (int i = 0; i < cfg->ntiers; i++) {
 		const struct silt_tier_conf *t = &cfg->tiers[i];
-		struct stat st;
-		char u[37], tname[SILT_NAME_MAX];
+		struct stat *st = &sts[i];
 
-		if (stat(t->path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		int bad = stat(t->path, st) < 0 ? errno : S_ISDIR(st->st_mode) ? 0 : ENOTDIR;
+		if (bad) {
 			snprintf(err, errlen, "%s:%d: tier %s: %s %s", cfg->file, t->line, t->name, t->path,
-				 errno == ENOENT || !S_ISDIR(st.st_mode) ? "does not exist or is not a directory"
-									 : strerror(errno));
+				 bad == ENOENT || bad == ENOTDIR ? "does not exist or is not a directory"
+								 : strerror(bad));
 			return -ENOENT;
 		}
-		int r = tier_probe(t->path, u, tname, sizeof(tname));
+	}
+	if ((r = check_tier_folders(cfg, sts, err, errlen)))
+		return r;
+	for (int i = 0; i < cfg->ntiers; i++) {
+		const struct silt_tier_conf *t = &cfg->tiers[i];
+		char u[37], tname[SILT_NAME_MAX];
+
+		r = tier_probe(t->path, u, tname, sizeof(tname));
 		if (r == -ENOENT) {
 			unmarked = i;
 			continue;
@@ -198,16 +273,17 @@ static int probe_tiers(const struct silt_config *cfg, char uuid[37], int *create
 	if (unmarked >= 0) {
 		snprintf(err, errlen,
 			 "tier %s: %s has no tier.id marker, but volume %s exists on tier %s (%s): "
-			 "wrong or blank disk mounted there? (adding tiers is not supported)",
+			 "wrong or blank disk mounted there? (adding tiers is not supported; if tier %s "
+			 "shared another tier's folder until now, see -o split_tier)",
 			 cfg->tiers[unmarked].name, cfg->tiers[unmarked].path, uuid,
-			 cfg->tiers[marked].name, cfg->tiers[marked].path);
+			 cfg->tiers[marked].name, cfg->tiers[marked].path, cfg->tiers[unmarked].name);
 		return -ENOENT;
 	}
 	*create = 0;
 	return 0;
 }
 
-static void meta_dir_of(const struct silt_config *cfg, const char *uuid, char *out, size_t len)
+void meta_dir_of(const struct silt_config *cfg, const char *uuid, char *out, size_t len)
 {
 	if (cfg->meta_dir[0])
 		snprintf(out, len, "%s", cfg->meta_dir);
@@ -215,9 +291,48 @@ static void meta_dir_of(const struct silt_config *cfg, const char *uuid, char *o
 		snprintf(out, len, "%s/%s/meta", cfg->tiers[0].path, uuid);
 }
 
+/* metadata = inside a tier's chunk area: every file there is taken for an
+ * inode's chunks (a stray one for fsck to reclaim), so refuse it. */
+static int check_meta_place(const struct silt_config *cfg, const char *uuid, const char *mdir,
+			    char *err, size_t errlen)
+{
+	for (int i = 0; i < cfg->ntiers; i++) {
+		char chunks[4200];
+		struct stat st;
+		snprintf(chunks, sizeof(chunks), "%s/%s/chunks", cfg->tiers[i].path, uuid);
+		if (stat(chunks, &st) == 0 && silt_path_within(mdir, &st) > 0) {
+			snprintf(err, errlen,
+				 "%s:%d: metadata = %s is inside the chunk folder of tier %s (%s), where every "
+				 "file is taken for chunk data: move it out and set metadata = to its new place",
+				 cfg->file, cfg->meta_line, mdir, cfg->tiers[i].name, chunks);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* capacity = more than the tier filesystem holds. Not refused: a thin or
+ * growable disk may be sized ahead (docs/usage.md); when the filesystem
+ * says ENOSPC the tier counts as full and new chunks go to the next one. */
+static void warn_capacity(const struct silt_config *cfg)
+{
+	for (int i = 0; i < cfg->ntiers; i++) {
+		const struct silt_tier_conf *t = &cfg->tiers[i];
+		struct statvfs sv;
+		char a[32], b[32];
+		if (!t->capacity || statvfs(t->path, &sv) < 0 ||
+		    t->capacity <= (uint64_t)sv.f_blocks * sv.f_frsize)
+			continue;
+		log_warn("%s:%d: [tier %s] capacity = %s is more than its filesystem holds (%s in all at %s): "
+			 "that filesystem will fill up before the watermarks, and new chunks then go to the next tier",
+			 cfg->file, t->capacity_line, t->name, silt_fmt_size(t->capacity, a, sizeof(a)),
+			 silt_fmt_size((uint64_t)sv.f_blocks * sv.f_frsize, b, sizeof(b)), t->path);
+	}
+}
+
 /* Read-only look at an existing volume's facts: nothing is written. Fills
  * the persistent tier id of each configured tier into ids[]. */
-static int check_facts(const struct silt_config *cfg, const char *uuid, const char *mdir,
+int check_facts(const struct silt_config *cfg, const char *uuid, const char *mdir,
 		       int ids[SILT_MAX_TIERS], char *err, size_t errlen)
 {
 	struct silt_meta *m;
@@ -310,6 +425,11 @@ static int create_volume(struct silt_vol *v, char *err, size_t errlen)
 
 	make_uuid(v->uuid);
 	meta_dir_of(cfg, v->uuid, v->meta_dir, sizeof(v->meta_dir));
+	if (cfg->meta_dir[0] && dir_is_empty(v->meta_dir) == 0) {
+		snprintf(err, errlen, "%s:%d: metadata = %s is not empty: refusing to create the volume's "
+			 "metadata store among other files", cfg->file, cfg->meta_line, v->meta_dir);
+		return -ENOTEMPTY;
+	}
 	if ((r = silt_mkdir_p(v->meta_dir, 0700))) {
 		snprintf(err, errlen, "metadata %s: cannot create: %s", v->meta_dir, strerror(-r));
 		return r;
@@ -548,10 +668,17 @@ int vol_open(const struct silt_config *cfg, struct silt_vol **out, int *created,
 			r = -ENOENT;
 			goto fail;
 		}
+		if (cfg->meta_dir[0] && (r = check_meta_place(cfg, v->uuid, v->meta_dir, err, errlen)))
+			goto fail;
+		char who[SILT_NAME_MAX + 64];
+		snprintf(who, sizeof(who), "volume %s (uuid %s)", cfg->name, v->uuid);
+		/* mounted already? say so before anything else */
+		if ((r = vol_store_wait(v->meta_dir, who, err, errlen)))
+			goto fail;
 		r = check_facts(cfg, v->uuid, v->meta_dir, ids, err, errlen);
 		if (r)
 			goto fail;
-		r = meta_open(v->meta_dir, META_OPEN, &v->meta, err, errlen);
+		r = vol_store_open(v->meta_dir, who, &v->meta, err, errlen);
 		if (r)
 			goto fail;
 		if ((r = commit_open(v->meta, &v->commit)))
@@ -565,6 +692,7 @@ int vol_open(const struct silt_config *cfg, struct silt_vol **out, int *created,
 		v->rank_of_id[ids[i]] = i;
 		v->zlevel[ids[i]] = cfg->tiers[i].zstd_level;
 	}
+	warn_capacity(cfg);
 	if ((r = fact_get_u64(v->meta, K_NEXT_INO, &v->next_ino))) {
 		snprintf(err, errlen, "metadata %s: next inode number missing", v->meta_dir);
 		goto fail;

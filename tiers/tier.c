@@ -238,7 +238,9 @@ int tier_write_promotes(const struct silt_tier *t)
 
 int tier_checksums(const struct silt_tier *t)
 {
-	return t->conf.checksum > 0 && !t->conf.zstd_level;
+	int on = t->conf.checksum < 0 ? t->conf.cls == SILT_CLASS_HDD || t->conf.cls == SILT_CLASS_NET
+				      : t->conf.checksum > 0;
+	return on && !t->conf.zstd_level; /* compressed chunks have their own */
 }
 
 void tier_release(struct silt_tier *t, uint64_t nchunks)

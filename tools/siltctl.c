@@ -80,21 +80,6 @@ static int parse(char *text, struct rec *recs, int max)
 	return n;
 }
 
-static char *mount_unescape(char *s)
-{
-	char *o = s, *start = s;
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] && s[3]) {
-			*o++ = (char)(((s[1] - '0') << 6) | ((s[2] - '0') << 3) | (s[3] - '0'));
-			s += 3;
-		} else {
-			*o++ = *s;
-		}
-	}
-	*o = '\0';
-	return start;
-}
-
 /* Find the siltfs mount that holds path (st_dev match), or the only one. */
 static int find_mount(const char *path, char *out, size_t len)
 {
@@ -116,7 +101,7 @@ static int find_mount(const char *path, char *out, size_t len)
 		char *mnt = strtok_r(NULL, " ", &save), *type = strtok_r(NULL, " ", &save);
 		if (!mnt || !type || strcmp(type, "fuse.siltfs"))
 			continue;
-		mount_unescape(mnt);
+		silt_mount_unescape(mnt);
 		if (path) {
 			struct stat st;
 			if (stat(mnt, &st) == 0 && st.st_dev == want.st_dev) {

@@ -41,6 +41,8 @@ struct opts {
 	unsigned threads;
 	char ctl[108];
 	char fuse_opts[4096]; /* what we pass on to libfuse */
+	int nsplit;           /* split_tier=TIER:FROM recoveries to run first */
+	char split[SILT_MAX_TIERS][2][SILT_NAME_MAX];
 };
 
 static int status_fd = -1; /* pipe to the waiting parent, until detached */
@@ -74,6 +76,8 @@ static void usage(FILE *o)
 		"  -d            debug output (implies -f)\n"
 		"  -o ctl=PATH   control socket (default /run/siltfs/<mountpoint>.sock)\n"
 		"  -o threads=N  FUSE worker threads (default 4, at most %d)\n"
+		"  -o split_tier=TIER:FROM  move TIER's chunks out of FROM's folder, where an older\n"
+		"                siltfs let them share one folder, into TIER's own (empty) folder\n"
 		"  -o OPT,...    FUSE and mount options (allow_other, ro, noatime, ...)\n"
 		"see docs/usage.md for the config file\n", MAX_THREADS);
 }
@@ -113,6 +117,16 @@ static int parse_o(struct opts *o, const char *list)
 				return -1;
 			}
 			o->threads = (unsigned)t;
+		} else if (!strncmp(opt, "split_tier=", 11)) {
+			const char *v = opt + 11, *colon = strchr(v, ':');
+			if (!colon || colon == v || !colon[1] || colon - v >= SILT_NAME_MAX ||
+			    strlen(colon + 1) >= SILT_NAME_MAX || o->nsplit == SILT_MAX_TIERS) {
+				fprintf(stderr, "siltfs: -o %s: must be split_tier=TIER:FROM (two tier names)\n", opt);
+				free(dup);
+				return -1;
+			}
+			snprintf(o->split[o->nsplit][0], SILT_NAME_MAX, "%.*s", (int)(colon - v), v);
+			snprintf(o->split[o->nsplit++][1], SILT_NAME_MAX, "%s", colon + 1);
 		} else if (!strcmp(opt, "defaults") || !strcmp(opt, "_netdev") || !strcmp(opt, "nofail") ||
 			   !strcmp(opt, "auto") || !strcmp(opt, "noauto") || !strcmp(opt, "user") ||
 			   !strcmp(opt, "users") || !strcmp(opt, "nouser") || !strncmp(opt, "x-", 2) ||
@@ -171,6 +185,44 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	}
 	if (npos != 2) {
 		usage(stderr);
+		return -1;
+	}
+	return 0;
+}
+
+/* path, or the part of it that exists, is the mountpoint or inside it. */
+static int inside(const char *path, const struct stat *mst)
+{
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s", path);
+	for (;;) {
+		int r = silt_path_within(p, mst);
+		char *slash = strrchr(p, '/');
+		if (r >= 0 || !slash || slash == p)
+			return r > 0;
+		*slash = '\0';
+	}
+}
+
+/* A tier or metadata folder inside the mountpoint would be hidden by the
+ * mount from siltfs itself (RocksDB opens its files by path). */
+static int check_mountpoint(const struct silt_config *cfg, const char *mnt)
+{
+	struct stat mst;
+
+	if (stat(mnt, &mst) < 0)
+		return 0; /* fuse_session_mount will say */
+	for (int i = 0; i < cfg->ntiers; i++) {
+		if (inside(cfg->tiers[i].path, &mst)) {
+			fprintf(stderr, "siltfs: %s:%d: [tier %s] path = %s is inside the mountpoint %s: the "
+				"mount would hide it from siltfs itself\n", cfg->file, cfg->tiers[i].path_line,
+				cfg->tiers[i].name, cfg->tiers[i].path, mnt);
+			return -1;
+		}
+	}
+	if (cfg->meta_dir[0] && inside(cfg->meta_dir, &mst)) {
+		fprintf(stderr, "siltfs: %s:%d: metadata = %s is inside the mountpoint %s: the mount would "
+			"hide it from siltfs itself\n", cfg->file, cfg->meta_line, cfg->meta_dir, mnt);
 		return -1;
 	}
 	return 0;
@@ -262,6 +314,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "siltfs: %s\n", err);
 		return 1;
 	}
+	if (check_mountpoint(&cfg, mnt))
+		return 1;
 	char ctl_default[108];
 	silt_ctl_default_path(mnt, ctl_default, sizeof(ctl_default));
 	if (!o.ctl[0])
@@ -305,6 +359,14 @@ int main(int argc, char **argv)
 	}
 	raise_nofile();
 
+	for (int i = 0; i < o.nsplit; i++) {
+		char report[1024];
+		if (vol_split_tier(&cfg, o.split[i][0], o.split[i][1], report, sizeof(report), err, sizeof(err))) {
+			say("%s", err);
+			return leave(se, &args, 1);
+		}
+		say("%s", report);
+	}
 	if ((r = vol_open(&cfg, &fs.vol, &created, err, sizeof(err)))) {
 		say("%s", err);
 		return leave(se, &args, 1);

@@ -5,6 +5,16 @@
  * "file:line: what is wrong". Validation that needs the whole file (a tier
  * without a path, watermarks out of order) names the line of the section.
  *
+ * The reader also cleans each line before inih sees it, because inih's own
+ * rules let mistakes through silently or misreport them: an indented line
+ * would be a continuation of the previous value (Python configparser style;
+ * none of our values spans lines), text after "[section]" would be dropped,
+ * a line longer than inih's buffer would be split in two, a UTF-8 BOM would
+ * hide the first header from us, and only ';' starts an inline comment. So:
+ * indentation is dropped, ';' and '#' after whitespace start a comment (the
+ * rule of libinih's INI_INLINE_COMMENT_PREFIXES, with both characters), and
+ * the rest is refused with its line named.
+ *
  *   [volume]    name, chunk_size (power of two, 4K..4M), metadata
  *   [ram]       size
  *   [placement] policy, migration, epoch, rate, busy_rate, half_life
@@ -14,6 +24,7 @@
 #include "utils/config.h"
 #include "utils/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <stdarg.h>
@@ -22,20 +33,28 @@
 #include <string.h>
 #include <strings.h>
 
+#define MAX_KEYS 8 /* keys of one section: [tier] has seven */
+
 struct parse_state {
 	struct silt_config *cfg;
 	FILE *fp;
+	char *raw;         /* the current line as read (getline) */
+	size_t rawcap;
 	int line;
 	char *err;
 	size_t errlen;
 	int failed;
 	char cur_section[128];
 	struct silt_tier_conf *cur_tier;
+	struct { char key[24]; int line; } keys[MAX_KEYS]; /* set so far in this section */
+	int nkeys;
 	int seen_volume, seen_ram, seen_placement;
 	int volume_line;   /* where [volume] starts */
 	int fail_line;     /* line of our first error, 0 if none */
 };
 
+static int fail(struct parse_state *st, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 static int fail(struct parse_state *st, int line, const char *fmt, ...)
 {
 	va_list ap;
@@ -56,26 +75,72 @@ static int fail(struct parse_state *st, int line, const char *fmt, ...)
 
 static int enter_section(struct parse_state *st, const char *section);
 
-/* Line source for inih. Section headers are handled here rather than in the
- * key handler: inih only tells the handler about sections that have keys,
- * so an unknown or repeated header without keys would slip through, and
+/* Strip what is not content: a BOM on the first line, indentation, a
+ * comment (whole line, or ';'/'#' after whitespace), trailing whitespace
+ * (and the newline). Returns a pointer into s. */
+static char *clean_line(char *s, int first)
+{
+	char *p = s, *c;
+
+	if (first && !strncmp(p, "\xEF\xBB\xBF", 3))
+		p += 3;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p == ';' || *p == '#')
+		*p = '\0';
+	for (c = p; *c; c++) {
+		if ((*c == ';' || *c == '#') && isspace((unsigned char)c[-1])) {
+			*c = '\0';
+			break;
+		}
+	}
+	for (c = p + strlen(p); c > p && isspace((unsigned char)c[-1]); c--)
+		c[-1] = '\0';
+	return p;
+}
+
+/* "[name]" on a line of its own. Handled here rather than in the key
+ * handler: inih only tells the handler about sections that have keys, so
+ * an unknown or repeated header without keys would slip through, and
  * errors about a section should name its header's line. */
+static void section_line(struct parse_state *st, const char *p)
+{
+	const char *close = strchr(p, ']');
+	char name[128];
+
+	if (!close)
+		return; /* inih reports the syntax error */
+	if (close[1]) {
+		const char *rest = close + 1 + strspn(close + 1, " \t");
+		fail(st, st->line, "text after the section header %.*s: '%s' (each key = value goes on a line of its own)",
+		     (int)(close - p + 1), p, rest);
+		return;
+	}
+	snprintf(name, sizeof(name), "%.*s", (int)(close - p - 1), p + 1);
+	enter_section(st, name);
+}
+
+/* Line source for inih: read a whole line, clean it, and hand inih the
+ * content only. */
 static char *reader(char *buf, int size, void *stream)
 {
 	struct parse_state *st = stream;
-	char *r = fgets(buf, size, st->fp);
-	if (r) {
-		const char *p = r, *close;
-		st->line++;
-		while (*p == ' ' || *p == '\t')
-			p++;
-		if (*p == '[' && (close = strchr(p, ']')) && !st->failed) {
-			char name[128];
-			snprintf(name, sizeof(name), "%.*s", (int)(close - p - 1), p + 1);
-			enter_section(st, name);
-		}
+	ssize_t n = getline(&st->raw, &st->rawcap, st->fp);
+	char *p;
+
+	if (n < 0)
+		return NULL;
+	st->line++;
+	p = clean_line(st->raw, st->line == 1);
+	if (strlen(p) + 2 > (size_t)size) {
+		fail(st, st->line, "line too long: %zu characters, at most %d (not counting indentation and comments)",
+		     strlen(p), size - 2);
+		p = "";
 	}
-	return r;
+	if (*p == '[' && !st->failed)
+		section_line(st, p);
+	snprintf(buf, (size_t)size, "%s\n", p);
+	return buf;
 }
 
 const char *silt_class_name(enum silt_tier_class c)
@@ -145,6 +210,7 @@ static int placement_key(struct parse_state *st, struct silt_placement_conf *p, 
 		if (silt_parse_size(value, &v) || v < (1u << 20))
 			return fail(st, line, "%s = %s: must be a size per second of at least 1M (e.g. 200M)", key, value);
 		*(key[0] == 'r' ? &p->rate : &p->busy_rate) = v;
+		p->rates_line = line;
 	} else {
 		return fail(st, line, "unknown key '%s' in [placement] (expected policy, migration, epoch, rate, "
 			    "busy_rate, half_life)", key);
@@ -159,6 +225,7 @@ static int enter_section(struct parse_state *st, const char *section)
 
 	snprintf(st->cur_section, sizeof(st->cur_section), "%s", section);
 	st->cur_tier = NULL;
+	st->nkeys = 0;
 	if (!strcmp(section, "volume")) {
 		if (st->seen_volume++)
 			return fail(st, st->line, "[volume] appears twice");
@@ -199,20 +266,43 @@ static int enter_section(struct parse_state *st, const char *section)
 		st->cur_tier->checksum = -1; /* by class, once the class is known */
 		return 1;
 	}
+	if (!strcmp(section, "tier"))
+		return fail(st, st->line, "[tier] needs a name: [tier NAME]");
 	return fail(st, st->line, "unknown section [%s] (expected [volume], [ram], [placement] or [tier NAME])", section);
 }
+
+static int handle_key(struct parse_state *st, const char *section, const char *key,
+		      const char *value, int line);
 
 static int handler(void *user, const char *section, const char *key, const char *value)
 {
 	struct parse_state *st = user;
-	struct silt_config *cfg = st->cfg;
 	int line = st->line;
-	uint64_t sz;
 
 	if (st->failed) /* inih goes on after an error; we report the first */
 		return 0;
 	if (!section[0])
 		return fail(st, line, "'%s' is outside any section", key);
+	for (int i = 0; i < st->nkeys; i++)
+		if (!strcmp(st->keys[i].key, key))
+			return fail(st, line, "%s is set twice in [%s], at lines %d and %d: keep one", key,
+				    section, st->keys[i].line, line);
+	if (!handle_key(st, section, key, value, line))
+		return 0;
+	/* only known keys get here, and a section has at most MAX_KEYS */
+	if (st->nkeys < MAX_KEYS) {
+		snprintf(st->keys[st->nkeys].key, sizeof(st->keys[0].key), "%s", key);
+		st->keys[st->nkeys++].line = line;
+	}
+	return 1;
+}
+
+static int handle_key(struct parse_state *st, const char *section, const char *key,
+		      const char *value, int line)
+{
+	struct silt_config *cfg = st->cfg;
+	uint64_t sz;
+
 
 	if (!strcmp(section, "volume")) {
 		if (!strcmp(key, "name")) {
@@ -227,6 +317,7 @@ static int handler(void *user, const char *section, const char *key, const char 
 			if (value[0] != '/')
 				return fail(st, line, "metadata = %s: must be an absolute path", value);
 			snprintf(cfg->meta_dir, sizeof(cfg->meta_dir), "%s", value);
+			cfg->meta_line = line;
 		} else {
 			return fail(st, line, "unknown key '%s' in [volume] (expected name, chunk_size, metadata)", key);
 		}
@@ -247,12 +338,15 @@ static int handler(void *user, const char *section, const char *key, const char 
 		return placement_key(st, &cfg->placement, key, value, line);
 
 	struct silt_tier_conf *t = st->cur_tier;
+	if (!t) /* cannot happen: every other section was refused at its header */
+		return fail(st, line, "'%s' is not in a known section", key);
 	if (!strcmp(key, "path")) {
 		if (value[0] != '/')
 			return fail(st, line, "path = %s: must be an absolute path", value);
 		if (strlen(value) >= sizeof(t->path) - 128)
 			return fail(st, line, "path is too long");
 		snprintf(t->path, sizeof(t->path), "%s", value);
+		t->path_line = line;
 		size_t n = strlen(t->path);
 		while (n > 1 && t->path[n - 1] == '/')
 			t->path[--n] = '\0';
@@ -271,6 +365,7 @@ static int handler(void *user, const char *section, const char *key, const char 
 			return fail(st, line, "capacity = %s: must be 'auto' or a size of at least 1M", value);
 		else
 			t->capacity = sz;
+		t->capacity_line = line;
 	} else if (!strcmp(key, "high_watermark")) {
 		if (parse_percent(value, &t->high_wm))
 			return fail(st, line, "high_watermark = %s: must be a percentage from 1%% to 100%%", value);
@@ -320,10 +415,85 @@ void silt_placement_defaults(struct silt_placement_conf *p)
 	p->half_life_s = 60;
 }
 
+/* The checks that need the whole file; each names the line it is about. */
+static int check_tier(const struct silt_config *cfg, int i, char *err, size_t errlen)
+{
+	const struct silt_tier_conf *t = &cfg->tiers[i];
+	const char *path = cfg->file;
+	char a[32], b[32];
+
+	if (!t->path[0]) {
+		snprintf(err, errlen, "%s:%d: [tier %s] has no path", path, t->line, t->name);
+		return -EINVAL;
+	}
+	if ((int)t->cls < 0) {
+		snprintf(err, errlen, "%s:%d: [tier %s] has no class (nvme, ssd, hdd or net)", path, t->line, t->name);
+		return -EINVAL;
+	}
+	if (t->low_wm > t->high_wm) {
+		snprintf(err, errlen, "%s:%d: [tier %s] low_watermark (%u%%) is above high_watermark (%u%%)",
+			 path, t->line, t->name, t->low_wm, t->high_wm);
+		return -EINVAL;
+	}
+	/* A tier that can never take a chunk is a typo, not a choice. */
+	if (t->capacity && (unsigned __int128)t->capacity * t->high_wm / 100 < cfg->chunk_size) {
+		snprintf(err, errlen,
+			 "%s:%d: [tier %s] capacity = %s with high_watermark = %u%% has no room for one chunk of %s",
+			 path, t->capacity_line, t->name, silt_fmt_size(t->capacity, a, sizeof(a)), t->high_wm,
+			 silt_fmt_size(cfg->chunk_size, b, sizeof(b)));
+		return -EINVAL;
+	}
+	for (int j = 0; j < i; j++) {
+		if (!strcmp(cfg->tiers[j].path, t->path)) {
+			snprintf(err, errlen, "%s:%d: [tier %s] uses the same path as [tier %s] (line %d)",
+				 path, t->path_line, t->name, cfg->tiers[j].name, cfg->tiers[j].path_line);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int check_whole(const struct parse_state *st, char *err, size_t errlen)
+{
+	const struct silt_config *cfg = st->cfg;
+	const char *path = cfg->file;
+	int r;
+
+	if (st->line == 0) {
+		snprintf(err, errlen, "%s:1: the file is empty: a config needs a [volume] section with a name "
+			 "and at least one [tier NAME] section", path);
+		return -EINVAL;
+	}
+	if (!st->seen_volume) {
+		snprintf(err, errlen, "%s:1: there is no [volume] section: a config needs one, with name = ...", path);
+		return -EINVAL;
+	}
+	if (cfg->placement.busy_rate > cfg->placement.rate) {
+		char a[32], b[32];
+		snprintf(err, errlen, "%s:%d: [placement] busy_rate (%s/s) is above rate (%s/s)", path,
+			 cfg->placement.rates_line, silt_fmt_size(cfg->placement.busy_rate, a, sizeof(a)),
+			 silt_fmt_size(cfg->placement.rate, b, sizeof(b)));
+		return -EINVAL;
+	}
+	if (cfg->ntiers == 0) {
+		snprintf(err, errlen, "%s:%d: no [tier NAME] section: a volume needs at least one storage tier",
+			 path, st->line);
+		return -EINVAL;
+	}
+	if (!cfg->name[0]) {
+		snprintf(err, errlen, "%s:%d: [volume] has no name (name = ...)", path, st->volume_line);
+		return -EINVAL;
+	}
+	for (int i = 0; i < cfg->ntiers; i++)
+		if ((r = check_tier(cfg, i, err, errlen)))
+			return r;
+	return 0;
+}
+
 int silt_config_load(const char *path, struct silt_config *cfg, char *err, size_t errlen)
 {
 	struct parse_state st = { .cfg = cfg, .err = err, .errlen = errlen };
-	int r;
+	int r, rd_err;
 
 	memset(cfg, 0, sizeof(*cfg));
 	snprintf(cfg->file, sizeof(cfg->file), "%s", path);
@@ -339,54 +509,18 @@ int silt_config_load(const char *path, struct silt_config *cfg, char *err, size_
 		return r;
 	}
 	r = ini_parse_stream(reader, &st, handler, &st);
+	rd_err = ferror(st.fp);
 	fclose(st.fp);
+	free(st.raw);
 	if (r > 0 && (!st.failed || r < st.fail_line)) {
 		snprintf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)", path, r);
 		return -EINVAL;
 	}
 	if (st.failed)
 		return -EINVAL;
-	if (r < 0) {
+	if (r < 0 || rd_err) {
 		snprintf(err, errlen, "%s: cannot read config", path);
 		return -EIO;
 	}
-	if (cfg->placement.busy_rate > cfg->placement.rate) {
-		snprintf(err, errlen, "%s: [placement] busy_rate is above rate", path);
-		return -EINVAL;
-	}
-	if (cfg->ntiers == 0) {
-		snprintf(err, errlen, "%s:%d: no [tier NAME] section: a volume needs at least one storage tier",
-			 path, st.line);
-		return -EINVAL;
-	}
-	if (!cfg->name[0]) {
-		snprintf(err, errlen, "%s:%d: [volume] has no name", path, st.volume_line ? st.volume_line : 1);
-		return -EINVAL;
-	}
-	for (int i = 0; i < cfg->ntiers; i++) {
-		struct silt_tier_conf *t = &cfg->tiers[i];
-		if (!t->path[0]) {
-			snprintf(err, errlen, "%s:%d: [tier %s] has no path", path, t->line, t->name);
-			return -EINVAL;
-		}
-		if ((int)t->cls < 0) {
-			snprintf(err, errlen, "%s:%d: [tier %s] has no class (nvme, ssd, hdd or net)", path, t->line, t->name);
-			return -EINVAL;
-		}
-		if (t->checksum < 0)
-			t->checksum = t->cls == SILT_CLASS_HDD || t->cls == SILT_CLASS_NET;
-		if (t->low_wm > t->high_wm) {
-			snprintf(err, errlen, "%s:%d: [tier %s] low_watermark (%u%%) is above high_watermark (%u%%)",
-				 path, t->line, t->name, t->low_wm, t->high_wm);
-			return -EINVAL;
-		}
-		for (int j = 0; j < i; j++) {
-			if (!strcmp(cfg->tiers[j].path, t->path)) {
-				snprintf(err, errlen, "%s:%d: [tier %s] uses the same path as [tier %s] (line %d)",
-					 path, t->line, t->name, cfg->tiers[j].name, cfg->tiers[j].line);
-				return -EINVAL;
-			}
-		}
-	}
-	return 0;
+	return check_whole(&st, err, errlen);
 }

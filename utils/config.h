@@ -20,8 +20,10 @@ struct silt_tier_conf {
 	unsigned low_wm;        /* percent: demotion target for the migration engine */
 	int zstd_level;         /* 0 = uncompressed */
 	int write_promote;      /* a write into a chunk here first copies it up to the write target */
-	int checksum;           /* per-block checksums of its chunks (default: hdd and net) */
+	int checksum;           /* per-block checksums of its chunks: 1, 0, or -1 (by class: hdd and net) */
 	int line;               /* where the section starts, for later error messages */
+	int path_line;          /* where path = and capacity = are (0: not given) */
+	int capacity_line;
 };
 
 /* [placement]: how chunks move between tiers. Names are checked when the
@@ -34,6 +36,7 @@ struct silt_placement_conf {
 	uint32_t epoch_ms;      /* how often the placer plans */
 	uint64_t rate;          /* migration bytes per second at most */
 	uint64_t busy_rate;     /* ... while foreground I/O is busy */
+	int rates_line;         /* where the later of rate = and busy_rate = is */
 	uint32_t half_life_s;   /* heat halves every this many seconds */
 };
 
@@ -42,6 +45,7 @@ struct silt_config {
 	char name[SILT_NAME_MAX];
 	uint32_t chunk_size;
 	char meta_dir[4096];    /* "" = <first tier>/<uuid>/meta */
+	int meta_line;          /* where metadata = is */
 	uint64_t ram_size;
 	struct silt_placement_conf placement;
 	int ntiers;

@@ -21,9 +21,14 @@ int silt_parse_size(const char *s, uint64_t *out)
 		s++;
 	if (!isdigit((unsigned char)*s))
 		return -EINVAL;
+	/* digits and one optional fraction only: strtod alone would also take
+	 * hex ("0x10K" = 16K) and exponents ("1e3") */
+	size_t nnum = strspn(s, "0123456789");
+	if (s[nnum] == '.')
+		nnum += 1 + strspn(s + nnum + 1, "0123456789");
 	errno = 0;
 	v = strtod(s, &end);
-	if (errno || v < 0)
+	if (errno || v < 0 || end != s + nnum)
 		return -EINVAL;
 	while (isspace((unsigned char)*end))
 		end++;
@@ -189,6 +194,57 @@ int silt_write_file_atomic(const char *path, const char *data, size_t len)
 		r = silt_fsync_dir(dir);
 	}
 	return r;
+}
+
+int silt_path_within(const char *path, const struct stat *dir)
+{
+	struct stat cur, up;
+	int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &cur) < 0) {
+		r = -errno;
+		goto out;
+	}
+	/* ".." of a mount's root is the parent of its mountpoint, so a bind
+	 * mount does not hide where a folder is. The root is its own "..". */
+	for (int depth = 0; depth < 4096 && r == 0; depth++) {
+		if (cur.st_dev == dir->st_dev && cur.st_ino == dir->st_ino) {
+			r = 1;
+			break;
+		}
+		int pfd = openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (pfd < 0 || fstat(pfd, &up) < 0) {
+			r = -errno;
+			if (pfd >= 0)
+				close(pfd);
+			break;
+		}
+		close(fd);
+		fd = pfd;
+		if (up.st_dev == cur.st_dev && up.st_ino == cur.st_ino)
+			break;
+		cur = up;
+	}
+out:
+	close(fd);
+	return r;
+}
+
+char *silt_mount_unescape(char *s)
+{
+	char *o = s, *start = s;
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] && s[3]) {
+			*o++ = (char)(((s[1] - '0') << 6) | ((s[2] - '0') << 3) | (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+	return start;
 }
 
 void silt_ctl_default_path(const char *mnt, char *out, size_t len)

@@ -28,6 +28,16 @@ int silt_fsync_dir(const char *path);                /* 0 or -errno */
 /* Write a small file atomically and durably (tmp, fsync, rename, fsync dir). */
 int silt_write_file_atomic(const char *path, const char *data, size_t len);
 
+struct stat;
+/* 1 if the directory path is dir or lies anywhere below it (through
+ * symlinks and bind mounts: directories are compared by device and inode),
+ * 0 if not, -errno if path cannot be opened. */
+int silt_path_within(const char *path, const struct stat *dir);
+
+/* Undo the octal escapes (\040 for a space, ...) of a path in
+ * /proc/self/mounts or mountinfo, in place. */
+char *silt_mount_unescape(char *s);
+
 /* Control socket of the volume mounted at mnt: /run/siltfs/<escaped>.sock,
  * the mountpoint escaped systemd-style ('/' -> '-'). */
 void silt_ctl_default_path(const char *mnt, char *out, size_t len);

@@ -25,6 +25,7 @@
 #include "utils/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <rocksdb/c.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -152,25 +153,21 @@ int meta_open(const char *dir, int mode, struct silt_meta **out, char *err, size
 	for (int i = 0; i < CF_COUNT; i++)
 		cfopts[i] = m->opts;
 
-	/* A daemon that was just unmounted may still be closing the store:
-	 * `umount && mount` must not fail on its lock, so wait a little. */
-	for (int tries = 0;; tries++) {
-		if (mode == META_READONLY)
-			m->db = rocksdb_open_for_read_only_column_families(m->opts, dir, CF_COUNT, cf_names,
-									   cfopts, m->cf, 0, &rerr);
-		else
-			m->db = rocksdb_open_column_families(m->opts, dir, CF_COUNT, cf_names, cfopts,
-							     m->cf, &rerr);
-		if (m->db || !rerr || !strstr(rerr, "lock") || tries == 100)
-			break;
-		free(rerr);
-		rerr = NULL;
-		usleep(100 * 1000);
-	}
+	/* No waiting here for a store another process holds: whether to wait
+	 * (a daemon still closing after umount) or not (one serving a mount)
+	 * is the caller's call (fs/inuse.c); it gets -EBUSY. */
+	if (mode == META_READONLY)
+		m->db = rocksdb_open_for_read_only_column_families(m->opts, dir, CF_COUNT, cf_names,
+								   cfopts, m->cf, 0, &rerr);
+	else
+		m->db = rocksdb_open_column_families(m->opts, dir, CF_COUNT, cf_names, cfopts,
+						     m->cf, &rerr);
 	if (!m->db) {
 		char what[4200];
 		snprintf(what, sizeof(what), "metadata store %s", dir);
 		int r = fail(err, errlen, what, rerr);
+		if (mode != META_READONLY && meta_lock_holder(dir) > 0)
+			r = -EBUSY;
 		m->db = NULL;
 		meta_close(m);
 		return r;
@@ -181,6 +178,27 @@ int meta_open(const char *dir, int mode, struct silt_meta **out, char *err, size
 	m->ro = rocksdb_readoptions_create();
 	*out = m;
 	return 0;
+}
+
+pid_t meta_lock_holder(const char *dir)
+{
+	/* RocksDB holds <dir>/LOCK with a POSIX write lock (fcntl F_SETLK)
+	 * while the store is open; the kernel tells who. Closing our fd drops
+	 * no lock of ours: this process has the store closed when it asks. */
+	char p[4200];
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/LOCK", dir);
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	int r = fcntl(fd, F_GETLK, &fl);
+	int e = errno;
+	close(fd);
+	if (r < 0)
+		return -e;
+	return fl.l_type == F_UNLCK ? 0 : fl.l_pid;
 }
 
 void meta_close(struct silt_meta *m)

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 enum meta_cf {
 	CF_FACTS,     /* volume facts: uuid, format, tier ids, counters, orphans */
@@ -23,9 +24,12 @@ struct silt_meta;
 struct meta_batch;
 struct meta_iter;
 
-/* mode: 0 = open existing read-write, 1 = create, 2 = read-only probe. */
+/* mode: 0 = open existing read-write, 1 = create, 2 = read-only probe.
+ * -EBUSY when another process has the store open (see meta_lock_holder). */
 enum { META_OPEN, META_CREATE, META_READONLY };
 int meta_open(const char *dir, int mode, struct silt_meta **out, char *err, size_t errlen);
+/* pid of the process that has the store at dir open read-write, 0 if none. */
+pid_t meta_lock_holder(const char *dir);
 void meta_close(struct silt_meta *m);
 
 /* 0 with *val malloc'd (caller frees), -ENOENT, or -EIO. */

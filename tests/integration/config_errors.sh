@@ -45,6 +45,14 @@ expect_refused() {
 	fi
 }
 
+# expect_words TEXT...: the last refusal's stderr contains every TEXT.
+expect_words() {
+	local w
+	for w in "$@"; do
+		check 'grep -qF -- "$w" "$CASE/stderr"' "... stderr says '$w'"
+	done
+}
+
 # conf BODY: write $CASE/vol.conf from BODY, where @T0@ and @T1@ stand for
 # the case's tier folders.  Line numbers in the cases below count from 1 at
 # the first line of BODY.
@@ -387,6 +395,184 @@ class = nvme
 path_extra
 EOF
 expect_refused "syntax error at the end" 7
+
+# --- config hygiene: what used to be accepted silently or misreported -------
+new_case
+conf <<'EOF'
+[volume]
+name = x
+name = y
+
+[tier a]
+path = @T0@
+class = nvme
+EOF
+expect_refused "a key given twice (it used to be last-wins)" 3
+expect_words "name is set twice in [volume], at lines 2 and 3"
+
+new_case
+conf <<'EOF'
+[tier a]
+path = @T0@
+class = nvme
+EOF
+expect_refused "no [volume] section" 1
+expect_words "there is no [volume] section"
+
+new_case
+: > "$CASE/vol.conf"
+expect_refused "an empty file (it used to say line 0)" 1
+expect_words "the file is empty"
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+
+[tier a] path = @T0@
+class = nvme
+EOF
+expect_refused "text after a section header (it used to be dropped)" 4
+expect_words "text after the section header [tier a]"
+
+new_case
+{ printf '[volume]\nname = bad\n[tier a]\nclass = nvme\npath = %s/' "$CASE/t0"; head -c 250 /dev/zero | tr '\0' x; echo; } > "$CASE/vol.conf"
+expect_refused "a line longer than the parser takes (it used to be split in two)" 5
+expect_words "line too long"
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+chunk_size = 4M
+
+[tier a]
+path = @T0@
+class = nvme
+capacity = 2M
+EOF
+expect_refused "a capacity with no room for one chunk" 8
+expect_words "no room for one chunk"
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+
+[tier a]
+path = @T0@
+class = nvme
+capacity = 0x10G
+EOF
+expect_refused "a capacity in hex" 7
+
+new_case
+mkdir -p "$CASE/meta"
+echo precious > "$CASE/meta/notes"
+conf <<EOF
+[volume]
+name = bad
+metadata = $CASE/meta
+
+[tier a]
+path = @T0@
+class = nvme
+EOF
+expect_refused "metadata = a folder with other files in it" 3
+expect_words "is not empty"
+check_eq "$(ls -A "$CASE/meta")" notes "... the metadata folder holds only what it held"
+
+new_case
+mkdir -p "$CASE/mnt/inner"
+conf <<EOF
+[volume]
+name = bad
+
+[tier a]
+path = @T0@
+class = nvme
+
+[tier b]
+path = $CASE/mnt/inner
+class = hdd
+EOF
+expect_refused "a tier folder inside the mountpoint" 9
+expect_words "is inside the mountpoint"
+
+new_case
+conf <<EOF
+[volume]
+name = bad
+metadata = $CASE/mnt/not/yet/there
+
+[tier a]
+path = @T0@
+class = nvme
+EOF
+expect_refused "metadata (not yet created) inside the mountpoint" 3
+expect_words "is inside the mountpoint"
+check '[ ! -e "$CASE/mnt/not" ]' "... and it was not created"
+
+# A BOM, CRLF line ends, indented keys and ';' / '#' inline comments are
+# read as meant ('#' without a space before it is part of the value).
+new_case
+mkdir -p "$CASE/t#1"
+{
+	printf '\xef\xbb\xbf[tier fast]   ; a BOM first, and [volume] last\r\n'
+	printf '    path = %s    # indented, with a comment\r\n' "$CASE/t0"
+	printf '\tclass = nvme\t; a tab\r\n'
+	printf '[tier slow]\n  path = %s ; the # in the name stays\n  class = hdd\n' "$CASE/t#1"
+	printf '[volume]\n  name = lexed # a comment\n  chunk_size = 128K\n'
+} > "$CASE/vol.conf"
+say "BOM, CRLF, indentation and inline comments"
+if silt_mount "$CASE/vol.conf" "$CASE/mnt"; then
+	st=$(silt_ctl -m "$CASE/mnt" status --json)
+	check_eq "$(json_get "$st" .volume.name)" lexed "volume name read through the comment"
+	check_eq "$(json_get "$st" .volume.chunk_size)" 131072 "indented chunk_size is a key, not a continuation"
+	check_eq "$(json_get "$st" '.tiers | map(.name + "=" + .path) | join(" ")')" "fast=$CASE/t0 slow=$CASE/t#1" \
+		"tier paths without their comments"
+	check_cmd "umount" silt_umount "$CASE/mnt"
+else
+	fail "BOM/comments config: $(cat "$SILT_LAST_ERR")"
+fi
+
+# A capacity beyond what the tier filesystem holds mounts (a thin disk may
+# grow) but says so; a capacity that fits says nothing.
+small="$SILT_TMP/small"
+mkdir -p "$small"
+silt_track_mount "$small"
+if mount -t tmpfs -o size=16M tmpfs "$small"; then
+	for cap in 1G 8M; do
+		new_case
+		mkdir -p "$small/$cap"
+		# (the metadata elsewhere: its filesystem must keep 16 MiB free)
+		conf <<EOF
+[volume]
+name = cap
+metadata = $CASE/meta
+
+[tier a]
+path = $small/$cap
+class = nvme
+capacity = $cap
+EOF
+		say "capacity = $cap on a 16 MiB filesystem"
+		if silt_mount "$CASE/vol.conf" "$CASE/mnt"; then
+			if [ $cap = 1G ]; then
+				check 'grep -q "vol.conf:8: \[tier a\] capacity = 1.0 GiB is more than its filesystem holds (16.0 MiB" "$SILT_LAST_ERR"' \
+					"capacity 1G: mounted, with a warning naming the line and the filesystem size"
+			else
+				check '! grep -q "more than its filesystem" "$SILT_LAST_ERR"' "capacity 8M: mounted, no warning"
+			fi
+			check_cmd "umount" silt_umount "$CASE/mnt"
+		else
+			fail "capacity = $cap: $(cat "$SILT_LAST_ERR")"
+		fi
+	done
+	umount "$small"
+else
+	skip "capacity warning: cannot mount a tmpfs"
+fi
 
 say "missing config file"
 new_case

@@ -161,6 +161,149 @@ silt_mount "$C/vol.conf" "$MNT" || silt_abort "cannot mount C: $(cat "$SILT_LAST
 check_eq "$(silt_sum "$MNT/file" 2>&1)" "$sum" "volume C intact with its own config"
 check_cmd "umount C" silt_umount "$MNT"
 
+# --- tier folders that are one folder, or nest ------------------------------
+# refused_says TEXT: the last try_refused's stderr contains TEXT.
+refused_says() { local text=$1; check 'grep -qF -- "$text" "$SILT_TMP/refused.err"' "... stderr says '$text'"; }
+
+# two_tiers CONF P0 P1 [EXTRA]: a config of volume "pair" with tiers t0 (nvme)
+# and t1 (hdd) at P0 and P1; EXTRA goes into [volume].
+two_tiers() {
+	printf '[volume]\nname = pair\n%s\n[tier t0]\npath = %s\nclass = nvme\n\n[tier t1]\npath = %s\nclass = hdd\n' \
+		"${4:-}" "$2" "$3" > "$1"
+}
+
+S="$SILT_TMP/shared"
+mkdir -p "$S/t0" "$S/sub/inner" "$S/bind"
+ln -s t0 "$S/link"
+two_tiers "$S/link.conf" "$S/t0" "$S/link"
+try_refused "two tiers, one folder through a symlink (new volume)" "$S/link.conf" "$S/link" "$S"
+refused_says "[tier t1] path = $S/link and [tier t0] path = $S/t0 (line 5) are the same directory"
+refused_says "nothing was written"
+silt_track_mount "$S/bind"
+if mount --bind "$S/t0" "$S/bind"; then
+	two_tiers "$S/bind.conf" "$S/t0" "$S/bind"
+	try_refused "two tiers, one folder through a bind mount" "$S/bind.conf" "$S/bind" "$S/t0"
+	refused_says "are the same directory"
+	mkdir -p "$S/t0/x"
+	two_tiers "$S/bindnest.conf" "$S/t0" "$S/bind/x"
+	try_refused "a tier inside another through a bind mount" "$S/bindnest.conf" "$S/bind/x" "$S/t0"
+	refused_says "[tier t1] path = $S/bind/x is inside the folder of [tier t0]"
+	rmdir "$S/t0/x"
+	umount "$S/bind"
+else
+	fail "cannot bind-mount $S/t0"
+fi
+two_tiers "$S/nest.conf" "$S/sub/inner" "$S/sub"
+try_refused "the outer folder listed second" "$S/nest.conf" "$S/sub/inner" "$S"
+refused_says "[tier t0] path = $S/sub/inner is inside the folder of [tier t1] ($S/sub, line 9): tier folders must not be nested"
+
+# metadata = inside a tier's chunk folder (moved there by hand)
+M="$SILT_TMP/mv"
+silt_make_volume "$M" 2 64K
+silt_mount "$M/vol.conf" "$MNT" || silt_abort "cannot mount: $(cat "$SILT_LAST_ERR")"
+echo m > "$MNT/m"
+silt_umount "$MNT"
+mu=$(sed -n 's/^volume=//p' "$M/t0/tier.id")
+mv "$M/t0/$mu/meta" "$M/t1/$mu/chunks/meta"
+sed "s|^name = .*|&\nmetadata = $M/t1/$mu/chunks/meta|" "$M/vol.conf" > "$M/inchunks.conf"
+try_refused "metadata inside a tier's chunk folder" "$M/inchunks.conf" "$M/t1/$mu/chunks" "$M"
+refused_says "inchunks.conf:3: metadata = $M/t1/$mu/chunks/meta is inside the chunk folder of tier t1"
+mv "$M/t1/$mu/chunks/meta" "$M/t0/$mu/meta"
+
+# A volume that siltfs 0.1 created with t1 -> t0 (a symlink) and then used:
+# its state is rebuilt here the way that code left it, which is: one folder
+# with t0's tier.id (t1 was formatted first, then t0 over it), the metadata
+# under it, and both tiers' chunks in the same files, each in its own slot.
+# (Checked once against a volume made by the binary of main at 90a9318.)
+# shared_volume DIR: that state, with the 3 MiB file: chunks 0-15 on t0 and
+# 16-47 on t1; prints the uuid.
+shared_volume() {
+	local d=$1 u f
+	SILT_TIER_OPTS=$'high_watermark = 100%\nlow_watermark = 100%' silt_make_volume "$d" 2 64K 1M
+	silt_mount "$d/vol.conf" "$MNT" >&2 || silt_abort "cannot mount $d: $(cat "$SILT_LAST_ERR")"
+	cp "$SILT_TMP/data" "$MNT/file"
+	[ "$(silt_ctl where --json "$MNT/file" | jq -c '[.tiers[].chunks]')" == "[16,32]" ] || silt_abort "$d: not 16+32 chunks"
+	silt_umount "$MNT" >&2
+	u=$(sed -n 's/^volume=//p' "$d/t0/tier.id")
+	for f in "$d/t1/$u/chunks"/*; do # t1's slots into the same file of t0 (t1's holes skipped)
+		dd if="$f" of="$d/t0/$u/chunks/${f##*/}" bs=64K conv=notrunc,sparse status=none
+	done
+	rm -rf "$d/t1"
+	ln -s t0 "$d/t1"
+	echo "$u"
+}
+
+# recovered CONF SPLIT: mount CONF with -o split_tier=SPLIT, then again
+# without it; both times the 3 MiB file is intact, with chunks 16 on t0 and
+# 32 on t1. The first mount's stderr is left in $SILT_TMP/split.err.
+recovered() {
+	local conf=$1 split=$2 opt
+	for opt in "split_tier=$split" ""; do
+		if [ -n "$opt" ]; then say "recovery: mount with -o $opt"; else say "recovery: mount again, without split_tier"; fi
+		if ! silt_mount "$conf" "$MNT" $opt; then
+			fail "mount ${opt:+-o $opt}: $(cat "$SILT_LAST_ERR")"
+			continue
+		fi
+		[ -n "$opt" ] && cp "$SILT_LAST_ERR" "$SILT_TMP/split.err"
+		check_eq "$(silt_sum "$MNT/file" 2>&1)" "$sum" "the 3 MiB file is intact"
+		check_eq "$(silt_ctl where --json "$MNT/file" | jq -c '[.tiers[].chunks]')" "[16,32]" "chunks 16 on t0, 32 on t1"
+		check_cmd "umount" silt_umount "$MNT"
+	done
+}
+
+L="$SILT_TMP/legacy"
+lu=$(shared_volume "$L")
+try_refused "a volume made with two tiers in one folder" "$L/vol.conf" "$L/t1" "$L"
+refused_says "If volume $lu was created like this"
+refused_says "mount once with -o split_tier=t1:t0"
+rm "$L/t1"
+mkdir "$L/t1"
+try_refused "... its t1 given an empty folder, mounted without split_tier" "$L/vol.conf" "$L/t1" "$L"
+refused_says "see -o split_tier"
+recovered "$L/vol.conf" t1:t0
+check 'grep -qF "split tier t1 out of the folder of tier t0: 32 chunks (2.0 MiB) now in $L/t1" "$SILT_TMP/split.err"' \
+	"stderr said what moved"
+check 'grep -qx "tier=t1" "$L/t1/tier.id"' "t1's new folder carries t1's marker"
+lf=$(ls "$L/t1/$lu/chunks")
+check_eq "$(ls "$L/t0/$lu/chunks")" "$lf" "(one tier file each, for the file's inode $lf)"
+check 'cmp -s <(silt_range "$L/t1/$lu/chunks/$lf" $((16 << 16)) $((32 << 16))) <(silt_range "$SILT_TMP/data" $((16 << 16)) $((32 << 16)))' \
+	"t1's chunks are in t1's folder, in their slots"
+check '[ $(( $(stat -c "%b * %B" "$L/t0/$lu/chunks/$lf") )) -le $((17 << 16)) ]' \
+	"t1's slots are freed in t0's file ($(stat -c '%b blocks of %B bytes' "$L/t0/$lu/chunks/$lf"))"
+
+# The other way round: the shared folder stays with t1 (its marker is
+# rewritten) and t0, which holds the metadata by default, moves out.
+R="$SILT_TMP/reverse"
+ru=$(shared_volume "$R")
+rm "$R/t1"
+mkdir "$R/n0"
+two_tiers "$R/rev.conf" "$R/n0" "$R/t0"
+sed -i 's|^path = .*n0$|&\ncapacity = 1M\nhigh_watermark = 100%\nlow_watermark = 100%|' "$R/rev.conf"
+rc=0; timeout 30 "$SILTFS" "$R/rev.conf" "$MNT" -o split_tier=t0:t1 </dev/null >/dev/null 2>"$SILT_TMP/rev.err" || rc=$?
+check_eq "$rc" 1 "split_tier=t0:t1 without metadata =: refused"
+check 'grep -qF "set metadata = $R/t0/$ru/meta in [volume] first" "$SILT_TMP/rev.err"' "... saying where the metadata is and what to set"
+check '[ -z "$(ls -A "$R/n0")" ]' "... and t0's new folder is still empty"
+two_tiers "$R/rev.conf" "$R/n0" "$R/t0" "metadata = $R/t0/$ru/meta"
+sed -i 's|^path = .*n0$|&\ncapacity = 1M\nhigh_watermark = 100%\nlow_watermark = 100%|' "$R/rev.conf"
+recovered "$R/rev.conf" t0:t1
+check 'grep -qx "tier=t1" "$R/t0/tier.id" && grep -qx "tier=t0" "$R/n0/tier.id"' "markers: the shared folder now names t1, the new one t0"
+
+# split_tier naming the wrong source: nothing of t1 is in t0's folder (t1's
+# real folder was emptied: a blank disk); refused before writing anything.
+W="$SILT_TMP/wrong"
+SILT_TIER_OPTS=$'high_watermark = 100%\nlow_watermark = 100%' silt_make_volume "$W" 2 64K 1M
+silt_mount "$W/vol.conf" "$MNT" || silt_abort "cannot mount $W: $(cat "$SILT_LAST_ERR")"
+cp "$SILT_TMP/data" "$MNT/file"
+silt_umount "$MNT"
+mv "$W/t1" "$W/t1.real"
+mkdir "$W/t1"
+state=$(silt_tree_state "$W")
+rc=0; timeout 30 "$SILTFS" "$W/vol.conf" "$MNT" -o split_tier=t1:t0 </dev/null >/dev/null 2>"$SILT_TMP/wrong.err" || rc=$?
+sed 's/^/    [siltfs] /' "$SILT_TMP/wrong.err" | head -n 3
+check_eq "$rc" 1 "split_tier from a folder that holds none of the tier's chunks: refused"
+check 'grep -qF "none of the 32 chunks of tier t1 has data in $W/t0" "$SILT_TMP/wrong.err"' "... saying so"
+check '[ "$(silt_tree_state "$W")" == "$state" ]' "... nothing written"
+
 say "after all the refusals the volume still mounts with its data"
 if silt_mount "$A/vol.conf" "$MNT"; then
 	check_eq "$(silt_sum "$MNT/file" 2>&1)" "$sum" "3 MiB file intact"

@@ -75,9 +75,86 @@ static const struct bad bads[] = {
 	{ "[volume]\n[tier a]\npath=/a\nclass=ssd\n", 1, "has no name" },
 	{ "[volume]\nname = v\n[tier a]\npath=/a\nclass=ssd\ncapacity=lots\n", 6, "capacity = lots" },
 	{ "[volume]\nname = v w\n[tier a]\npath=/a\nclass=ssd\n", 2, "name" },
-	{ "[volume]\nname = v\n[tier a]\npath=/a\nclass=ssd\n[tier b]\npath=/a\nclass=hdd\n", 6, "same path" },
+	{ "[volume]\nname = v\n[tier a]\npath=/a\nclass=ssd\n[tier b]\npath=/a\nclass=hdd\n", 7, "same path" },
 	{ "[volume]\nname = v\n[ram]\nsize = huge\n[tier a]\npath=/a\nclass=ssd\n", 4, "size = huge" },
+	/* a key given twice is refused, naming both lines (it used to be last-wins) */
+	{ "[volume]\nname = x\nname = y\n[tier a]\npath=/a\nclass=ssd\n", 3, "name is set twice in [volume], at lines 2 and 3" },
+	{ "[volume]\nname = v\n[tier a]\npath=/a\nclass=ssd\n\npath = /b\n", 7, "path is set twice in [tier a], at lines 4 and 7" },
+	{ "[volume]\nname = v\n[ram]\nsize = 1G\nsize = 2G\n[tier a]\npath=/a\nclass=ssd\n", 5, "lines 4 and 5" },
+	/* a missing [volume] is called missing; an empty file names line 1 */
+	{ "[tier a]\npath=/a\nclass=ssd\n", 1, "no [volume] section" },
+	{ "; only\n# comments\n\n", 1, "no [volume] section" },
+	{ "", 1, "the file is empty" },
+	/* what inih would drop or misread */
+	{ "[volume] junk\nname = v\n[tier a]\npath=/a\nclass=ssd\n", 1, "text after the section header [volume]: 'junk'" },
+	{ "[volume]\nname = v\n[tier a] path = /a\nclass=ssd\n", 3, "text after the section header [tier a]" },
+	{ "[volume]\nname = v\n[tier a]\nclass=ssd\npath = /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"
+	  "[tier b]\npath=/b\nclass=hdd\n", 5, "line too long: 208 characters, at most 198" },
+	{ "[volume]\nname = v#1\n[tier a]\npath=/a\nclass=ssd\n", 2, "name = v#1" }, /* no space: not a comment */
+	{ "[volume]\nname = v\n[tier]\npath=/a\nclass=ssd\n", 3, "[tier] needs a name" },
+	/* values that were accepted without a word */
+	{ "[volume]\nname = v\nchunk_size = 4M\n[tier a]\npath=/a\nclass=ssd\ncapacity = 2M\n", 7, "no room for one chunk of 4.0 MiB" },
+	{ "[volume]\nname = v\nchunk_size = 1M\n[tier a]\npath=/a\nclass=ssd\ncapacity = 1M\nhigh_watermark = 50%\nlow_watermark = 50%\n", 7, "high_watermark = 50% has no room" },
+	{ "[volume]\nname = v\n[tier a]\npath=/a\nclass=ssd\ncapacity=0x10G\n", 6, "capacity = 0x10G" },
+	{ "[volume]\nname = v\n[tier a]\npath=/a\nclass=ssd\ncapacity=1e3G\n", 6, "capacity = 1e3G" },
+	{ "[volume]\nname = v\n[placement]\nrate = 1M\n[tier a]\npath=/a\nclass=ssd\n", 4,
+	  "[placement] busy_rate (8.0 MiB/s) is above rate (1.0 MiB/s)" }, /* it named no line */
+	{ "[volume]\nname = v\n[placement]\nepoch = 5s\nepoch = 10s\n[tier a]\npath=/a\nclass=ssd\n", 5,
+	  "epoch is set twice in [placement], at lines 4 and 5" },
+	{ "[volume]\nname = v\n[tier a]\npath=/a\nclass=ssd\nwrite_promote = no\nwrite_promote = yes\n", 7,
+	  "write_promote is set twice" },
 };
+
+/* Comments, indentation, a BOM and CRLF line ends are read the way an admin
+ * means them. */
+static void test_lexing(void **state)
+{
+	struct silt_config cfg;
+	char err[512];
+	int r = load("\xEF\xBB\xBF[tier fast]   ; first, before [volume] (used to crash)\n"
+		     "    path = /srv/a#1   # '#' inside a value stays, after a space it starts a comment\n"
+		     "    class = nvme ; inline\n"
+		     "\tcapacity = 64M\t;\ttabs\n"
+		     "[volume]\r\n"
+		     "  name = vm\r\n"
+		     "  chunk_size = 128K # indented keys are keys, not continuations\r\n"
+		     "# a comment line\n"
+		     "; another\n",
+		     &cfg, err, sizeof(err));
+	if (r)
+		fail_msg("%s", err);
+	assert_string_equal(cfg.name, "vm");
+	assert_int_equal(cfg.chunk_size, 128 * 1024);
+	assert_int_equal(cfg.ntiers, 1);
+	assert_string_equal(cfg.tiers[0].name, "fast");
+	assert_string_equal(cfg.tiers[0].path, "/srv/a#1");
+	assert_int_equal(cfg.tiers[0].cls, SILT_CLASS_NVME);
+	assert_int_equal(cfg.tiers[0].capacity, 64ull << 20);
+	assert_int_equal(cfg.tiers[0].path_line, 2);
+	assert_int_equal(cfg.tiers[0].capacity_line, 4);
+}
+
+/* The longest line the parser takes is 198 characters ("path = " and 191);
+ * one more is refused, not split in two. */
+static void test_long_path(void **state)
+{
+	struct silt_config cfg;
+	char err[512], text[512], longpath[193];
+
+	memset(longpath, 'p', sizeof(longpath) - 1);
+	longpath[0] = '/';
+	longpath[191] = '\0';
+	snprintf(text, sizeof(text), "[volume]\nname = v\n[tier a]\nclass = ssd\npath = %s\n", longpath);
+	if (load(text, &cfg, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_string_equal(cfg.tiers[0].path, longpath);
+	longpath[191] = 'p';
+	longpath[192] = '\0';
+	snprintf(text, sizeof(text), "[volume]\nname = v\n[tier a]\nclass = ssd\npath = %s\n", longpath);
+	assert_int_not_equal(load(text, &cfg, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, ":5: line too long: 199 characters"));
+}
 
 static void test_bad(void **state)
 {
@@ -117,6 +194,11 @@ static void test_sizes(void **state)
 	assert_int_not_equal(silt_parse_size("12Q", &v), 0);
 	assert_int_not_equal(silt_parse_size("-1", &v), 0);
 	assert_int_not_equal(silt_parse_size("", &v), 0);
+	assert_int_not_equal(silt_parse_size("0x10K", &v), 0);
+	assert_int_not_equal(silt_parse_size("1e3", &v), 0);
+	assert_int_not_equal(silt_parse_size("1.5.3G", &v), 0);
+	assert_int_equal(silt_parse_size("0.5K", &v), 0);
+	assert_int_equal(v, 512);
 }
 
 int main(void)
@@ -124,6 +206,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good),
 		cmocka_unit_test(test_bad),
+		cmocka_unit_test(test_lexing),
+		cmocka_unit_test(test_long_path),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_sizes),
 	};
