@@ -86,6 +86,8 @@ static struct aio_req *req_get(struct async_pool *p, int nseg)
 {
 	struct aio_req *rq = NULL;
 
+	if (nseg > SILT_AIO_IOV_MAX)
+		return NULL;
 	pthread_mutex_lock(&p->lock);
 	while (p->nfree < (unsigned)nseg && p->nseg < SEG_MAX) {
 		char *s = silt_aligned_alloc(SEG_SIZE);
@@ -244,7 +246,9 @@ static int ram_serve(struct silt_vol *v, struct aio_req *rq, uint64_t a0, uint64
 static int want_fill(struct silt_vol *v, struct inode *in, const struct cmap_pin *pin, uint64_t k0,
 		     uint64_t k1, uint64_t *version)
 {
-	if (k0 != k1 || !ram_enabled(v->ram) || !ram_admit(v->ram, in->ino, k0))
+	/* a chunk of more than one request's buffers is not filled from here */
+	if (k0 != k1 || !ram_enabled(v->ram) || nsegs(v->layout.chunk_size) > SILT_AIO_IOV_MAX ||
+	    !ram_admit(v->ram, in->ino, k0))
 		return 0;
 	*version = ram_fill_begin(v->ram, in->ino, k0);
 	return cmap_pin_quiet(v->cmap, pin);

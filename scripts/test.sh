@@ -31,11 +31,14 @@ logs="$PWD/build-asan/sanitizer-logs"
 rm -rf "$logs" && mkdir -p "$logs"
 # Daemons detach and their stderr goes nowhere: reports go to files.
 export ASAN_OPTIONS="log_path=$logs/asan:detect_leaks=1"
+export LSAN_OPTIONS="suppressions=$PWD/tests/sanitizers/lsan.supp"
 export UBSAN_OPTIONS="log_path=$logs/ubsan:print_stacktrace=1"
 export SILT_SANITIZED=1
 meson test -C build-asan --suite unit --suite integration --no-suite stress --print-errorlogs
-if [ -n "$(ls -A "$logs")" ]; then
-	for f in "$logs"/*; do
+# (a file with only LeakSanitizer's "suppressions used" summary is no report)
+reports=$(grep -lE "ERROR: (Address|Leak|UndefinedBehavior)Sanitizer|runtime error:" "$logs"/* 2>/dev/null || true)
+if [ -n "$reports" ]; then
+	for f in $reports; do
 		echo "---- $f"
 		head -n 60 "$f"
 	done

@@ -207,12 +207,12 @@ void meta_close(struct silt_meta *m)
 		return;
 	if (m->db && atomic_load(&m->failed)) {
 		/* Closing would write the failed WAL writer again, and RocksDB
-		 * asserts on that: leave the store (its memory, its threads,
-		 * its lock) to the exit of the process, which comes next. */
+		 * asserts on that: the database itself (its memory, its
+		 * threads, its lock) is left to the exit of the process, which
+		 * comes next. What is ours goes; the database keeps its own
+		 * references to its options and cache. */
 		log_warn("metadata store %s: not closed after a failed write", m->dir);
-		return;
-	}
-	if (m->db) {
+	} else if (m->db) {
 		char *rerr = NULL;
 		rocksdb_flush_wal(m->db, 1, &rerr);
 		free(rerr);
