@@ -227,8 +227,58 @@ out:
 	return r;
 }
 
+/* One tier's part of a `where` reply: its runs, built as the chunks go by. */
+struct where_tier {
+	FILE *runs;
+	char *buf;
+	size_t len;
+	uint64_t count;
+};
+
+static void where_run(struct where_tier *wt, int tid, uint64_t k0, uint64_t k1)
+{
+	if (tid < 0 || tid >= SILT_MAX_TIERS || !wt[tid].runs)
+		return;
+	fprintf(wt[tid].runs, "%s%llu-%llu", wt[tid].count ? "," : "", (unsigned long long)k0,
+		(unsigned long long)k1);
+	wt[tid].count += k1 - k0 + 1;
+}
+
+/* Every chunk's entry is read once: the mover may switch chunks between
+ * tiers meanwhile, and reading a chunk twice (once per tier) would count
+ * one that moved as on both or neither. */
+static int where_scan(struct silt_vol *v, struct inode *in, struct where_tier *wt)
+{
+	uint64_t k0 = 0, prev = 0;
+	int tid = -1;
+
+	for (int i = 0; i < v->ntiers; i++) {
+		struct where_tier *w = &wt[tier_id(v->tiers[i])];
+		if (!(w->runs = open_memstream(&w->buf, &w->len)))
+			return -ENOMEM;
+	}
+	for (uint64_t k = cmap_next_mapped(in->cf, 0); k != UINT64_MAX; k = cmap_next_mapped(in->cf, k + 1)) {
+		int t = cm_tier(cmap_get(in->cf, k));
+		if (t != tid || k != prev + 1) {
+			where_run(wt, tid, k0, prev);
+			k0 = k;
+			tid = t;
+		}
+		prev = k;
+	}
+	where_run(wt, tid, k0, prev);
+	int r = 0;
+	for (int i = 0; i < SILT_MAX_TIERS; i++) {
+		if (wt[i].runs && fclose(wt[i].runs))
+			r = -ENOMEM;
+		wt[i].runs = NULL;
+	}
+	return r;
+}
+
 static int ctl_where(struct silt_vol *v, uint64_t ino, FILE *o)
 {
+	struct where_tier wt[SILT_MAX_TIERS] = { 0 };
 	struct inode *in;
 	int r = inode_get(v, ino, &in);
 
@@ -238,35 +288,27 @@ static int ctl_where(struct silt_vol *v, uint64_t ino, FILE *o)
 	r = inode_load_chunks(v, in);
 	uint64_t size = in->rec.size, nchunks = in->rec.nchunks;
 	pthread_mutex_unlock(&in->lock);
+	if (!r)
+		r = where_scan(v, in, wt);
 	if (r)
 		goto out;
 	fprintf(o, "file ino=%llu size=%llu chunk_size=%u chunks=%llu\n", (unsigned long long)ino,
 		(unsigned long long)size, v->layout.chunk_size, (unsigned long long)nchunks);
 	for (int i = 0; i < v->ntiers; i++) {
-		int want = tier_id(v->tiers[i]) + 1;
-		uint64_t count = 0;
+		struct where_tier *w = &wt[tier_id(v->tiers[i])];
 		struct tier_stats ts;
 		tier_get_stats(v->tiers[i], &ts);
 		fprintf(o, "tier name=");
 		put_esc(o, ts.name);
-		fprintf(o, " class=%s runs=", silt_class_name(ts.cls));
-		int first = 1;
-		for (uint64_t k = cmap_next_mapped(in->cf, 0); k != UINT64_MAX;
-		     k = cmap_next_mapped(in->cf, k + 1)) {
-			if (cm_tier(cmap_get(in->cf, k)) + 1 != want)
-				continue;
-			uint64_t end = k;
-			while (cm_tier(cmap_get(in->cf, end + 1)) + 1 == want)
-				end++;
-			fprintf(o, "%s%llu-%llu", first ? "" : ",", (unsigned long long)k,
-				(unsigned long long)end);
-			first = 0;
-			count += end - k + 1;
-			k = end;
-		}
-		fprintf(o, " chunks=%llu\n", (unsigned long long)count);
+		fprintf(o, " class=%s runs=%s chunks=%llu\n", silt_class_name(ts.cls), w->buf ? w->buf : "",
+			(unsigned long long)w->count);
 	}
 out:
+	for (int i = 0; i < SILT_MAX_TIERS; i++) {
+		if (wt[i].runs)
+			fclose(wt[i].runs);
+		free(wt[i].buf);
+	}
 	inode_put(v, in);
 	return r;
 }

@@ -132,8 +132,11 @@ one_iteration() {
 }
 
 # final_check: mount each volume once more, verify everything, unmount cleanly.
+# Migration is off for it: a chunk in flight holds a reservation on its
+# destination, which the exact count of the accounting check would see.
 final_check() {
 	local v
+	sed -i 's/^migration = .*/migration = off/' "$SILT_TMP/c64k/vol.conf"
 	for v in 0 1; do
 		if ! mount_volume "$v"; then
 			# blame the last crash on this volume
