@@ -82,8 +82,8 @@ int vol_commit(struct silt_vol *v, struct meta_batch *b, int sync, enum change_k
 
 static int count_tier_chunks(struct silt_vol *v, char *err, size_t errlen)
 {
-	uint64_t counts[SILT_MAX_TIERS];
-	int bad = -1, r = cmap_count_all(v->cmap, counts, &bad);
+	uint64_t counts[SILT_MAX_TIERS], saved[SILT_MAX_TIERS];
+	int bad = -1, r = cmap_count_all(v->cmap, counts, saved, &bad);
 
 	if (r == -EUCLEAN)
 		snprintf(err, errlen, "metadata %s: chunk map entry names unknown tier id %d",
@@ -93,8 +93,10 @@ static int count_tier_chunks(struct silt_vol *v, char *err, size_t errlen)
 	if (r)
 		return r;
 	for (int i = 0; i < SILT_MAX_TIERS; i++)
-		if (v->tier_by_id[i])
+		if (v->tier_by_id[i]) {
+			tier_saved_add(v->tier_by_id[i], (int64_t)saved[i]);
 			tier_account(v->tier_by_id[i], counts[i]);
+		}
 	return 0;
 }
 

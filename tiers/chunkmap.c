@@ -202,7 +202,17 @@ void cmap_count(const struct cmap_file *cf, uint64_t counts[SILT_MAX_TIERS])
 		counts[cm_tier(cmap_get(cf, k))]++;
 }
 
-int cmap_count_all(struct silt_cmap *cm, uint64_t counts[SILT_MAX_TIERS], int *bad)
+/* A stored value's record; 0 when it is too short to hold one. */
+static int rec_of(const char *val, size_t vl, struct chunk_rec *rec)
+{
+	if (vl < sizeof(*rec))
+		return 0;
+	memcpy(rec, val, sizeof(*rec));
+	return 1;
+}
+
+int cmap_count_all(struct silt_cmap *cm, uint64_t counts[SILT_MAX_TIERS], uint64_t saved[SILT_MAX_TIERS],
+		   int *bad)
 {
 	const char *k, *val;
 	size_t kl, vl;
@@ -210,9 +220,11 @@ int cmap_count_all(struct silt_cmap *cm, uint64_t counts[SILT_MAX_TIERS], int *b
 	struct meta_iter *it = meta_iter_new(cm->conf.meta, CF_CHUNKS, "", 0);
 
 	memset(counts, 0, sizeof(counts[0]) * SILT_MAX_TIERS);
+	memset(saved, 0, sizeof(saved[0]) * SILT_MAX_TIERS);
 	if (!it)
 		return -ENOMEM;
 	while ((r = meta_iter_next(it, &k, &kl, &val, &vl)) == 1) {
+		struct chunk_rec rec;
 		uint8_t tid = vl ? (uint8_t)val[0] : 0xff;
 		if (tid >= SILT_MAX_TIERS || !cm->conf.tier_by_id[tid]) {
 			*bad = tid;
@@ -220,6 +232,8 @@ int cmap_count_all(struct silt_cmap *cm, uint64_t counts[SILT_MAX_TIERS], int *b
 			break;
 		}
 		counts[tid]++;
+		if (rec_of(val, vl, &rec))
+			saved[tid] += chunk_rec_saved(&rec, cm->conf.layout->chunk_size);
 	}
 	meta_iter_free(it);
 	return r < 0 ? r : 0;
@@ -227,9 +241,10 @@ int cmap_count_all(struct silt_cmap *cm, uint64_t counts[SILT_MAX_TIERS], int *b
 
 /* ---- files ---- */
 
-static unsigned entry_flags(unsigned rec_flags)
+static unsigned entry_flags(const struct chunk_rec *rec, uint32_t chunk_size)
 {
-	return ((rec_flags & CHUNK_PLAIN) ? CM_PLAIN : 0) | ((rec_flags & CHUNK_SUMS) ? CM_SUMS : 0);
+	return ((rec->flags & CHUNK_PLAIN) ? CM_PLAIN : 0) | ((rec->flags & CHUNK_SUMS) ? CM_SUMS : 0) |
+	       (chunk_rec_saved(rec, chunk_size) ? CM_PACKED : 0);
 }
 
 struct cmap_file *cmap_file_new(struct silt_cmap *cm, uint64_t ino)
@@ -279,7 +294,9 @@ int cmap_file_load(struct silt_cmap *cm, struct cmap_file *cf)
 		if (kl != 16 || vl < 1)
 			continue;
 		uint64_t chunk = silt_get_be64((const uint8_t *)k + 8);
-		uint8_t tid = (uint8_t)val[0], flags = vl >= 2 ? (uint8_t)val[1] : 0;
+		struct chunk_rec rec = { .tier = (uint8_t)val[0], .flags = vl >= 2 ? (uint8_t)val[1] : 0 };
+		uint8_t tid = rec.tier;
+		rec_of(val, vl, &rec);
 		if (tid >= SILT_MAX_TIERS || !cm->conf.tier_by_id[tid]) {
 			log_err("inode %llu chunk %llu: map names unknown tier id %u",
 				(unsigned long long)cf->ino, (unsigned long long)chunk, tid);
@@ -288,7 +305,7 @@ int cmap_file_load(struct silt_cmap *cm, struct cmap_file *cf)
 		}
 		if ((r = ct_reserve(cf, chunk)))
 			break;
-		ct_put(cf, chunk, cm_entry(tid, entry_flags(flags)));
+		ct_put(cf, chunk, cm_entry(tid, entry_flags(&rec, cm->conf.layout->chunk_size)));
 	}
 	meta_iter_free(it);
 	if (r < 0) {
@@ -645,6 +662,7 @@ void cmap_txn_begin(struct silt_cmap *cm, struct cmap_txn *t, struct cmap_file *
 	t->cf = cf;
 	t->b = b;
 	t->mapped = 0;
+	memset(t->saved, 0, sizeof(t->saved));
 	t->n = 0;
 	t->cap = CMAP_TXN_INLINE;
 	t->ops = t->inl;
@@ -675,6 +693,39 @@ static int txn_add(struct cmap_txn *t, uint64_t k0, uint64_t k1, uint8_t val)
 	return 0;
 }
 
+/* The latest op of this transaction that covers chunk k, or NULL. */
+static const struct cmap_op *txn_cover(const struct cmap_txn *t, uint64_t k)
+{
+	for (unsigned i = t->n; i-- > 0;)
+		if (t->ops[i].k0 <= k && k < t->ops[i].k1)
+			return &t->ops[i];
+	return NULL;
+}
+
+/* Chunk k leaves its current home in this transaction: what compression
+ * spared it there no longer counts. Its home is the table's, or an earlier
+ * op's of the same transaction. The store still has the old record (the
+ * batch is not committed yet), and only compressed chunks need it. */
+static int txn_unsave(struct cmap_txn *t, uint64_t k)
+{
+	const struct cmap_op *op = txn_cover(t, k);
+	struct chunk_rec rec;
+	int r;
+
+	if (op) {
+		if (op->val)
+			t->saved[cm_tier(op->val)] -= op->saved;
+		return 0;
+	}
+	uint8_t e = cmap_get(t->cf, k);
+	if (!(e & CM_PACKED))
+		return 0;
+	if ((r = cmap_get_record(t->cm, t->cf, k, &rec, NULL)))
+		return r == -ENOENT ? 0 : r;
+	t->saved[cm_tier(e)] -= chunk_rec_saved(&rec, t->cm->conf.layout->chunk_size);
+	return 0;
+}
+
 int cmap_txn_set_sums(struct cmap_txn *t, uint64_t k, const struct chunk_rec *rec,
 		      const struct block_sum *sums)
 {
@@ -684,9 +735,13 @@ int cmap_txn_set_sums(struct cmap_txn *t, uint64_t k, const struct chunk_rec *re
 	uint8_t key[16];
 	int r;
 
+	uint32_t cs = t->cm->conf.layout->chunk_size;
 	cr.flags = (uint8_t)((cr.flags & ~CHUNK_SUMS) | (sums ? CHUNK_SUMS : 0));
-	if ((r = ct_reserve(t->cf, k)) || (r = txn_add(t, k, k + 1, cm_entry(cr.tier, entry_flags(cr.flags)))))
+	if ((r = ct_reserve(t->cf, k)) || (r = txn_unsave(t, k)) ||
+	    (r = txn_add(t, k, k + 1, cm_entry(cr.tier, entry_flags(&cr, cs)))))
 		return r;
+	t->ops[t->n - 1].saved = chunk_rec_saved(&cr, cs);
+	t->saved[cr.tier] += t->ops[t->n - 1].saved;
 	memcpy(val, &cr, sizeof(cr));
 	if (nsums)
 		memcpy(val + sizeof(cr), sums, nsums * sizeof(*sums));
@@ -798,6 +853,15 @@ int cmap_txn_clear(struct cmap_txn *t, uint64_t k0, uint64_t k1)
 
 	if (k0 >= k1)
 		return 0;
+	/* earlier ops' chunks in the range, then the table's (txn_unsave
+	 * counts each chunk once: by the latest op covering it, else the table) */
+	for (unsigned i = 0; i < t->n; i++)
+		if (t->ops[i].saved && t->ops[i].k0 >= k0 && t->ops[i].k0 < k1 &&
+		    txn_cover(t, t->ops[i].k0) == &t->ops[i])
+			t->saved[cm_tier(t->ops[i].val)] -= t->ops[i].saved;
+	for (uint64_t k = cmap_next_mapped(t->cf, k0); k < k1; k = cmap_next_mapped(t->cf, k + 1))
+		if ((cmap_get(t->cf, k) & CM_PACKED) && !txn_cover(t, k) && (r = txn_unsave(t, k)))
+			return r;
 	if ((r = txn_add(t, k0, k1, 0)))
 		return r;
 	key_chunk(ks, t->cf->ino, k0);
@@ -903,6 +967,11 @@ int cmap_txn_publish(struct cmap_txn *t)
 
 	for (unsigned i = 0; i < t->n; i++)
 		cancel_deferred(t->cm, t->cf->ino, t->ops[i].k0, t->ops[i].k1);
+	/* savings before the chunk counts: a reader in between sees the tier
+	 * fuller than it is, never emptier */
+	for (int tid = 0; tid < SILT_MAX_TIERS; tid++)
+		if (t->saved[tid] && t->cm->conf.tier_by_id[tid])
+			tier_saved_add(t->cm->conf.tier_by_id[tid], t->saved[tid]);
 	for (unsigned i = 0; i < t->n; i++) {
 		int pr = t->ops[i].drop ? publish_drop(t) : publish_op(t, &t->ops[i]);
 		if (pr && !r)

@@ -40,6 +40,7 @@ struct latch;
 #define CM_TIER_MASK 0x0f
 #define CM_PLAIN 0x10 /* on a compressed tier, stored without header */
 #define CM_SUMS 0x20  /* its record carries per-block checksums: verify reads */
+#define CM_PACKED 0x40 /* compressed in its slot: takes less than a slot (tier used bytes) */
 static inline int cm_tier(uint8_t e) { return (e & CM_TIER_MASK) - 1; }
 static inline uint8_t cm_entry(int tid, unsigned flags) { return (uint8_t)((tid + 1) | flags); }
 
@@ -75,7 +76,8 @@ uint64_t cmap_last_mapped(const struct cmap_file *cf);
 void cmap_count(const struct cmap_file *cf, uint64_t counts[SILT_MAX_TIERS]);
 /* The same over the whole volume's map in the store (at mount): 0, -EIO,
  * or -EUCLEAN with *bad set to a tier id that does not exist. */
-int cmap_count_all(struct silt_cmap *cm, uint64_t counts[SILT_MAX_TIERS], int *bad);
+int cmap_count_all(struct silt_cmap *cm, uint64_t counts[SILT_MAX_TIERS], uint64_t saved[SILT_MAX_TIERS],
+		   int *bad);
 
 /* How a background engine (mover, scrubber) reaches a file's chunk map by
  * inode number: get takes a reference (and loads the map), put drops it;
@@ -145,6 +147,7 @@ struct cmap_op {
 	uint8_t val;              /* their new entry, 0 = hole */
 	uint8_t drop;             /* the whole file goes: remove its tier files */
 	uint8_t defer;            /* a move: punch the old slot only later */
+	uint32_t saved;           /* a set's: what compression spares of the new slot */
 };
 #define CMAP_TXN_INLINE 20
 struct cmap_txn {
@@ -152,6 +155,7 @@ struct cmap_txn {
 	struct cmap_file *cf;
 	struct meta_batch *b;
 	int64_t mapped;           /* change in the file's mapped chunks */
+	int64_t saved[SILT_MAX_TIERS]; /* change in each tier's compression savings */
 	unsigned n, cap;
 	struct cmap_op *ops;
 	struct cmap_op inl[CMAP_TXN_INLINE]; /* the first ops, without an allocation */

@@ -364,8 +364,9 @@ static void measure(struct silt_migrate *m, struct tier_room *tr)
 		tier_get_stats(m->c.order[i], &st);
 		uint64_t hw = st.capacity / 100 * st.high_wm / cs, lw = st.capacity / 100 * st.low_wm / cs;
 		tr->caps[i] = st.failed ? 0 : hw;
-		tr->room[i] = st.failed ? 0 : (int64_t)hw - (int64_t)st.chunks;
-		tr->over[i] = st.chunks > hw ? (int64_t)(st.chunks - lw) : 0;
+		uint64_t held = st.used / cs; /* in slots: compressed chunks take less */
+		tr->room[i] = st.failed ? 0 : (int64_t)hw - (int64_t)held;
+		tr->over[i] = held > hw ? (int64_t)(held - lw) : 0;
 	}
 }
 

@@ -29,6 +29,7 @@ struct silt_tier {
 	int dirfd;                  /* <path>/<uuid>/chunks */
 	uint32_t chunk_size;
 	_Atomic uint64_t chunks;    /* chunks placed here */
+	_Atomic int64_t saved;      /* bytes compression spared them (CM_PACKED chunks) */
 	_Atomic uint64_t capacity;  /* bytes */
 	_Atomic uint64_t refreshed; /* monotonic ns of the last statvfs (auto) */
 	_Atomic int full;           /* tier fs said ENOSPC */
@@ -93,6 +94,16 @@ int tier_format(const struct silt_tier_conf *c, const char *uuid, const char *vo
 	return silt_write_file_atomic(p, marker, (size_t)n);
 }
 
+/* What the chunks placed here really take: compressed ones less than a slot. */
+static uint64_t used_bytes(struct silt_tier *t)
+{
+	uint64_t full = atomic_load(&t->chunks) * t->chunk_size;
+	int64_t saved = atomic_load(&t->saved);
+	if (saved <= 0)
+		return full;
+	return (uint64_t)saved < full ? full - (uint64_t)saved : 0;
+}
+
 /* What the tier can hold: what we placed there plus what its filesystem
  * still has free beyond the reserve (room kept for the metadata store when
  * it shares the filesystem), and never more than a configured capacity.
@@ -110,7 +121,7 @@ static void refresh_capacity(struct silt_tier *t, int force)
 	if (fstatvfs(t->dirfd, &sv) == 0) {
 		uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
 		uint64_t reserve = atomic_load(&t->reserve);
-		uint64_t cap = atomic_load(&t->chunks) * t->chunk_size + (avail > reserve ? avail - reserve : 0);
+		uint64_t cap = used_bytes(t) + (avail > reserve ? avail - reserve : 0);
 		if (t->conf.capacity && t->conf.capacity < cap)
 			cap = t->conf.capacity;
 		atomic_store(&t->capacity, cap);
@@ -215,7 +226,7 @@ int tier_reserve(struct silt_tier *t, int over_wm)
 	limit = over_wm ? cap : (uint64_t)((unsigned __int128)cap * t->conf.high_wm / 100);
 	cur = atomic_load(&t->chunks);
 	do {
-		if ((cur + 1) * t->chunk_size > limit)
+		if (used_bytes(t) + t->chunk_size > limit)
 			return -ENOSPC;
 	} while (!atomic_compare_exchange_weak(&t->chunks, &cur, cur + 1));
 	return 0;
@@ -228,7 +239,7 @@ int tier_has_room(struct silt_tier *t, int over_wm)
 		return 0;
 	uint64_t cap = atomic_load(&t->capacity);
 	uint64_t limit = over_wm ? cap : (uint64_t)((unsigned __int128)cap * t->conf.high_wm / 100);
-	return (atomic_load(&t->chunks) + 1) * t->chunk_size <= limit;
+	return used_bytes(t) + t->chunk_size <= limit;
 }
 
 int tier_write_promotes(const struct silt_tier *t)
@@ -246,6 +257,11 @@ int tier_checksums(const struct silt_tier *t)
 void tier_release(struct silt_tier *t, uint64_t nchunks)
 {
 	atomic_fetch_sub(&t->chunks, nchunks);
+}
+
+void tier_saved_add(struct silt_tier *t, int64_t bytes)
+{
+	atomic_fetch_add(&t->saved, bytes);
 }
 
 void tier_account(struct silt_tier *t, uint64_t nchunks)
@@ -300,7 +316,7 @@ void tier_get_stats(struct silt_tier *t, struct tier_stats *st)
 	st->cls = t->conf.cls;
 	st->capacity = atomic_load(&t->capacity);
 	st->chunks = atomic_load(&t->chunks);
-	st->used = st->chunks * t->chunk_size;
+	st->used = used_bytes(t);
 	st->high_wm = t->conf.high_wm;
 	st->low_wm = t->conf.low_wm;
 	st->zstd_level = t->conf.zstd_level;

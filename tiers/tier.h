@@ -25,7 +25,8 @@ struct silt_tier;
 struct tier_stats {
 	const char *name, *path;
 	enum silt_tier_class cls;
-	uint64_t capacity, used, chunks;
+	uint64_t capacity, chunks;
+	uint64_t used;            /* bytes its chunks really take (compressed ones less) */
 	unsigned high_wm, low_wm;
 	int zstd_level;
 	int id;
@@ -62,6 +63,8 @@ int tier_write_promotes(const struct silt_tier *t);
 int tier_checksums(const struct silt_tier *t);
 void tier_release(struct silt_tier *t, uint64_t nchunks);
 void tier_account(struct silt_tier *t, uint64_t nchunks); /* at mount */
+/* Compressed chunks came (+) or went (-): the bytes they spare. */
+void tier_saved_add(struct silt_tier *t, int64_t bytes);
 /* The tier filesystem said ENOSPC although we had room: trust it until the
  * next capacity refresh. */
 void tier_mark_full(struct silt_tier *t);

@@ -47,6 +47,14 @@ struct chunk_rec {
 #define CHUNK_PLAIN 1   /* on a compressed tier, stored without header */
 #define CHUNK_SUMS 2    /* followed by a struct block_sum per 4 KiB block */
 
+/* The bytes of its slot a chunk does not take: a compressed one's tail
+ * (punched); 0 for chunks stored plain or on uncompressed tiers. */
+static inline uint32_t chunk_rec_saved(const struct chunk_rec *r, uint32_t chunk_size)
+{
+	return !(r->flags & CHUNK_PLAIN) && r->stored_len && r->stored_len < chunk_size
+		       ? chunk_size - r->stored_len : 0;
+}
+
 /* The checksum of one 4 KiB block of a chunk on a checksummed tier (hdd and
  * net by default): XXH3-64 folded to 32 bits (tiers/blocksum.h). A write
  * records the new sum before its data goes out, keeping the old one as

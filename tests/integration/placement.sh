@@ -185,10 +185,28 @@ dd if="$W3/rand" of="$M3/text" bs=1000 count=5 seek=777777 oflag=seek_bytes conv
 dd if="$W3/rand" of="$W3/text" bs=1000 count=5 seek=777777 oflag=seek_bytes conv=notrunc status=none
 silt_drop_caches
 check 'cmp -s "$W3/text" "$M3/text" && cmp -s "$W3/rand" "$M3/rand"' "text and random data read back"
+# used bytes are what the chunks really take: the tiers' chunk folders on disk
+chunk_du() { du -sB1 "$V3"/t*/*/chunks | awk '{ n += $1 } END { print n }'; }
+sync -f "$M3"
+s=$(silt_ctl -m "$M3" status --json)
+used=$(json_get "$s" '[.tiers[].used] | add'); slots=$(( $(json_get "$s" '[.tiers[].chunks] | add') * 65536 ))
+du0=$(chunk_du)
+echo "    used $used bytes in $slots bytes of slots; the chunk folders take $du0 bytes"
+check '[ "$used" -lt $(( slots * 3 / 4 )) ]' "status used counts the compressed chunks at their size ($used < 3/4 of $slots)"
+check '[ "$used" -le $(( du0 + 131072 )) ] && [ "$du0" -le $(( used + 131072 )) ]' "status used = the tier folders' disk usage (within 128K: $used vs $du0)"
 check_cmd "umount" silt_umount "$M3"
 echo "    (tier usage on disk: t0 $(du -sk "$V3/t0" | cut -f1)K, t1 $(du -sk "$V3/t1" | cut -f1)K for $(( ($(stat -c %s "$W3/text") + 3 * MiB) / 1024 ))K of data)"
 silt_mount "$V3/vol.conf" "$M3" || silt_abort "cannot mount: $(cat "$SILT_LAST_ERR")"
 check 'cmp -s "$W3/text" "$M3/text" && cmp -s "$W3/rand" "$M3/rand"' "... also after a remount"
+check_eq "$(json_get "$(silt_ctl -m "$M3" status --json)" '[.tiers[].used] | add')" "$used" "used bytes counted the same from the map at mount"
+rm "$M3/text"
+# the kernel forgets the inode, and the daemon frees it, a moment later
+for _ in $(seq 1 50); do
+	used=$(json_get "$(silt_ctl -m "$M3" status --json)" '[.tiers[].used] | add')
+	[ "$used" = $((3 * MiB)) ] && break
+	sleep 0.1
+done
+check_eq "$used" $((3 * MiB)) "the text file's compressed chunks given back at unlink (the random file's 3 MiB stay)"
 check_cmd "umount" silt_umount "$M3"
 
 silt_summary
