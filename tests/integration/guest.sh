@@ -126,8 +126,18 @@ qcow2_check() {
 
 # spans_tiers IMG NAME: the image has chunks on both tiers.
 spans_tiers() {
-	local j n0 n1
-	j=$(silt_ctl where --json "$1" 2>&1)
+	local j n0 n1 cpid i
+	# (siltctl where was seen to hang for its whole 30 s timeout right
+	# after a guest: show what the daemon does then)
+	silt_ctl where --json "$1" >"$W/where.out" 2>&1 &
+	cpid=$!
+	for ((i = 0; i < 100 && $(kill -0 $cpid 2>/dev/null && echo 1 || echo 0); i++)); do sleep 0.1; done
+	if kill -0 $cpid 2>/dev/null; then
+		echo "    siltctl where still running after 10 s; the daemon's threads:"
+		silt_daemon_stacks "$M"
+	fi
+	wait $cpid
+	j=$(cat "$W/where.out")
 	n0=$(json_get "$j" '.tiers[] | select(.name == "t0") | .chunks' 2>/dev/null)
 	n1=$(json_get "$j" '.tiers[] | select(.name == "t1") | .chunks' 2>/dev/null)
 	check '[ "${n0:-0}" -gt 0 ] && [ "${n1:-0}" -gt 0 ]' "$2: the image spans both tiers (t0 $n0 chunks, t1 $n1)"
