@@ -57,8 +57,6 @@ done
 silt_memcg_make swapbench $((limit << 20)) kill || silt_abort "cannot make a memory cgroup"
 CG=$SILT_MEMCG
 
-# to_file FILE CMD...: run CMD with its output into FILE.
-to_file() { local f=$1; shift; "$@" >"$f" 2>&1; }
 # field OUT KEY: a value of silt-swaphog's output
 field() { grep -oE "$2=[0-9.]+" "$1" | head -n1 | cut -d= -f2; }
 # mibs PAGES SECONDS
@@ -69,7 +67,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 
 measure() {
 	local t=$1 r=$2 out="$SILT_TMP/$1.$2.out" rc=0
 	silt_swapon "${dev[$t]}" || silt_abort "swapon ${dev[$t]} failed"
-	silt_bounded 600 "$M" "$t round $r" to_file "$out" silt_memcg_run "$CG" "$SILT_SWAPHOG" "$mib" 1 || rc=$?
+	silt_bounded 600 "$M" "$t round $r" silt_to_file "$out" silt_memcg_run "$CG" "$SILT_SWAPHOG" "$mib" 1 || rc=$?
 	swapoff "${dev[$t]}" && SILT_SWAPS=()
 	[ $rc -eq 0 ] || silt_abort "$t round $r: silt-swaphog exited $rc: $(tail -n 3 "$out")"
 	out_r[$t,$r]=$(mibs "$(field "$out" out_pages)" "$(field "$out" write_s)")

@@ -59,9 +59,6 @@ qemu_args() {
 		-device virtio-blk-pci,drive=d0)
 }
 
-# to_file FILE CMD...: run CMD with its output into FILE (for silt_bounded).
-to_file() { local f=$1; shift; "$@" >"$f" 2>&1; }
-
 # bounded NAME OUT CMD...: run CMD (output into OUT) for 45 s at most: a
 # guest boots and writes in 2-3 s, a host check takes 1 s.  If it hangs,
 # silt_bounded prints the daemon's threads and aborts the FUSE connection;
@@ -69,7 +66,7 @@ to_file() { local f=$1; shift; "$@" >"$f" 2>&1; }
 # remaining steps still run.  Returns CMD's status (124: hung).
 bounded() {
 	local name=$1 out=$2 rc=0 p; shift 2
-	silt_bounded 45 "$M" "$name" to_file "$out" timeout -k 5 60 "$@" || rc=$?
+	silt_bounded 45 "$M" "$name" silt_to_file "$out" timeout -k 5 60 "$@" || rc=$?
 	if [ $rc -eq 124 ]; then
 		for p in $(silt_daemon_pids "$M"); do kill -9 "$p"; done
 		fusermount3 -uz "$M" 2>/dev/null || umount -l "$M"

@@ -594,6 +594,10 @@ silt_daemon_stacks() {
 	done
 }
 
+# silt_to_file FILE CMD...: run CMD with its output (stdout and stderr)
+# into FILE; for silt_bounded, which does not capture.
+silt_to_file() { local f=$1; shift; "$@" >"$f" 2>&1; }
+
 # silt_bounded SECS MNT MSG CMD...: run CMD, but for SECS seconds at most. If it
 # is still running then, print what the daemon of MNT is doing, abort MNT's
 # FUSE connection (so that CMD and anything else stuck in the kernel gets
