@@ -7,6 +7,7 @@ pkgs=(
   libfuse3-dev fuse3 liburing-dev librocksdb-dev libzstd-dev libxxhash-dev
   libsodium-dev libinih-dev libcmocka-dev
   fio qemu-utils e2fsprogs util-linux kmod python3 jq
+  qemu-system-x86 busybox-static
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -25,3 +26,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   rm -f "$log"
 fi
+# The kernel the guest test boots (Debian's cloud kernel, unpacked into a
+# cache folder, not installed).
+"$(dirname "$0")/guest-kernel.sh"

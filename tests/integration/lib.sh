@@ -8,7 +8,8 @@
 # (mktemp -d under /tmp) and installs an EXIT trap that ALWAYS cleans up, even
 # when the script fails or is interrupted: lazy-unmounts every mount made
 # through these helpers, swapoff + detaches every loop device made through
-# them, kills the siltfs daemons started from $SILT_TMP (by pid) and removes
+# them, kills the siltfs daemons started from $SILT_TMP (by pid), empties
+# and removes the memory cgroups made through silt_memcg_make and removes
 # $SILT_TMP.
 #
 # Environment (meson sets these; defaults make hand runs work):
@@ -17,7 +18,7 @@
 #   SILTFS    the daemon               (default: $BUILDDIR/siltfs)
 #   SILTCTL   the CLI                  (default: $BUILDDIR/siltctl)
 #   SILT_RENAMEAT2, SILT_XATTR, SILT_SEEK, SILT_ODIRECT, SILT_MMAPRW,
-#   SILT_SYNCIO, SILT_STRIPES: the C helpers of tests/integration/tools/
+#   SILT_SYNCIO, SILT_STRIPES, SILT_SWAPHOG: the C helpers of tests/integration/tools/
 #                                      (default: $BUILDDIR/tests/integration/silt-*)
 #   SILT_KEEP=1  keep $SILT_TMP after the run (for debugging)
 #   SILT_SANITIZED=1  the binaries are built with AddressSanitizer (which,
@@ -49,6 +50,7 @@ SILT_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${SILT_MMAPRW:=$BUILDDIR/tests/integration/silt-mmaprw}"
 : "${SILT_SYNCIO:=$BUILDDIR/tests/integration/silt-syncio}"
 : "${SILT_STRIPES:=$BUILDDIR/tests/integration/silt-stripes}"
+: "${SILT_SWAPHOG:=$BUILDDIR/tests/integration/silt-swaphog}"
 : "${SILT_DEADLINE:=240}"
 export SRCDIR BUILDDIR SILTFS SILTCTL
 
@@ -62,6 +64,7 @@ SILT_MOUNTS=()      # every mount point mounted through these helpers, in order
 SILT_LOOPS=()       # every loop device attached through silt_losetup
 SILT_SWAPS=()       # every swap file/device enabled through silt_swapon
 SILT_PIDS=()        # every daemon pid we know we started
+SILT_CGROUPS=()     # memory cgroups made through silt_memcg_make, "DIR:kill" or "DIR:move"
 SILT_LAST_ERR=""    # stderr file of the last silt_mount / silt_mount_fg
 SILT_FG_PID=""      # pid of the last silt_mount_fg daemon
 
@@ -483,6 +486,69 @@ silt_lodetach() {
 silt_swapon() { swapon "$1" && SILT_SWAPS+=("$1"); }
 
 # ---------------------------------------------------------------------------
+# Memory cgroups (cgroup v1 memory controller)
+
+# silt_memcg_parent: the memory cgroup folder this script runs in (under the
+# memory controller's mount, found in /proc/self/mounts); fails if there
+# is no v1 memory controller.
+silt_memcg_parent() {
+	local root path
+	root=$(awk '$3 == "cgroup" && $4 ~ /(^|,)memory(,|$)/ { print $2; exit }' /proc/self/mounts)
+	[ -n "$root" ] || return 1
+	path=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ { print $3; exit }' /proc/self/cgroup)
+	echo "$root${path%/}"
+}
+
+# silt_memcg_make NAME LIMIT kill|move: make the memory cgroup NAME-<our
+# pid> under ours with memory.limit_in_bytes LIMIT (memory+swap stays
+# unlimited, so its pages may be swapped), set SILT_MEMCG to its folder and
+# register it for the exit cleanup, which kills the processes left in it
+# (kill: a workload) or moves them back to the parent (move: a daemon the
+# test squeezed) and removes it.  (Call it directly, not in $(...).)
+silt_memcg_make() {
+	local parent
+	parent=$(silt_memcg_parent) || { echo "silt_memcg_make: no cgroup v1 memory controller" >&2; return 1; }
+	SILT_MEMCG="$parent/$1-$$"
+	mkdir "$SILT_MEMCG" || return 1
+	SILT_CGROUPS+=("$SILT_MEMCG:$3")
+	echo "$2" > "$SILT_MEMCG/memory.limit_in_bytes"
+}
+
+# silt_memcg_run DIR CMD...: run CMD inside memory cgroup DIR.
+silt_memcg_run() {
+	local d=$1; shift
+	( echo "$BASHPID" > "$d/cgroup.procs" && exec "$@" )
+}
+
+# silt_memcg_empty DIR kill|move: kill the processes in DIR, or move them
+# to its parent.
+silt_memcg_empty() {
+	local p
+	for p in $(cat "$1/cgroup.procs" 2>/dev/null); do
+		if [ "$2" = kill ]; then kill -9 "$p" 2>/dev/null
+		else echo "$p" > "$(dirname "$1")/cgroup.procs" 2>/dev/null; fi
+	done
+}
+
+# silt_memcg_remove DIR: empty DIR as registered (kill or move) and remove
+# it, waiting up to 5 s for killed processes to go; false if it stays.
+silt_memcg_remove() {
+	local e d=$1 mode=kill keep=() i
+	for e in "${SILT_CGROUPS[@]}"; do
+		if [ "${e%:*}" = "$d" ]; then mode=${e##*:}; else keep+=("$e"); fi
+	done
+	SILT_CGROUPS=("${keep[@]}")
+	for ((i = 0; i < 50; i++)); do
+		silt_memcg_empty "$d" "$mode"
+		rmdir "$d" 2>/dev/null && return 0
+		[ -d "$d" ] || return 0
+		sleep 0.1
+	done
+	echo "silt_memcg_remove: cannot remove $d (tasks: $(tr '\n' ' ' < "$d/cgroup.procs"))" >&2
+	return 1
+}
+
+# ---------------------------------------------------------------------------
 # Watchdog
 
 # silt_kill_our_daemons SIGNAL: send SIGNAL to every siltfs daemon whose
@@ -528,6 +594,10 @@ silt_daemon_stacks() {
 	done
 }
 
+# silt_to_file FILE CMD...: run CMD with its output (stdout and stderr)
+# into FILE; for silt_bounded, which does not capture.
+silt_to_file() { local f=$1; shift; "$@" >"$f" 2>&1; }
+
 # silt_bounded SECS MNT MSG CMD...: run CMD, but for SECS seconds at most. If it
 # is still running then, print what the daemon of MNT is doing, abort MNT's
 # FUSE connection (so that CMD and anything else stuck in the kernel gets
@@ -546,6 +616,8 @@ silt_bounded() {
 	if kill -0 "$pid" 2>/dev/null; then
 		echo "  HANG: $msg: still running after ${secs}s; aborting the FUSE connection of $mnt" >&2
 		silt_daemon_stacks "$mnt" >&2
+		# a test's own view of the hang (a function name), e.g. a loop device's queue
+		[ -n "${SILT_HANG_INFO:-}" ] && "$SILT_HANG_INFO" >&2
 		silt_fuse_abort "$mnt"
 		sleep 1
 		kill -9 "$pid" 2>/dev/null
@@ -585,6 +657,9 @@ silt_cleanup() {
 	trap - EXIT INT TERM
 	set +e
 	[ -n "${SILT_WATCHDOG_PID:-}" ] && kill "$SILT_WATCHDOG_PID" 2>/dev/null
+	# workloads in our cgroups die first (their swapped pages go with them),
+	# squeezed daemons get their memory back
+	for d in "${SILT_CGROUPS[@]}"; do silt_memcg_empty "${d%:*}" "${d##*:}"; done
 	# inner (non-FUSE) mounts first, newest first
 	for ((i = ${#SILT_MOUNTS[@]} - 1; i >= 0; i--)); do
 		m=${SILT_MOUNTS[$i]}
@@ -610,6 +685,7 @@ silt_cleanup() {
 	if [ ${#pids[@]} -gt 0 ]; then
 		silt_wait_pids_gone 5 "${pids[@]}" || silt_kill_our_daemons KILL >/dev/null
 	fi
+	for ((i = ${#SILT_CGROUPS[@]} - 1; i >= 0; i--)); do silt_memcg_remove "${SILT_CGROUPS[$i]%:*}"; done
 	# control sockets left behind by daemons killed with SIGKILL
 	rm -f /run/siltfs/*"$(basename "$SILT_TMP")"*.sock 2>/dev/null
 	if [ "${SILT_KEEP:-0}" = 1 ]; then
