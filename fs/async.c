@@ -11,9 +11,10 @@
  *                      disk's view) and the caller's view of them (a read
  *                      starts `skew` bytes into the first buffer)
  *   struct async_pool  requests (SILT_VOL_ASYNC_DEPTH) and 64 KiB
- *                      segments, allocated on first use up to a bound and
- *                      reused: no allocation on the steady I/O path, a fixed
- *                      memory cost (the daemon locks its memory for swap)
+ *                      segments, up to a bound and reused: no allocation on
+ *                      the steady I/O path, a fixed memory cost. A daemon
+ *                      that locks its memory (for swap) allocates them all
+ *                      at mount (vol_prefault); otherwise on first use.
  *
  * A request that finds no free request or not enough segments goes to the
  * synchronous path instead, which is always safe: pins order it against
@@ -64,6 +65,35 @@ int async_pool_new(struct async_pool **out)
 	pthread_mutex_init(&p->lock, NULL);
 	*out = p;
 	return 0;
+}
+
+int async_pool_fill(struct async_pool *p)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&p->lock);
+	while (p->nseg < SEG_MAX) {
+		char *s = silt_aligned_alloc(SEG_SIZE);
+		if (!s) {
+			r = -ENOMEM;
+			break;
+		}
+		memset(s, 0, SEG_SIZE);
+		p->free_seg[p->nfree++] = s;
+		p->nseg++;
+	}
+	while (!r && p->nreq < SILT_VOL_ASYNC_DEPTH) {
+		struct aio_req *rq = calloc(1, sizeof(*rq));
+		if (!rq) {
+			r = -ENOMEM;
+			break;
+		}
+		rq->next = p->free_req;
+		p->free_req = rq;
+		p->nreq++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return r;
 }
 
 void async_pool_free(struct async_pool *p)
@@ -121,6 +151,12 @@ static void req_put(struct async_pool *p, struct aio_req *rq)
 	rq->next = p->free_req;
 	p->free_req = rq;
 	pthread_mutex_unlock(&p->lock);
+}
+
+int vol_prefault(struct silt_vol *v)
+{
+	ram_prefault(v->ram);
+	return async_pool_fill(v->apool);
 }
 
 void vol_io_hold(struct silt_vol *v, int hold)

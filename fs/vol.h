@@ -105,6 +105,11 @@ typedef void (*vol_io_done)(void *arg, const struct iovec *iov, int iovcnt, ssiz
  * call that may wait flushes first, so held I/O never waits behind the
  * thread that holds it; the caller flushes before it sleeps itself. */
 void vol_io_hold(struct silt_vol *v, int hold);
+/* For a daemon that locked its memory (swap): allocate and touch, now, all
+ * the data path will ever use (the asynchronous path's buffers, the RAM
+ * tier), so that under a tight memory limit it never faults in a page it
+ * cannot get: locked pages cannot be reclaimed to make room. */
+int vol_prefault(struct silt_vol *v);
 void vol_io_flush(struct silt_vol *v);
 /* How many asynchronous requests the engine keeps in flight at most (its
  * ring and buffer pool); more wait for a slot in the synchronous path. */

@@ -150,5 +150,7 @@ int data_truncate(struct silt_vol *v, struct inode *in, uint64_t size);
 /* async.c */
 int async_pool_new(struct async_pool **out);
 void async_pool_free(struct async_pool *p);
+/* Allocate every request and buffer up to the pool's bound, touched. */
+int async_pool_fill(struct async_pool *p);
 
 #endif

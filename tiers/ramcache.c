@@ -70,6 +70,12 @@ int ram_open(uint64_t size, uint32_t chunk_size, struct silt_ram **out)
 	return 0;
 }
 
+void ram_prefault(struct silt_ram *r)
+{
+	if (r && r->nslots)
+		memset(r->mem, 0, (size_t)r->nslots * r->chunk_size);
+}
+
 void ram_close(struct silt_ram *r)
 {
 	if (!r)

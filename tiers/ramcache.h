@@ -34,6 +34,8 @@ struct ram_stats {
 /* size bytes of whole chunks (0: no RAM tier; ram_* calls then do nothing). */
 int ram_open(uint64_t size, uint32_t chunk_size, struct silt_ram **out);
 void ram_close(struct silt_ram *r);
+/* Touch every page of the tier's memory (for a daemon with locked memory). */
+void ram_prefault(struct silt_ram *r);
 
 /* Copy len bytes at off within chunk (ino, k) into dst if the chunk is
  * here: 1 (a hit), else 0 (a miss, counted when count_miss is set). */

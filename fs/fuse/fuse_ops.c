@@ -55,6 +55,9 @@ static void silt_init(void *userdata, struct fuse_conn_info *conn)
 		if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0 &&
 		    mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
 			log_warn("mlockall failed (%s): do not put swap on this volume", strerror(errno));
+		else if (vol_prefault(fs->vol) < 0)
+			log_warn("cannot allocate the data path's buffers up front: under memory "
+				 "pressure the daemon may be killed; do not put swap on this volume");
 		/* needs CAP_SYS_RESOURCE, which some containers withhold */
 		if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) < 0)
 			log_warn("PR_SET_IO_FLUSHER failed (%s): memory reclaim may wait on this daemon",

@@ -17,11 +17,13 @@
 # cgroups on every exit path.
 #
 # The daemon is started inside its cgroup (so that all its memory is
-# charged there), serves an unlimited warm-up (an fio burst deep enough to
-# fill its buffer pool, and a swap run), and is then limited to the most it
-# used plus SWAP_DAEMON_SLACK.  With SWAP_WARMUP=0 it is limited to what it
-# has after mount and swapon plus the slack: today it is then OOM-killed in
-# the first run, as it grows its locked buffer pool on demand.
+# charged there) and limited to what it has after mount and swapon plus
+# SWAP_DAEMON_SLACK: it allocates and touches its buffer pool and RAM tier
+# at mount (vol_prefault), so it needs nothing more to make progress (a
+# daemon that grew its locked pool on demand was OOM-killed in the first
+# run).  SWAP_WARMUP=1 first serves an unlimited warm-up (an fio burst deep
+# enough to fill the pool, and a swap run) and limits it to the most it
+# used plus the slack.
 #
 # Env: SWAP_RUNS, SWAP_LONG=1, SWAP_MIB (memory touched per run, default
 # 256; the limit is a quarter of it), SWAP_SQUEEZED_RUNS (default 2; 10
@@ -37,7 +39,7 @@ runs=${SWAP_RUNS:-$([ "$long" = 1 ] && echo 50 || echo 5)}
 sruns=${SWAP_SQUEEZED_RUNS:-$([ "$long" = 1 ] && echo 10 || echo 2)}
 mib=${SWAP_MIB:-256}
 slack=${SWAP_DAEMON_SLACK:-8}
-warmup=${SWAP_WARMUP:-1}
+warmup=${SWAP_WARMUP:-0}
 limit=$((mib / 4))
 swap_mib=$((mib + 64))
 V="$SILT_TMP/v"; M="$SILT_TMP/m"; W="$SILT_TMP/w"
