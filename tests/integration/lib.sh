@@ -419,6 +419,21 @@ silt_where_tier_chunks() {
 	json_get "$j" ".tiers[] | select(.name == \"$2\") | .chunks"
 }
 
+# silt_qio FMT IMAGE CMD...: qemu-io -t none (O_DIRECT) on IMAGE with one -c
+# per CMD; fails (printing the output) if qemu-io fails or reports a failed
+# command or a pattern mismatch. Bounded (120 s).
+silt_qio() {
+	local fmt=$1 img=$2 out rc=0 args=() c
+	shift 2
+	for c in "$@"; do args+=(-c "$c"); done
+	out=$(timeout 120 qemu-io -f "$fmt" -t none "${args[@]}" "$img" 2>&1) || rc=$?
+	if [ $rc -ne 0 ] || grep -qiE 'fail|error|mismatch' <<<"$out"; then
+		echo "$out" | head -n 10 | sed 's/^/    | /'
+		return 1
+	fi
+	return 0
+}
+
 # silt_where_total_chunks FILE: number of chunks of FILE mapped on any tier
 # (sum over tiers of siltctl where --json).
 silt_where_total_chunks() {

@@ -14,18 +14,6 @@ MiB=$((1 << 20))
 silt_make_volume "$V" 2 64K
 silt_mount "$V/vol.conf" "$M" || silt_abort "cannot mount: $(cat "$SILT_LAST_ERR")"
 
-# qio FMT IMAGE CMD...: qemu-io -t none on IMAGE with one -c per CMD; fails
-# (printing the output) if qemu-io fails or reports a failed command/pattern.
-qio() {
-	local fmt=$1 img=$2 out rc=0 args=(); shift 2
-	for c in "$@"; do args+=(-c "$c"); done
-	out=$(timeout 120 qemu-io -f "$fmt" -t none "${args[@]}" "$img" 2>&1) || rc=$?
-	if [ $rc -ne 0 ] || grep -qiE 'fail|error|mismatch' <<<"$out"; then
-		echo "$out" | head -n 10 | sed 's/^/    | /'
-		return 1
-	fi
-	return 0
-}
 # data_at MAPJSON OFFSET: the "data" flag of the qemu-img map extent at OFFSET
 data_at() { jq -r --argjson o "$2" '[.[] | select(.start <= $o and $o < .start + .length)][0].data' <<<"$1"; }
 chunks() { sync "$1"; silt_where_total_chunks "$1"; }
@@ -38,14 +26,14 @@ check_eq "$(stat -c %s "$M/r.img")" $((64 * MiB)) "raw image size"
 check_le "$(chunks "$M/r.img")" 1 "a new raw image allocates (almost) nothing"
 
 say "qemu-io -t none on the raw image"
-check 'qio raw "$M/r.img" "write -P 0xab 0 1M" "read -P 0xab 0 1M"' "write/read 1M at 0, pattern 0xab"
-check 'qio raw "$M/r.img" "write -P 0xcd 32M 1M" "read -P 0xcd 32M 1M"' "write/read 1M at 32M"
-check 'qio raw "$M/r.img" "write -P 0x5a 12345 100000" "read -P 0x5a 12345 100000" "read -P 0xab 0 12345" "read -P 0xab 112345 936231"' \
+check 'silt_qio raw "$M/r.img" "write -P 0xab 0 1M" "read -P 0xab 0 1M"' "write/read 1M at 0, pattern 0xab"
+check 'silt_qio raw "$M/r.img" "write -P 0xcd 32M 1M" "read -P 0xcd 32M 1M"' "write/read 1M at 32M"
+check 'silt_qio raw "$M/r.img" "write -P 0x5a 12345 100000" "read -P 0x5a 12345 100000" "read -P 0xab 0 12345" "read -P 0xab 112345 936231"' \
 	"write 100000 bytes at the odd offset 12345; neighbours intact"
-check 'qio raw "$M/r.img" "read -P 0 1M 31M" "read -P 0 33M 31M"' "unwritten ranges read zeros"
-check 'qio raw "$M/r.img" "write -z 32M 64k" "read -P 0 32M 64k" "read -P 0xcd 34537472 64k"' "write -z (zero range) inside the data"
-check 'qio raw "$M/r.img" "discard 40M 1M" "read -P 0 40M 1M"' "discard (punch hole) reads zeros"
-check 'qio raw "$M/r.img" "flush"' "flush (fdatasync)"
+check 'silt_qio raw "$M/r.img" "read -P 0 1M 31M" "read -P 0 33M 31M"' "unwritten ranges read zeros"
+check 'silt_qio raw "$M/r.img" "write -z 32M 64k" "read -P 0 32M 64k" "read -P 0xcd 34537472 64k"' "write -z (zero range) inside the data"
+check 'silt_qio raw "$M/r.img" "discard 40M 1M" "read -P 0 40M 1M"' "discard (punch hole) reads zeros"
+check 'silt_qio raw "$M/r.img" "flush"' "flush (fdatasync)"
 
 say "qemu-img map shows holes"
 map=$(qemu-img map -f raw --output=json "$M/r.img" 2>&1) || fail "qemu-img map: $map"
@@ -59,12 +47,12 @@ n=$(chunks "$M/r.img")
 check '[ "$n" -ge 31 ] && [ "$n" -le 32 ]' "raw image has 31-32 chunks: 1M at 0, 1M at 32M (one maybe zeroed away): $n"
 
 say "qemu-io -t none on the qcow2 image"
-check 'qio qcow2 "$M/q.qcow2" "write -P 0x11 0 1M" "write -P 0x22 5000000 77777" "read -P 0x11 0 1M" "read -P 0x22 5000000 77777" "read -P 0 10M 1M"' \
+check 'silt_qio qcow2 "$M/q.qcow2" "write -P 0x11 0 1M" "write -P 0x22 5000000 77777" "read -P 0x11 0 1M" "read -P 0x22 5000000 77777" "read -P 0 10M 1M"' \
 	"qcow2 writes at 0 and at the odd offset 5000000"
 out=$(qemu-img check "$M/q.qcow2" 2>&1) && rc=0 || rc=$?
 check '[ $rc -eq 0 ] && [[ "$out" == *"No errors were found"* ]]' "qemu-img check clean ($(echo "$out" | head -n1))"
 check_cmd "qemu-img snapshot -c" qemu-img snapshot -c snap1 "$M/q.qcow2"
-check 'qio qcow2 "$M/q.qcow2" "write -P 0x33 0 64k"' "write after the snapshot (copy on write)"
+check 'silt_qio qcow2 "$M/q.qcow2" "write -P 0x33 0 64k"' "write after the snapshot (copy on write)"
 check 'qemu-img snapshot -l "$M/q.qcow2" | grep -q snap1' "snapshot listed"
 check_cmd "qemu-img check after the snapshot" qemu-img check -q "$M/q.qcow2"
 
@@ -78,7 +66,7 @@ check_le "$(chunks "$M/rr.img")" 40 "round-tripped raw image stays sparse"
 map2=$(qemu-img map -f raw --output=json "$M/rr.img" 2>&1)
 check_eq "$(data_at "$map2" $((16 * MiB))),$(data_at "$map2" 0)" "false,true" "round-tripped raw: hole at 16M, data at 0"
 check_cmd "convert qcow2 (with snapshot) -> raw" qemu-img convert -f qcow2 -O raw "$M/q.qcow2" "$M/qr.img"
-check 'qio raw "$M/qr.img" "read -P 0x33 0 64k" "read -P 0x11 64k 960k" "read -P 0x22 5000000 77777"' "converted qcow2 content"
+check 'silt_qio raw "$M/qr.img" "read -P 0x33 0 64k" "read -P 0x11 64k 960k" "read -P 0x22 5000000 77777"' "converted qcow2 content"
 
 say "parallel and asynchronous I/O"
 check_cmd "convert -W -m 8 (8 coroutines, out-of-order writes) to qcow2" \
@@ -87,7 +75,7 @@ check_cmd "... identical" qemu-img compare -q -f raw -F qcow2 "$M/r.img" "$M/rw.
 check_cmd "qemu-img bench: 2000 random 4k writes, queue depth 16, cache=none" \
 	qemu-img bench -w -t none -c 2000 -d 16 -s 4k -S 12345678 -f qcow2 "$M/rw.qcow2"
 check_cmd "qemu-img check after the bench" qemu-img check -q "$M/rw.qcow2"
-check 'qio raw "$M/r.img" "aio_write -P 0x61 4M 64k" "aio_write -P 0x62 4259840 64k" "aio_flush" "read -P 0x61 4M 64k" "read -P 0x62 4259840 64k"' \
+check 'silt_qio raw "$M/r.img" "aio_write -P 0x61 4M 64k" "aio_write -P 0x62 4259840 64k" "aio_flush" "read -P 0x61 4M 64k" "read -P 0x62 4259840 64k"' \
 	"qemu-io aio_write x2 + aio_flush"
 if qemu-io -f raw -t none -i io_uring -c "read 0 4k" "$M/r.img" >/dev/null 2>&1; then
 	out=$(qemu-io -f raw -t none -i io_uring -c "write -P 0x63 8M 1M" -c "read -P 0x63 8M 1M" "$M/r.img" 2>&1) && rc=0 || rc=$?
@@ -99,7 +87,7 @@ fi
 say "resize"
 check_cmd "qemu-img resize +16M" qemu-img resize -q -f raw "$M/r.img" +16M
 check_eq "$(stat -c %s "$M/r.img")" $((80 * MiB)) "resized to 80M"
-check 'qio raw "$M/r.img" "write -P 0x77 79M 1M" "read -P 0x77 79M 1M" "read -P 0 64M 15M"' "write in the grown part"
+check 'silt_qio raw "$M/r.img" "write -P 0x77 79M 1M" "read -P 0x77 79M 1M" "read -P 0 64M 15M"' "write in the grown part"
 
 say "after a remount"
 sum_r=$(silt_sum "$M/r.img"); sum_q=$(silt_sum "$M/q.qcow2")
@@ -115,7 +103,7 @@ check_eq "$(data_at "$map3" $((16 * MiB))),$(data_at "$map3" $((79 * MiB)))" "fa
 say "preallocation"
 check_cmd "qemu-img create preallocation=falloc 16M" qemu-img create -q -f raw -o preallocation=falloc "$M/pre.img" 16M
 check_eq "$(chunks "$M/pre.img")" 256 "falloc preallocation maps all 256 chunks"
-check 'qio raw "$M/pre.img" "read -P 0 0 16M" "write -P 0x42 1M 1M" "read -P 0x42 1M 1M"' "preallocated image reads zeros, takes writes"
+check 'silt_qio raw "$M/pre.img" "read -P 0 0 16M" "write -P 0x42 1M 1M" "read -P 0x42 1M 1M"' "preallocated image reads zeros, takes writes"
 check_cmd "umount" silt_umount "$M"
 
 silt_summary
