@@ -154,7 +154,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			usage(stdout);
 			exit(0);
 		} else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
-			printf("siltfs 0.1.0 (libfuse %d)\n", fuse_version());
+			printf("siltfs %s (libfuse %d)\n", SILT_VERSION, fuse_version());
 			exit(0);
 		} else if (!strcmp(a, "-f")) {
 			o->foreground = 1;
