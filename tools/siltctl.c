@@ -14,6 +14,8 @@
  * an error, 2 for a usage error. */
 #include "tools/client.h"
 #include "tools/render.h"
+#include "utils/config.h"
+#include "utils/log.h"
 #include "utils/util.h"
 
 #include <errno.h>
@@ -172,9 +174,12 @@ static const struct jfield tier_json[] = {
 	{ "capacity", "capacity", J_U64 }, { "used", "used", J_U64 }, { "chunks", "chunks", J_U64 },
 	{ "high_watermark", "high_watermark", J_U64 }, { "low_watermark", "low_watermark", J_U64 },
 	{ "compression", "compression", J_STR }, { "state", "state", J_STR }, { "reason", "reason", J_STR }, { 0 } };
+static const struct jfield log_json[] = {
+	{ "destination", "destination", J_STR }, { "level", "level", J_STR },
+	{ "path", "path", J_OPT }, { "ident", "ident", J_OPT }, { 0 } };
 static const struct jsection status_json[] = {
 	{ "volume", "volume", 0, volume_json }, { "ram", "ram", 0, ram_json },
-	{ "tier", "tiers", 1, tier_json }, { 0 } };
+	{ "tier", "tiers", 1, tier_json }, { "log", "log", 0, log_json }, { 0 } };
 
 static const char status_heading[] =
 	"volume {name}  uuid {uuid}  mounted on {mountpoint}\n"
@@ -254,6 +259,148 @@ static int cmd_where(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
+/* ---- log --------------------------------------------------------------- */
+
+/* The last n lines of path (and of path.1 when path has fewer): log lines
+ * are at most ~1.2 KB, so the tail of the file suffices. Prints them as
+ * text or as JSON strings; returns how many it found, or -errno. */
+static int tail_file(const char *path, int n, int json, int *first)
+{
+	char rotated[4200];
+	FILE *f = fopen(path, "r");
+	int got = 0;
+
+	if (!f)
+		return -errno;
+	off_t size = fseeko(f, 0, SEEK_END) ? -1 : ftello(f);
+	off_t from = size > (off_t)n * 1300 ? size - (off_t)n * 1300 : 0;
+	size_t len = size > 0 ? (size_t)(size - from) : 0;
+	char *buf = malloc(len + 1), **lines = calloc((size_t)n, sizeof(*lines));
+	if (size < 0 || !buf || !lines || fseeko(f, from, SEEK_SET) || fread(buf, 1, len, f) != len) {
+		fclose(f);
+		free(buf);
+		free(lines);
+		return -EIO;
+	}
+	fclose(f);
+	buf[len] = '\0';
+	/* walk back from the end over whole lines */
+	char *end = buf + len;
+	while (got < n && end > buf) {
+		char *e = end[-1] == '\n' ? end - 1 : end, *s = e;
+		while (s > buf && s[-1] != '\n')
+			s--;
+		if (s == buf && from > 0)
+			break; /* a cut line */
+		*e = '\0';
+		lines[got++] = s;
+		end = s;
+	}
+	snprintf(rotated, sizeof(rotated), "%s.1", path);
+	int older = got < n && access(rotated, R_OK) == 0 ? tail_file(rotated, n - got, json, first) : 0;
+	for (int i = got - 1; i >= 0; i--) {
+		if (json) {
+			fputs(*first ? "" : ", ", stdout);
+			json_str(stdout, lines[i]);
+			*first = 0;
+		} else {
+			puts(lines[i]);
+		}
+	}
+	free(buf);
+	free(lines);
+	return got + (older > 0 ? older : 0);
+}
+
+/* The log's destination from the config: for a dead daemon or -c. */
+static int log_from_config(struct ctx *c, const char *file, struct rec *r, char *path, size_t len)
+{
+	static struct silt_config cfg;
+	char err[4096];
+	int e = silt_config_load(file, &cfg, err, sizeof(err));
+
+	if (e)
+		return fail(c, -e, "%s", err);
+	struct silt_log_conf lc = { .file = cfg.log_file, .volume = cfg.name };
+	rec_set(r, "destination", silt_log_dest_name(silt_log_resolve(&lc, 0, path, len)));
+	rec_set(r, "path", path);
+	static char ident[80];
+	silt_log_ident(cfg.name, ident, sizeof(ident));
+	rec_set(r, "ident", ident);
+	return 0;
+}
+
+/* Where the volume logs: from its daemon, else from its config. */
+static int log_where(struct ctx *c, const char *config, struct rec **out)
+{
+	static struct rec from_cfg;
+	static char path[4096];
+
+	*out = &from_cfg;
+	if (config)
+		return log_from_config(c, config, &from_cfg, path, sizeof(path));
+	if (find_volume(c, NULL))
+		return 1;
+	if (client_request(c->sock, "status", &c->reply) == 0) {
+		c->nrecs = recs_parse(c->reply, c->recs, MAX_RECS);
+		if ((*out = recs_find(c->recs, c->nrecs, "log")))
+			return 0;
+	}
+	if (!c->m.source[0])
+		return fail(c, ENOTCONN, "no siltfs daemon answers on %s; use -c CONFIG", c->sock);
+	fprintf(stderr, "siltctl: the daemon of %s is not running; its log, as %s sets it:\n", c->m.mnt,
+		c->m.source);
+	*out = &from_cfg;
+	return log_from_config(c, c->m.source, &from_cfg, path, sizeof(path));
+}
+
+static int cmd_log(struct ctx *c, int argc, char **argv)
+{
+	const char *config = NULL;
+	char *end;
+	int n = 20, first = 1;
+	struct rec *lr;
+
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "-n") && i + 1 < argc) {
+			n = (int)strtol(argv[++i], &end, 10);
+			if (*end || n < 1 || n > 100000)
+				return usage_error(c, "-n: a number of lines from 1 to 100000");
+		} else if (!strcmp(argv[i], "-c") && i + 1 < argc) {
+			config = argv[++i];
+		} else {
+			return usage_error(c, "log: unexpected argument '%s'", argv[i]);
+		}
+	}
+	if (log_where(c, config, &lr))
+		return 1;
+	const char *dest = rec_get(lr, "destination"), *path = rec_get(lr, "path"), *ident = rec_get(lr, "ident");
+	if (!strcmp(dest, "syslog")) {
+		if (!c->json && access("/run/systemd/journal/socket", F_OK) == 0) {
+			char lines[16];
+			snprintf(lines, sizeof(lines), "%d", n);
+			execlp("journalctl", "journalctl", "-q", "--no-pager", "-n", lines, "-t", ident, (char *)NULL);
+		}
+		return fail(c, ENOENT, "the daemon logs to syslog as %s: read it where the syslog daemon writes "
+			    "(journalctl -t %s, /var/log/syslog)", ident, ident);
+	}
+	if (strcmp(dest, "file"))
+		return fail(c, ENOENT, "the daemon runs in the foreground and logs to its standard error");
+	if (access(path, R_OK))
+		return fail(c, errno, "%s: %s", path, strerror(errno));
+	if (c->json) {
+		printf("{\"destination\": \"file\", \"path\": ");
+		json_str(stdout, path);
+		printf(", \"lines\": [");
+	}
+	int r = tail_file(path, n, c->json, &first);
+	if (c->json)
+		printf("]}\n");
+	if (r < 0)
+		return c->json ? 1 : fail(c, -r, "%s: %s", path, strerror(-r));
+	return 0;
+}
+
 /* ---- help -------------------------------------------------------------- */
 
 static const struct command *lookup(const char *name)
@@ -303,15 +450,23 @@ static int cmd_help(struct ctx *c, int argc, char **argv)
 }
 
 static const struct command commands[] = {
-	{ "status", "[--json]", "the volume and its tiers (with --json also RAM)",
+	{ "status", "[--json]", "the volume and its tiers (with --json also RAM and log)",
 	  "Shows the volume (name, uuid, mount point, chunk size, I/O counters) and\n"
 	  "each tier: class, capacity, use, chunks, compression, state and path; a\n"
-	  "failed tier says why on the line under it. --json adds the RAM budget.",
+	  "failed tier says why on the line under it. --json adds the RAM budget\n"
+	  "and where the daemon logs.",
 	  0, 0, cmd_status },
 	{ "where", "[--json] FILE", "which tier holds each chunk of FILE",
 	  "Shows FILE's size, how many of its chunks are placed, and for every tier\n"
 	  "of the volume how many chunks it holds and their index ranges (runs).",
 	  1, 1, cmd_where },
+	{ "log", "[-n LINES] [-c CONFIG] [--json]", "the last lines of the daemon's log",
+	  "Shows the last LINES (default 20) lines of the daemon's log file, also\n"
+	  "after the daemon died (the mount's config names the file). With -c, the\n"
+	  "log of the volume of CONFIG, mounted or not. A daemon that logs to\n"
+	  "syslog is shown through journalctl; one in the foreground logs to its\n"
+	  "standard error.",
+	  0, 4, cmd_log },
 	{ "help", "[COMMAND]", "this list, or what COMMAND does",
 	  "Without COMMAND, lists the commands and options; with it, its usage and\n"
 	  "what it does (the same as siltctl COMMAND --help).",

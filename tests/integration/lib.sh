@@ -8,7 +8,8 @@
 # (mktemp -d under /tmp) and installs an EXIT trap that ALWAYS cleans up, even
 # when the script fails or is interrupted: lazy-unmounts every mount made
 # through these helpers, swapoff + detaches every loop device made through
-# them, kills the siltfs daemons started from $SILT_TMP (by pid) and removes
+# them, kills the siltfs daemons started from $SILT_TMP (by pid), removes
+# the daemons' log files in /var/log/siltfs that name $SILT_TMP, and removes
 # $SILT_TMP.
 #
 # Environment (meson sets these; defaults make hand runs work):
@@ -72,6 +73,11 @@ if [ ! -d /sys/fs/fuse/connections ] || ! awk '$3 == "fusectl" { f = 1 } END { e
 	modprobe fuse 2>/dev/null || true
 	mount -t fusectl fusectl /sys/fs/fuse/connections 2>/dev/null || true
 fi
+
+# /var/log/siltfs is the daemons' default log folder: removed at exit only
+# if it was not there before (and is empty).
+SILT_VARLOG_EXISTED=0
+[ -d /var/log/siltfs ] && SILT_VARLOG_EXISTED=1
 
 SILT_TMP=$(mktemp -d /tmp/siltit.XXXXXX)
 # World-traversable, so tests that run commands as user nobody can reach
@@ -240,6 +246,10 @@ silt_tree_state() {
 #   SILT_VOLUME_OPTS  text appended to the [volume] section
 #   SILT_TIER_OPTS    text appended to every [tier] section
 #                     (e.g. $'high_watermark = 100%\nlow_watermark = 100%')
+#   SILT_LOG_FILE     the log_file (default: silt_volume_log DIR, outside
+#                     DIR, so that a refused mount leaves DIR as it was;
+#                     empty: no log_file line, the daemon's default); not
+#                     written when SILT_VOLUME_OPTS sets log_file itself
 # Prints nothing; the config is DIR/vol.conf.
 silt_make_volume() {
 	local dir=$1 n=$2 cs=${3:-}
@@ -253,6 +263,9 @@ silt_make_volume() {
 		echo "[volume]"
 		echo "name = $name"
 		[ -n "$cs" ] && [ "$cs" != "-" ] && echo "chunk_size = $cs"
+		local log=${SILT_LOG_FILE-$(silt_volume_log "$dir")}
+		# (before the options, which may open sections of their own)
+		[[ -n "$log" && "${SILT_VOLUME_OPTS:-}" != *log_file* ]] && echo "log_file = $log"
 		[ -n "${SILT_VOLUME_OPTS:-}" ] && echo "$SILT_VOLUME_OPTS"
 		for ((i = 0; i < n; i++)); do
 			mkdir -p "$dir/t$i"
@@ -266,6 +279,13 @@ silt_make_volume() {
 		done
 	} > "$conf"
 	return 0
+}
+
+# silt_volume_log DIR: the log file silt_make_volume DIR gives the daemon:
+# $SILT_TMP/logs/<DIR below $SILT_TMP, '/' -> '_'>.log
+silt_volume_log() {
+	local rel=${1#"$SILT_TMP"/}
+	echo "$SILT_TMP/logs/${rel//\//_}.log"
 }
 
 # silt_volume_name CONF: the name = value of CONF's [volume] section.
@@ -612,6 +632,11 @@ silt_cleanup() {
 	fi
 	# control sockets left behind by daemons killed with SIGKILL
 	rm -f /run/siltfs/*"$(basename "$SILT_TMP")"*.sock 2>/dev/null
+	# default log files (/var/log/siltfs/<volume>.log) of our daemons
+	for p in /var/log/siltfs/*; do
+		[ -f "$p" ] && grep -qsF "$SILT_TMP/" "$p" && rm -f "$p"
+	done
+	[ "$SILT_VARLOG_EXISTED" = 1 ] || rmdir /var/log/siltfs 2>/dev/null
 	if [ "${SILT_KEEP:-0}" = 1 ]; then
 		echo "(kept $SILT_TMP)"
 	else

@@ -22,7 +22,7 @@ version=$(meson introspect "$BUILDDIR" --projectinfo | jq -r .version)
 run --version
 check_eq "$RC/$OUT" "0/siltctl $version" "siltctl --version"
 cmds=$("$SILTCTL" --list-commands)
-check '[[ "$(echo $cmds)" == "status where help" ]]' "--list-commands: status where help ($(echo $cmds))"
+check '[[ "$(echo $cmds)" == "status where log help" ]]' "--list-commands: status where log help ($(echo $cmds))"
 run help
 for c in $cmds; do
 	check '[[ "$OUT" == *"  $c "* ]]' "siltctl help lists $c"
@@ -46,6 +46,8 @@ run where
 check '[ $RC -eq 2 ] && [[ "$ERR" == *"where: missing argument"* ]] && [[ "$ERR" == *"usage: siltctl"* ]]' "where without FILE: exit 2, usage ($ERR)"
 run status extra
 check '[ $RC -eq 2 ] && [[ "$ERR" == *"status: too many arguments"* ]]' "status with an argument: exit 2 ($ERR)"
+run log -n many
+check '[ $RC -eq 2 ] && [[ "$ERR" == *"-n"* ]]' "log -n many: exit 2 ($ERR)"
 run help frobnicate
 check '[ $RC -eq 2 ] && [[ "$ERR" == *"unknown command"* ]]' "help of an unknown command: exit 2 ($ERR)"
 run
@@ -69,6 +71,10 @@ run -m /tmp status
 check_eq "$RC/$ERR" "1/siltctl: /tmp is not a mounted siltfs volume" "-m on a directory that is no siltfs mount"
 run --json -m /no/such/mnt status
 check_eq "$RC/$(json_get "$OUT" .errno)" 1/ENOENT "--json -m on a missing directory: JSON error"
+printf '[volume]\nname = x\nlog_file = %s/no/such.log\n[tier a]\npath = %s\nclass = hdd\n' "$SILT_TMP" "$SILT_TMP" > "$SILT_TMP/x.conf"
+run --json log -c "$SILT_TMP/x.conf"
+check_eq "$RC/$(json_get "$OUT" .errno)/$(json_get "$OUT" .error)" "1/ENOENT/$SILT_TMP/no/such.log: No such file or directory" \
+	"--json log of a log file that is not there: JSON error"
 run -s "$SILT_TMP/no.sock" status
 check_eq "$RC/$ERR" "1/siltctl: no siltfs daemon answers on $SILT_TMP/no.sock" "-s on a missing socket"
 
@@ -78,12 +84,13 @@ cp "$SILT_TMP/data" "$M/f"
 truncate -s 1G "$M/sparse"
 dd if="$SILT_TMP/data" of="$M/sparse" bs=64K count=1 seek=9000 conv=notrunc status=none
 s=$(silt_ctl -m "$M" status --json)
-check_eq "$(jc "$s" keys_unsorted)" '["volume","ram","tiers"]' "status --json: top-level keys in order"
+check_eq "$(jc "$s" keys_unsorted)" '["volume","ram","tiers","log"]' "status --json: top-level keys in order"
 check_eq "$(jc "$s" '.volume | keys_unsorted')" \
 	'["name","uuid","chunk_size","mountpoint","reads","writes","read_bytes","write_bytes","namespace_ops"]' "status --json: volume keys"
 check_eq "$(jc "$s" '.ram | keys_unsorted')" '["size","used"]' "status --json: ram keys"
 check_eq "$(jc "$s" '.tiers[0] | keys_unsorted')" \
 	'["name","class","path","capacity","used","chunks","high_watermark","low_watermark","compression","state","reason"]' "status --json: tier keys"
+check_eq "$(jc "$s" '.log | keys_unsorted')" '["destination","level","path","ident"]' "status --json: log keys"
 check_eq "$(silt_ctl -m "$M" status --json | head -c 13)" '{"volume": {"' "status --json: spacing as documented"
 t=$(silt_ctl -m "$M" status)
 uuid=$(json_get "$s" .volume.uuid)
