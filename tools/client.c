@@ -1,12 +1,19 @@
-/* Client side of the control socket (see fs/ctl.c for the protocol):
- * which mount, which socket. */
+/* Client side of the control socket (see fs/ctl.c for the protocol) and of
+ * the daemon's lifetime: which mount, which socket, which process.
+ *
+ * The daemon's pid comes from SO_PEERCRED on its own socket, not from a
+ * pid file or a process-name search, and is turned into a pidfd before
+ * anything else happens, so that waiting for "this daemon" cannot be
+ * fooled by a reused pid. */
 #include "tools/client.h"
 #include "utils/util.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -116,27 +123,32 @@ int client_mount_at(const char *mnt, struct client_mount *m)
 	return r < 0 ? r : s.found ? 0 : -ENOENT;
 }
 
-static int connect_to(const char *sock)
+static int connect_to(const char *sock, pid_t *pid)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	if (fd < 0)
 		return -errno;
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    (pid && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)) {
 		int e = -errno;
 		close(fd);
 		return e;
 	}
+	if (pid)
+		*pid = cred.pid;
 	return fd;
 }
 
-int client_request(const char *sock, const char *req, char **reply)
+int client_request(const char *sock, const char *req, char **reply, pid_t *pid)
 {
 	size_t cap = 65536, n = 0;
 	ssize_t r;
-	int fd = connect_to(sock);
+	int fd = connect_to(sock, pid);
 
 	if (fd < 0)
 		return fd;
@@ -160,4 +172,32 @@ int client_request(const char *sock, const char *req, char **reply)
 		return -ENOMEM;
 	(*reply)[n] = '\0';
 	return 0;
+}
+
+int client_daemon_pidfd(const char *sock, pid_t *pid)
+{
+	char *reply = NULL;
+	/* a real request, so that the daemon's side sees an ordinary client */
+	int r = client_request(sock, "status", &reply, pid), fd;
+
+	free(reply);
+	if (r)
+		return r;
+	fd = pidfd_open(*pid, 0);
+	return fd < 0 ? -errno : fd;
+}
+
+int client_wait_exit(int pidfd, int timeout_ms)
+{
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+	for (;;) {
+		int r = poll(&p, 1, timeout_ms);
+		if (r > 0)
+			return 0;
+		if (r == 0)
+			return -ETIMEDOUT;
+		if (errno != EINTR)
+			return -errno;
+	}
 }

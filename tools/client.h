@@ -1,10 +1,12 @@
 /* The client side of a volume's daemon, shared by siltctl and
  * umount.fuse.siltfs: find the siltfs mount that holds a path, send one
- * request to its control socket. */
+ * request to its control socket, learn the daemon's pid and wait for it
+ * to exit. */
 #ifndef SILT_CLIENT_H
 #define SILT_CLIENT_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 struct client_mount {
 	char mnt[4096];          /* mount point */
@@ -19,7 +21,14 @@ int client_find_mount(const char *path, struct client_mount *m);
 /* The siltfs mount whose mount point is exactly mnt; -ENOENT if none. */
 int client_mount_at(const char *mnt, struct client_mount *m);
 
-/* Send req, read the whole reply (NUL-terminated, malloc'd). 0 or -errno. */
-int client_request(const char *sock, const char *req, char **reply);
+/* Send req, read the whole reply (NUL-terminated, malloc'd). pid (may be
+ * NULL) gets the pid of the process serving the socket. 0 or -errno. */
+int client_request(const char *sock, const char *req, char **reply, pid_t *pid);
+
+/* A pidfd for the daemon serving sock, or -errno (-ECONNREFUSED, -ENOENT:
+ * nobody serves it). */
+int client_daemon_pidfd(const char *sock, pid_t *pid);
+/* Wait until the process of pidfd has exited: 0, or -ETIMEDOUT. */
+int client_wait_exit(int pidfd, int timeout_ms);
 
 #endif

@@ -145,7 +145,7 @@ static int find_volume(struct ctx *c, const char *file)
 /* Ask the daemon; its records land in c->recs. */
 static int query(struct ctx *c, const char *req)
 {
-	int r = client_request(c->sock, req, &c->reply);
+	int r = client_request(c->sock, req, &c->reply, NULL);
 
 	if ((r == -ENOENT || r == -ECONNREFUSED) && c->m.mnt[0])
 		return fail(c, -r, "the daemon of %s is not running (no answer on %s): umount %s, then mount it again",
@@ -341,7 +341,7 @@ static int log_where(struct ctx *c, const char *config, struct rec **out)
 		return log_from_config(c, config, &from_cfg, path, sizeof(path));
 	if (find_volume(c, NULL))
 		return 1;
-	if (client_request(c->sock, "status", &c->reply) == 0) {
+	if (client_request(c->sock, "status", &c->reply, NULL) == 0) {
 		c->nrecs = recs_parse(c->reply, c->recs, MAX_RECS);
 		if ((*out = recs_find(c->recs, c->nrecs, "log")))
 			return 0;

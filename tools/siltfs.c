@@ -17,6 +17,7 @@
 #include "fs/ctl.h"
 #include "fs/fuse/fuse_ops.h"
 #include "fs/vol.h"
+#include "tools/utab.h"
 #include "utils/config.h"
 #include "utils/log.h"
 #include "utils/util.h"
@@ -500,6 +501,9 @@ int main(int argc, char **argv)
 			ctl_link = 0;
 		}
 	}
+	if ((r = utab_add(cfgpath, mnt)))
+		log_warn("cannot record the mount in libmount's utab (%s): umount %s will not wait for this daemon",
+			 strerror(-r), mnt);
 	silt_log_quiet(SILT_LOG_INFO, "volume %s (%s) mounted on %s", cfg.name, vol_uuid(fs.vol), mnt);
 	if (status_fd >= 0)
 		detach();
@@ -509,6 +513,7 @@ int main(int argc, char **argv)
 
 	log_info("unmounting %s", mnt);
 	fuse_session_unmount(se);
+	utab_remove(mnt);
 	fuse_remove_signal_handlers(se);
 	if (ctl_link)
 		unlink(ctl_default);

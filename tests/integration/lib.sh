@@ -8,9 +8,9 @@
 # (mktemp -d under /tmp) and installs an EXIT trap that ALWAYS cleans up, even
 # when the script fails or is interrupted: lazy-unmounts every mount made
 # through these helpers, swapoff + detaches every loop device made through
-# them, kills the siltfs daemons started from $SILT_TMP (by pid), removes
-# the daemons' log files in /var/log/siltfs that name $SILT_TMP, and removes
-# $SILT_TMP.
+# them, kills the siltfs daemons started from $SILT_TMP (by pid), puts back
+# what silt_install_system changed in the system, removes the daemons' log
+# files in /var/log/siltfs that name $SILT_TMP, and removes $SILT_TMP.
 #
 # Environment (meson sets these; defaults make hand runs work):
 #   SRCDIR    source tree              (default: two levels above this file)
@@ -63,6 +63,8 @@ SILT_MOUNTS=()      # every mount point mounted through these helpers, in order
 SILT_LOOPS=()       # every loop device attached through silt_losetup
 SILT_SWAPS=()       # every swap file/device enabled through silt_swapon
 SILT_PIDS=()        # every daemon pid we know we started
+SILT_INSTALLED=()   # files silt_install_system put into the system
+SILT_INSTALL_DIRS=() # folders it created for them
 SILT_LAST_ERR=""    # stderr file of the last silt_mount / silt_mount_fg
 SILT_FG_PID=""      # pid of the last silt_mount_fg daemon
 
@@ -386,13 +388,16 @@ silt_mount_fg() {
 	return 0
 }
 
+# silt_pid_alive PID: true if PID runs (a zombie has exited: not alive).
+silt_pid_alive() { kill -0 "$1" 2>/dev/null && ! grep -qs '^State:.*Z' "/proc/$1/status"; }
+
 # silt_wait_pids_gone SECONDS PID...: wait until none of the PIDs runs.
 silt_wait_pids_gone() {
 	local secs=$1 i p alive; shift
 	for ((i = 0; i < secs * 10; i++)); do
 		alive=0
 		for p in "$@"; do
-			if kill -0 "$p" 2>/dev/null && ! grep -qs '^State:.*Z' "/proc/$p/status"; then alive=1; fi
+			if silt_pid_alive "$p"; then alive=1; fi
 		done
 		[ $alive -eq 0 ] && return 0
 		sleep 0.1
@@ -501,6 +506,64 @@ silt_lodetach() {
 
 # silt_swapon DEV: swapon DEV and register it for swapoff at exit.
 silt_swapon() { swapon "$1" && SILT_SWAPS+=("$1"); }
+
+# ---------------------------------------------------------------------------
+# Installing into the system
+
+# silt_install_system: install the build into the real system for the rest
+# of the script (meson install, prefix as configured: /usr/local/bin/siltfs,
+# where mount(8) finds it, /sbin/umount.fuse.siltfs, where umount(8) finds
+# it, man pages, unit, completion). Files it replaces are saved and put
+# back at exit, files and folders it creates are removed at exit. One test
+# on the machine at a time holds the installation (a lock folder naming our
+# pid; a dead holder's lock is taken over).
+SILT_INSTALL_LOCK=/run/lock/siltfs-test-install
+silt_install_system() {
+	local stage="$SILT_TMP/.stage" f rel d i holder
+	mkdir -p "$(dirname "$SILT_INSTALL_LOCK")"
+	for ((i = 0; ; i++)); do
+		mkdir "$SILT_INSTALL_LOCK" 2>/dev/null && break
+		holder=$(cat "$SILT_INSTALL_LOCK/pid" 2>/dev/null)
+		if [ -n "$holder" ] && ! kill -0 "$holder" 2>/dev/null; then
+			rm -rf "$SILT_INSTALL_LOCK"
+			continue
+		fi
+		[ $i -ge 600 ] && { echo "    silt_install_system: $SILT_INSTALL_LOCK held by pid $holder" >&2; return 1; }
+		sleep 1
+	done
+	echo $$ > "$SILT_INSTALL_LOCK/pid"
+	SILT_INSTALL_LOCKED=1
+	meson install -C "$BUILDDIR" --no-rebuild --quiet --destdir "$stage" >/dev/null || return 1
+	while IFS= read -r -d '' f; do
+		rel=${f#"$stage"}
+		d=$(dirname "$rel")
+		while [ ! -d "$d" ]; do SILT_INSTALL_DIRS=("$d" "${SILT_INSTALL_DIRS[@]}"); d=$(dirname "$d"); done
+		mkdir -p "$(dirname "$rel")"
+		if [ -e "$rel" ] || [ -L "$rel" ]; then
+			mkdir -p "$SILT_TMP/.backup$(dirname "$rel")"
+			cp -a "$rel" "$SILT_TMP/.backup$rel"
+		fi
+		SILT_INSTALLED+=("$rel")
+		# beside, then renamed: a running siltfs keeps its old binary
+		cp -a "$f" "$rel.silt-new" && mv -f "$rel.silt-new" "$rel" || return 1
+	done < <(find "$stage" \( -type f -o -type l \) -print0)
+}
+
+# Undo silt_install_system (EXIT trap).
+silt_uninstall_system() {
+	local i rel
+	for ((i = ${#SILT_INSTALLED[@]} - 1; i >= 0; i--)); do
+		rel=${SILT_INSTALLED[$i]}
+		if [ -e "$SILT_TMP/.backup$rel" ] || [ -L "$SILT_TMP/.backup$rel" ]; then
+			mv -f "$SILT_TMP/.backup$rel" "$rel"
+		else
+			rm -f "$rel"
+		fi
+	done
+	for ((i = ${#SILT_INSTALL_DIRS[@]} - 1; i >= 0; i--)); do rmdir "${SILT_INSTALL_DIRS[$i]}" 2>/dev/null; done
+	[ "${SILT_INSTALL_LOCKED:-0}" = 1 ] && rm -rf "$SILT_INSTALL_LOCK"
+	SILT_INSTALLED=(); SILT_INSTALL_DIRS=(); SILT_INSTALL_LOCKED=0
+}
 
 # ---------------------------------------------------------------------------
 # Watchdog
@@ -632,6 +695,7 @@ silt_cleanup() {
 	fi
 	# control sockets left behind by daemons killed with SIGKILL
 	rm -f /run/siltfs/*"$(basename "$SILT_TMP")"*.sock 2>/dev/null
+	silt_uninstall_system
 	# default log files (/var/log/siltfs/<volume>.log) of our daemons
 	for p in /var/log/siltfs/*; do
 		[ -f "$p" ] && grep -qsF "$SILT_TMP/" "$p" && rm -f "$p"
