@@ -63,6 +63,7 @@ SILT_MOUNTS=()      # every mount point mounted through these helpers, in order
 SILT_LOOPS=()       # every loop device attached through silt_losetup
 SILT_SWAPS=()       # every swap file/device enabled through silt_swapon
 SILT_PIDS=()        # every daemon pid we know we started
+SILT_AT_EXIT=()     # commands silt_at_exit registered
 SILT_INSTALLED=()   # files silt_install_system put into the system
 SILT_INSTALL_DIRS=() # folders it created for them
 SILT_LAST_ERR=""    # stderr file of the last silt_mount / silt_mount_fg
@@ -549,6 +550,10 @@ silt_install_system() {
 	done < <(find "$stage" \( -type f -o -type l \) -print0)
 }
 
+# silt_at_exit CMD: eval CMD at exit, after the unmounts (for files a test
+# puts outside $SILT_TMP, such as /etc/siltfs/NAME.conf). Newest first.
+silt_at_exit() { SILT_AT_EXIT+=("$1"); }
+
 # Undo silt_install_system (EXIT trap).
 silt_uninstall_system() {
 	local i rel
@@ -695,6 +700,7 @@ silt_cleanup() {
 	fi
 	# control sockets left behind by daemons killed with SIGKILL
 	rm -f /run/siltfs/*"$(basename "$SILT_TMP")"*.sock 2>/dev/null
+	for ((i = ${#SILT_AT_EXIT[@]} - 1; i >= 0; i--)); do eval "${SILT_AT_EXIT[$i]}"; done
 	silt_uninstall_system
 	# default log files (/var/log/siltfs/<volume>.log) of our daemons
 	for p in /var/log/siltfs/*; do
