@@ -174,12 +174,23 @@ static const struct jfield tier_json[] = {
 	{ "capacity", "capacity", J_U64 }, { "used", "used", J_U64 }, { "chunks", "chunks", J_U64 },
 	{ "high_watermark", "high_watermark", J_U64 }, { "low_watermark", "low_watermark", J_U64 },
 	{ "compression", "compression", J_STR }, { "state", "state", J_STR }, { "reason", "reason", J_STR }, { 0 } };
+/* the placement policy and the migration engine (tiers/migrate.h) */
+static const struct jfield placement_json[] = {
+	{ "policy", "policy", J_STR }, { "capacity", "capacity", J_U64 }, { "resident", "resident", J_U64 },
+	{ "recorded", "recorded", J_U64 }, { "dropped", "dropped", J_U64 }, { "migration", "migration", J_STR },
+	{ "epoch_ms", "epoch_ms", J_U64 }, { "rate_limit", "rate_limit", J_U64 },
+	{ "busy_rate_limit", "busy_rate_limit", J_U64 }, { "epochs", "epochs", J_U64 },
+	{ "pending", "pending", J_U64 }, { "pending_bytes", "pending_bytes", J_U64 }, { "moved", "moved", J_U64 },
+	{ "moved_bytes", "moved_bytes", J_U64 }, { "promoted", "promoted", J_U64 }, { "demoted", "demoted", J_U64 },
+	{ "raced", "raced", J_U64 }, { "failed", "failed", J_U64 }, { "rate", "rate", J_U64 },
+	{ "busy", "busy", J_U64 }, { 0 } };
 static const struct jfield log_json[] = {
 	{ "destination", "destination", J_STR }, { "level", "level", J_STR },
 	{ "path", "path", J_OPT }, { "ident", "ident", J_OPT }, { 0 } };
 static const struct jsection status_json[] = {
 	{ "volume", "volume", 0, volume_json }, { "ram", "ram", 0, ram_json },
-	{ "tier", "tiers", 1, tier_json }, { "log", "log", 0, log_json }, { 0 } };
+	{ "tier", "tiers", 1, tier_json }, { "placement", "placement", 0, placement_json },
+	{ "log", "log", 0, log_json }, { 0 } };
 
 static const char status_heading[] =
 	"volume {name}  uuid {uuid}  mounted on {mountpoint}\n"
@@ -450,11 +461,11 @@ static int cmd_help(struct ctx *c, int argc, char **argv)
 }
 
 static const struct command commands[] = {
-	{ "status", "[--json]", "the volume and its tiers (with --json also RAM and log)",
+	{ "status", "[--json]", "the volume and its tiers (with --json also RAM, placement, log)",
 	  "Shows the volume (name, uuid, mount point, chunk size, I/O counters) and\n"
 	  "each tier: class, capacity, use, chunks, compression, state and path; a\n"
-	  "failed tier says why on the line under it. --json adds the RAM budget\n"
-	  "and where the daemon logs.",
+	  "failed tier says why on the line under it. --json adds the RAM budget,\n"
+	  "the placement policy and migration counters, and where the daemon logs.",
 	  0, 0, cmd_status },
 	{ "where", "[--json] FILE", "which tier holds each chunk of FILE",
 	  "Shows FILE's size, how many of its chunks are placed, and for every tier\n"

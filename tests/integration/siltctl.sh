@@ -84,7 +84,9 @@ cp "$SILT_TMP/data" "$M/f"
 truncate -s 1G "$M/sparse"
 dd if="$SILT_TMP/data" of="$M/sparse" bs=64K count=1 seek=9000 conv=notrunc status=none
 s=$(silt_ctl -m "$M" status --json)
-check_eq "$(jc "$s" keys_unsorted)" '["volume","ram","tiers","log"]' "status --json: top-level keys in order"
+check_eq "$(jc "$s" keys_unsorted)" '["volume","ram","tiers","placement","log"]' "status --json: top-level keys in order"
+check_eq "$(jc "$s" '.placement | [.policy, .migration, (.moved | type)]')" '["arc","policy","number"]' \
+	"status --json: placement (policy, migration, counters)"
 check_eq "$(jc "$s" '.volume | keys_unsorted')" \
 	'["name","uuid","chunk_size","mountpoint","reads","writes","read_bytes","write_bytes","namespace_ops"]' "status --json: volume keys"
 check_eq "$(jc "$s" '.ram | keys_unsorted')" '["size","used"]' "status --json: ram keys"
