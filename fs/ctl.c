@@ -98,6 +98,13 @@ static void ctl_status(struct silt_vol *v, FILE *o)
 		put_esc(o, ts.failed ? ts.why : "-");
 		fputc('\n', o);
 	}
+	struct silt_log_where lw;
+	silt_log_where(&lw);
+	fprintf(o, "log destination=%s level=%s path=", silt_log_dest_name(lw.dest), silt_log_level_name(lw.level));
+	put_esc(o, lw.dest == SILT_LOG_TO_FILE ? lw.path : "-");
+	fprintf(o, " ident=");
+	put_esc(o, lw.dest == SILT_LOG_TO_SYSLOG ? lw.ident : "-");
+	fputc('\n', o);
 }
 
 /* "policy NAME": a new placement policy, live (it starts cold). */
@@ -366,6 +373,7 @@ static void serve(struct silt_ctl *c, int fd)
 	}
 	req[n] = '\0';
 	req[strcspn(req, "\r\n")] = '\0';
+	log_debug("control socket: request '%s'", req);
 	char *reply = NULL;
 	size_t len = 0;
 	if (vol_ctl(c->v, req, &reply, &len) == 0) {

@@ -7,6 +7,7 @@
 # The volume stays mounted afterwards so you can look around:
 #   build/siltctl -m demo/mnt status
 #   build/siltctl where demo/mnt/vm.img
+#   build/siltctl -m demo/mnt log
 #   umount demo/mnt
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,7 @@ cat > "$top/demo.conf" <<CONF
 [volume]
 name = demo
 chunk_size = 64K
+log_file = $top/demo.log
 
 [ram]
 size = 64M
@@ -67,5 +69,8 @@ build/siltctl where "$top/mnt/vm.img"
 echo
 echo "== qemu-img map (allocated regions come from the chunk map)"
 qemu-img map -f raw "$top/mnt/vm.img" | head -8
+echo
+echo "== siltctl log (the daemon's last log lines)"
+build/siltctl -m "$top/mnt" log -n 5
 echo
 echo "The volume is still mounted on $top/mnt; 'umount $top/mnt' when done."

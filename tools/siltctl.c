@@ -1,409 +1,537 @@
 /* siltctl: the operator's view of a mounted siltfs volume.
  *
- *   siltctl [-m MOUNTPOINT | -s SOCKET] status [--json]
- *   siltctl [-m MOUNTPOINT | -s SOCKET] where [--json] FILE
+ *   siltctl [-m MOUNTPOINT | -s SOCKET] [--json] COMMAND [ARGS]
+ *   siltctl help [COMMAND] | COMMAND --help | --version
  *
  * It talks to the daemon's control socket (root only) and renders the
- * daemon's records (see fs/ctl.c) as tables or JSON. Without -m/-s the
- * volume is found in /proc/self/mounts: the one that holds FILE, or the only
- * siltfs mount there is. */
+ * daemon's records (see fs/ctl.c) as tables or JSON (tools/render.h).
+ * Without -m/-s the volume is found in /proc/self/mounts: the one that
+ * holds FILE, or the only siltfs mount there is.
+ *
+ * Every command is one row of the table `commands` (name, usage, help,
+ * handler); the handlers share the context below, which finds the volume
+ * and reports errors, as JSON when --json is given. Exit status: 0, 1 for
+ * an error, 2 for a usage error. */
+#include "tools/client.h"
+#include "tools/render.h"
+#include "utils/config.h"
+#include "utils/log.h"
 #include "utils/util.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #define MAX_RECS 64
-#define MAX_KV 24
+#define MAX_ARGS 16
 
-struct rec {
-	char kind[16];
-	int n;
-	char *key[MAX_KV], *val[MAX_KV];
+struct ctx;
+struct command {
+	const char *name;
+	const char *args;      /* usage after the name */
+	const char *summary;   /* one line, for the list */
+	const char *help;      /* what it does, for help COMMAND */
+	int min_args, max_args;
+	int (*run)(struct ctx *c, int argc, char **argv);
 };
 
-static const char *get(const struct rec *r, const char *key)
+struct ctx {
+	int json;
+	const char *mnt_arg, *sock_arg;
+	const struct command *cmd;
+	struct client_mount m;  /* the volume, once found (m.mnt "" with -s) */
+	char sock[108];
+	char *reply;            /* the daemon's last answer; recs point into it */
+	struct rec recs[MAX_RECS];
+	int nrecs;
+};
+
+static const struct command commands[];
+
+/* Report an error (text on stderr, or JSON on stdout) and return status. */
+static int fail_as(struct ctx *c, int status, int err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int fail_as(struct ctx *c, int status, int err, const char *fmt, ...)
 {
-	for (int i = 0; i < r->n; i++)
-		if (!strcmp(r->key[i], key))
-			return r->val[i];
-	return "";
+	char msg[4096];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (c->json) {
+		printf("{\"error\": ");
+		json_str(stdout, msg);
+		printf(", \"errno\": ");
+		json_str(stdout, strerrorname_np(err) ? strerrorname_np(err) : "EIO");
+		printf("}\n");
+	} else {
+		fprintf(stderr, "siltctl: %s\n", msg);
+	}
+	return status;
+}
+#define fail(c, err, ...) fail_as(c, 1, err, __VA_ARGS__)
+
+static void print_usage(FILE *o, const struct command *cmd)
+{
+	fprintf(o, "usage: siltctl [-m MOUNTPOINT | -s SOCKET] %s%s%s\n", cmd->name,
+		cmd->args[0] ? " " : "", cmd->args);
 }
 
-static unsigned long long getu(const struct rec *r, const char *key)
+static int usage_error(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(struct ctx *c, const char *fmt, ...)
 {
-	return strtoull(get(r, key), NULL, 10);
+	char what[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	if (c->cmd && !c->json)
+		print_usage(stderr, c->cmd);
+	return fail_as(c, 2, EINVAL, "%s (see siltctl help%s%s)", what, c->cmd ? " " : "",
+		       c->cmd ? c->cmd->name : "");
 }
 
-static void unescape(char *s)
+/* A path that does not exist is "no such file"; one on a dead mount says
+ * whose daemon is gone. */
+static int path_error(struct ctx *c, const char *path, int err)
 {
-	char *o = s;
-	for (; *s; s++) {
-		if (*s == '%' && s[1] && s[2]) {
-			char hex[3] = { s[1], s[2], 0 };
-			*o++ = (char)strtol(hex, NULL, 16);
-			s += 2;
+	if (err == ENOENT)
+		return fail(c, err, "%s: no such file", path);
+	if (err == ENOTCONN && client_find_mount(path, &c->m) == 0)
+		return fail(c, err, "%s: the daemon of %s is not running (umount %s, then mount it again)",
+			    path, c->m.mnt, c->m.mnt);
+	return fail(c, err, "%s: %s", path, strerror(err));
+}
+
+/* Find the volume (from -s, -m, FILE or the only mount) and its socket. */
+static int find_volume(struct ctx *c, const char *file)
+{
+	char real[PATH_MAX];
+	int r;
+
+	if (c->sock_arg) {
+		snprintf(c->sock, sizeof(c->sock), "%s", c->sock_arg);
+		return 0;
+	}
+	if (c->mnt_arg) {
+		const char *mnt = c->mnt_arg;
+		if (!realpath(mnt, real)) {
+			if (errno != ENOTCONN)
+				return path_error(c, c->mnt_arg, errno);
+			r = client_find_mount(mnt, &c->m); /* a dead daemon's mount */
 		} else {
-			*o++ = *s;
+			r = client_mount_at(real, &c->m);
 		}
+		if (r)
+			return fail(c, ENOENT, "%s is not a mounted siltfs volume", c->mnt_arg);
+	} else if (file && (r = client_find_mount(file, &c->m))) {
+		if (r == -ENOENT)
+			return fail(c, ENOENT, "%s is not on a mounted siltfs volume", file);
+		return path_error(c, file, -r);
+	} else if (!file && (r = client_find_mount(NULL, &c->m))) {
+		return fail(c, -r, "%s; use -m MOUNTPOINT",
+			    r == -EEXIST ? "several siltfs volumes are mounted" : "no siltfs volume is mounted");
 	}
-	*o = '\0';
+	silt_ctl_default_path(c->m.mnt, c->sock, sizeof(c->sock));
+	return 0;
 }
 
-/* Split the reply (modified in place) into records. */
-static int parse(char *text, struct rec *recs, int max)
+/* Ask the daemon; its records land in c->recs. */
+static int query(struct ctx *c, const char *req)
 {
-	int n = 0;
-	char *save = NULL;
+	int r = client_request(c->sock, req, &c->reply, NULL);
 
-	for (char *line = strtok_r(text, "\n", &save); line && n < max; line = strtok_r(NULL, "\n", &save)) {
-		struct rec *r = &recs[n++];
-		char *s2 = NULL, *tok = strtok_r(line, " ", &s2);
-		memset(r, 0, sizeof(*r));
-		snprintf(r->kind, sizeof(r->kind), "%s", tok ? tok : "");
-		while ((tok = strtok_r(NULL, " ", &s2)) && r->n < MAX_KV) {
-			char *eq = strchr(tok, '=');
-			if (!eq)
-				continue;
-			*eq = '\0';
-			unescape(eq + 1);
-			r->key[r->n] = tok;
-			r->val[r->n++] = eq + 1;
-		}
-	}
-	return n;
+	if ((r == -ENOENT || r == -ECONNREFUSED) && c->m.mnt[0])
+		return fail(c, -r, "the daemon of %s is not running (no answer on %s): umount %s, then mount it again",
+			    c->m.mnt, c->sock, c->m.mnt);
+	if (r == -ENOENT || r == -ECONNREFUSED)
+		return fail(c, -r, "no siltfs daemon answers on %s", c->sock);
+	if (r)
+		return fail(c, -r, "%s: %s", c->sock, strerror(-r));
+	c->nrecs = recs_parse(c->reply, c->recs, MAX_RECS);
+	struct rec *e = recs_find(c->recs, c->nrecs, "error");
+	if (e)
+		return fail(c, (int)rec_u64(e, "errno"), "daemon says: %s", rec_get(e, "message"));
+	return 0;
 }
 
-/* Find the siltfs mount that holds path (st_dev match), or the only one. */
-static int find_mount(const char *path, char *out, size_t len)
+/* ---- status ------------------------------------------------------------ */
+
+static const struct jfield volume_json[] = {
+	{ "name", "name", J_STR }, { "uuid", "uuid", J_STR }, { "chunk_size", "chunk_size", J_U64 },
+	{ "mountpoint", "mountpoint", J_STR }, { "reads", "reads", J_U64 }, { "writes", "writes", J_U64 },
+	{ "read_bytes", "read_bytes", J_U64 }, { "write_bytes", "write_bytes", J_U64 },
+	{ "namespace_ops", "ns_ops", J_U64 }, { 0 } };
+static const struct jfield ram_json[] = { { "size", "size", J_U64 }, { "used", "used", J_U64 }, { 0 } };
+static const struct jfield tier_json[] = {
+	{ "name", "name", J_STR }, { "class", "class", J_STR }, { "path", "path", J_STR },
+	{ "capacity", "capacity", J_U64 }, { "used", "used", J_U64 }, { "chunks", "chunks", J_U64 },
+	{ "high_watermark", "high_watermark", J_U64 }, { "low_watermark", "low_watermark", J_U64 },
+	{ "compression", "compression", J_STR }, { "state", "state", J_STR }, { "reason", "reason", J_STR }, { 0 } };
+/* the placement policy and the migration engine (tiers/migrate.h) */
+static const struct jfield placement_json[] = {
+	{ "policy", "policy", J_STR }, { "capacity", "capacity", J_U64 }, { "resident", "resident", J_U64 },
+	{ "recorded", "recorded", J_U64 }, { "dropped", "dropped", J_U64 }, { "migration", "migration", J_STR },
+	{ "epoch_ms", "epoch_ms", J_U64 }, { "rate_limit", "rate_limit", J_U64 },
+	{ "busy_rate_limit", "busy_rate_limit", J_U64 }, { "epochs", "epochs", J_U64 },
+	{ "pending", "pending", J_U64 }, { "pending_bytes", "pending_bytes", J_U64 }, { "moved", "moved", J_U64 },
+	{ "moved_bytes", "moved_bytes", J_U64 }, { "promoted", "promoted", J_U64 }, { "demoted", "demoted", J_U64 },
+	{ "raced", "raced", J_U64 }, { "failed", "failed", J_U64 }, { "rate", "rate", J_U64 },
+	{ "busy", "busy", J_U64 }, { 0 } };
+static const struct jfield log_json[] = {
+	{ "destination", "destination", J_STR }, { "level", "level", J_STR },
+	{ "path", "path", J_OPT }, { "ident", "ident", J_OPT }, { 0 } };
+static const struct jsection status_json[] = {
+	{ "volume", "volume", 0, volume_json }, { "ram", "ram", 0, ram_json },
+	{ "tier", "tiers", 1, tier_json }, { "placement", "placement", 0, placement_json },
+	{ "log", "log", 0, log_json }, { 0 } };
+
+static const char status_heading[] =
+	"volume {name}  uuid {uuid}  mounted on {mountpoint}\n"
+	"chunk size {chunk_size:size}  reads {reads:u} ({read_bytes:size})  writes {writes:u} ({write_bytes:size})\n\n";
+static const struct column status_table[] = {
+	{ "TIER", "name", -12, C_STR }, { "CLASS", "class", -5, C_STR },
+	{ "CAPACITY", "capacity", 12, C_SIZE }, { "USED", "used", 12, C_SIZE },
+	{ "USE%", "used", 6, C_PCT, .of = "capacity" }, { "CHUNKS", "chunks", 10, C_U64 },
+	{ "COMPRESS", "compression", -8, C_STR }, { "STATE", "state", -7, C_STR }, { "PATH", "path", 0, C_STR },
+	{ 0 } };
+/* a tier that is not active says why, under its row */
+static const struct rownote status_note = { "state", "active", "reason", 13 };
+
+static int cmd_status(struct ctx *c, int argc, char **argv)
 {
-	FILE *f = fopen("/proc/self/mounts", "r");
-	char line[8192];
-	struct stat want;
-	int found = 0;
+	struct rec *vol;
+
+	if (find_volume(c, NULL) || query(c, "status"))
+		return 1;
+	if (c->json) {
+		render_json(stdout, c->recs, c->nrecs, status_json);
+		return 0;
+	}
+	if ((vol = recs_find(c->recs, c->nrecs, "volume"))) {
+		if (c->m.mnt[0])
+			rec_set(vol, "mountpoint", c->m.mnt);
+		render_template(stdout, vol, status_heading);
+		render_table(stdout, c->recs, c->nrecs, "tier", status_table, &status_note);
+	}
+	return 0;
+}
+
+/* ---- where ------------------------------------------------------------- */
+
+static const struct jfield file_json[] = {
+	{ "file", "path", J_STR }, { "ino", "ino", J_U64 }, { "size", "size", J_U64 },
+	{ "chunk_size", "chunk_size", J_U64 }, { "chunks", "chunks", J_U64 }, { 0 } };
+static const struct jfield where_tier_json[] = {
+	{ "name", "name", J_STR }, { "class", "class", J_STR }, { "chunks", "chunks", J_U64 },
+	{ "runs", "runs", J_RUNS }, { 0 } };
+static const struct jsection where_json[] = {
+	{ "file", NULL, 0, file_json }, { "tier", "tiers", 1, where_tier_json }, { 0 } };
+
+static const char where_heading[] = "{path}  size {size:size}  chunk {chunk_size:size}  {chunks:u} chunks placed\n";
+static const struct column where_table[] = {
+	{ "TIER", "name", -12, C_STR }, { "CLASS", "class", -5, C_STR }, { "CHUNKS", "chunks", 10, C_U64 },
+	{ "SHARE", "chunks", 6, C_PCT, .of = "file_chunks" },
+	{ "RUNS", "runs", 0, C_STR, .sep = "  ", .maxlen = 60 }, { 0 } };
+
+static int cmd_where(struct ctx *c, int argc, char **argv)
+{
+	const char *file = argv[0];
+	char req[64];
+	struct stat st;
+	struct rec *f;
+
+	if (stat(file, &st) < 0)
+		return path_error(c, file, errno);
+	if (!S_ISREG(st.st_mode))
+		return fail(c, EINVAL, "%s: not a regular file", file);
+	snprintf(req, sizeof(req), "where %llu", (unsigned long long)st.st_ino);
+	if (find_volume(c, file) || query(c, req))
+		return 1;
+	if (!(f = recs_find(c->recs, c->nrecs, "file")))
+		return fail(c, EPROTO, "the daemon's answer has no file record");
+	rec_set(f, "path", file);
+	if (c->json) {
+		render_json(stdout, c->recs, c->nrecs, where_json);
+		return 0;
+	}
+	/* each tier's share is of the file's placed chunks */
+	for (int i = 0; i < c->nrecs; i++)
+		if (!strcmp(c->recs[i].kind, "tier"))
+			rec_set(&c->recs[i], "file_chunks", rec_get(f, "chunks"));
+	render_template(stdout, f, where_heading);
+	render_table(stdout, c->recs, c->nrecs, "tier", where_table, NULL);
+	return 0;
+}
+
+/* ---- log --------------------------------------------------------------- */
+
+/* The last n lines of path (and of path.1 when path has fewer): log lines
+ * are at most ~1.2 KB, so the tail of the file suffices. Prints them as
+ * text or as JSON strings; returns how many it found, or -errno. */
+static int tail_file(const char *path, int n, int json, int *first)
+{
+	char rotated[4200];
+	FILE *f = fopen(path, "r");
+	int got = 0;
 
 	if (!f)
 		return -errno;
-	if (path && stat(path, &want) < 0) {
-		int e = -errno;
+	off_t size = fseeko(f, 0, SEEK_END) ? -1 : ftello(f);
+	off_t from = size > (off_t)n * 1300 ? size - (off_t)n * 1300 : 0;
+	size_t len = size > 0 ? (size_t)(size - from) : 0;
+	char *buf = malloc(len + 1), **lines = calloc((size_t)n, sizeof(*lines));
+	if (size < 0 || !buf || !lines || fseeko(f, from, SEEK_SET) || fread(buf, 1, len, f) != len) {
 		fclose(f);
-		return e;
-	}
-	while (fgets(line, sizeof(line), f)) {
-		char *save = NULL;
-		strtok_r(line, " ", &save);
-		char *mnt = strtok_r(NULL, " ", &save), *type = strtok_r(NULL, " ", &save);
-		if (!mnt || !type || strcmp(type, "fuse.siltfs"))
-			continue;
-		silt_mount_unescape(mnt);
-		if (path) {
-			struct stat st;
-			if (stat(mnt, &st) == 0 && st.st_dev == want.st_dev) {
-				snprintf(out, len, "%s", mnt);
-				found = 1;
-				break;
-			}
-		} else {
-			snprintf(out, len, "%s", mnt);
-			found++;
-		}
+		free(buf);
+		free(lines);
+		return -EIO;
 	}
 	fclose(f);
-	if (found == 1)
+	buf[len] = '\0';
+	/* walk back from the end over whole lines */
+	char *end = buf + len;
+	while (got < n && end > buf) {
+		char *e = end[-1] == '\n' ? end - 1 : end, *s = e;
+		while (s > buf && s[-1] != '\n')
+			s--;
+		if (s == buf && from > 0)
+			break; /* a cut line */
+		*e = '\0';
+		lines[got++] = s;
+		end = s;
+	}
+	snprintf(rotated, sizeof(rotated), "%s.1", path);
+	int older = got < n && access(rotated, R_OK) == 0 ? tail_file(rotated, n - got, json, first) : 0;
+	for (int i = got - 1; i >= 0; i--) {
+		if (json) {
+			fputs(*first ? "" : ", ", stdout);
+			json_str(stdout, lines[i]);
+			*first = 0;
+		} else {
+			puts(lines[i]);
+		}
+	}
+	free(buf);
+	free(lines);
+	return got + (older > 0 ? older : 0);
+}
+
+/* The log's destination from the config: for a dead daemon or -c. */
+static int log_from_config(struct ctx *c, const char *file, struct rec *r, char *path, size_t len)
+{
+	static struct silt_config cfg;
+	char err[4096];
+	int e = silt_config_load(file, &cfg, err, sizeof(err));
+
+	if (e)
+		return fail(c, -e, "%s", err);
+	struct silt_log_conf lc = { .file = cfg.log_file, .volume = cfg.name };
+	rec_set(r, "destination", silt_log_dest_name(silt_log_resolve(&lc, 0, path, len)));
+	rec_set(r, "path", path);
+	static char ident[80];
+	silt_log_ident(cfg.name, ident, sizeof(ident));
+	rec_set(r, "ident", ident);
+	return 0;
+}
+
+/* Where the volume logs: from its daemon, else from its config. */
+static int log_where(struct ctx *c, const char *config, struct rec **out)
+{
+	static struct rec from_cfg;
+	static char path[4096];
+
+	*out = &from_cfg;
+	if (config)
+		return log_from_config(c, config, &from_cfg, path, sizeof(path));
+	if (find_volume(c, NULL))
+		return 1;
+	if (client_request(c->sock, "status", &c->reply, NULL) == 0) {
+		c->nrecs = recs_parse(c->reply, c->recs, MAX_RECS);
+		if ((*out = recs_find(c->recs, c->nrecs, "log")))
+			return 0;
+	}
+	if (!c->m.source[0])
+		return fail(c, ENOTCONN, "no siltfs daemon answers on %s; use -c CONFIG", c->sock);
+	fprintf(stderr, "siltctl: the daemon of %s is not running; its log, as %s sets it:\n", c->m.mnt,
+		c->m.source);
+	*out = &from_cfg;
+	return log_from_config(c, c->m.source, &from_cfg, path, sizeof(path));
+}
+
+static int cmd_log(struct ctx *c, int argc, char **argv)
+{
+	const char *config = NULL;
+	char *end;
+	int n = 20, first = 1;
+	struct rec *lr;
+
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "-n") && i + 1 < argc) {
+			n = (int)strtol(argv[++i], &end, 10);
+			if (*end || n < 1 || n > 100000)
+				return usage_error(c, "-n: a number of lines from 1 to 100000");
+		} else if (!strcmp(argv[i], "-c") && i + 1 < argc) {
+			config = argv[++i];
+		} else {
+			return usage_error(c, "log: unexpected argument '%s'", argv[i]);
+		}
+	}
+	if (log_where(c, config, &lr))
+		return 1;
+	const char *dest = rec_get(lr, "destination"), *path = rec_get(lr, "path"), *ident = rec_get(lr, "ident");
+	if (!strcmp(dest, "syslog")) {
+		if (!c->json && access("/run/systemd/journal/socket", F_OK) == 0) {
+			char lines[16];
+			snprintf(lines, sizeof(lines), "%d", n);
+			execlp("journalctl", "journalctl", "-q", "--no-pager", "-n", lines, "-t", ident, (char *)NULL);
+		}
+		return fail(c, ENOENT, "the daemon logs to syslog as %s: read it where the syslog daemon writes "
+			    "(journalctl -t %s, /var/log/syslog)", ident, ident);
+	}
+	if (strcmp(dest, "file"))
+		return fail(c, ENOENT, "the daemon runs in the foreground and logs to its standard error");
+	if (access(path, R_OK))
+		return fail(c, errno, "%s: %s", path, strerror(errno));
+	if (c->json) {
+		printf("{\"destination\": \"file\", \"path\": ");
+		json_str(stdout, path);
+		printf(", \"lines\": [");
+	}
+	int r = tail_file(path, n, c->json, &first);
+	if (c->json)
+		printf("]}\n");
+	if (r < 0)
+		return c->json ? 1 : fail(c, -r, "%s: %s", path, strerror(-r));
+	return 0;
+}
+
+/* ---- help -------------------------------------------------------------- */
+
+static const struct command *lookup(const char *name)
+{
+	for (const struct command *k = commands; k->name; k++)
+		if (!strcmp(k->name, name))
+			return k;
+	return NULL;
+}
+
+static void global_help(FILE *o)
+{
+	int w = 0;
+
+	fprintf(o, "usage: siltctl [-m MOUNTPOINT | -s SOCKET] [--json] COMMAND [ARGS]\n\ncommands:\n");
+	for (const struct command *k = commands; k->name; k++)
+		w = MAX(w, (int)(strlen(k->name) + 1 + strlen(k->args)));
+	for (const struct command *k = commands; k->name; k++) {
+		char left[128];
+		snprintf(left, sizeof(left), "%s%s%s", k->name, k->args[0] ? " " : "", k->args);
+		fprintf(o, "  %-*s  %s\n", w, left, k->summary);
+	}
+	fprintf(o, "\noptions:\n"
+		   "  -m MOUNTPOINT   the volume mounted there (default: the one holding FILE,\n"
+		   "                  or the only siltfs volume mounted)\n"
+		   "  -s SOCKET       the daemon's control socket\n"
+		   "  --json, -j      JSON output, errors included\n"
+		   "  --help, -h      this text; COMMAND --help: that command's\n"
+		   "  --version       siltctl's version\n"
+		   "  --list-commands the command names, one per line (for shell completion)\n"
+		   "\nsee siltctl(8)\n");
+}
+
+static int cmd_help(struct ctx *c, int argc, char **argv)
+{
+	const struct command *k;
+
+	if (!argc) {
+		global_help(stdout);
 		return 0;
-	return found ? -EEXIST : -ENOENT;
-}
-
-static int request(const char *sock, const char *req, char **reply)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	size_t cap = 65536, n = 0;
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ssize_t r;
-
-	if (fd < 0)
-		return -errno;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
 	}
-	if (write(fd, req, strlen(req)) < 0 || write(fd, "\n", 1) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	*reply = malloc(cap);
-	while (*reply && (r = read(fd, *reply + n, cap - n - 1)) > 0) {
-		n += (size_t)r;
-		if (n + 1 == cap)
-			*reply = realloc(*reply, cap *= 2);
-	}
-	close(fd);
-	if (!*reply)
-		return -ENOMEM;
-	(*reply)[n] = '\0';
+	if (!(k = lookup(argv[0])))
+		return fail_as(c, 2, EINVAL, "help: unknown command '%s' (see siltctl help)", argv[0]);
+	print_usage(stdout, k);
+	printf("\n%s\n", k->help);
 	return 0;
 }
 
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
-}
+static const struct command commands[] = {
+	{ "status", "[--json]", "the volume and its tiers (with --json also RAM, placement, log)",
+	  "Shows the volume (name, uuid, mount point, chunk size, I/O counters) and\n"
+	  "each tier: class, capacity, use, chunks, compression, state and path; a\n"
+	  "failed tier says why on the line under it. --json adds the RAM budget,\n"
+	  "the placement policy and migration counters, and where the daemon logs.",
+	  0, 0, cmd_status },
+	{ "where", "[--json] FILE", "which tier holds each chunk of FILE",
+	  "Shows FILE's size, how many of its chunks are placed, and for every tier\n"
+	  "of the volume how many chunks it holds and their index ranges (runs).",
+	  1, 1, cmd_where },
+	{ "log", "[-n LINES] [-c CONFIG] [--json]", "the last lines of the daemon's log",
+	  "Shows the last LINES (default 20) lines of the daemon's log file, also\n"
+	  "after the daemon died (the mount's config names the file). With -c, the\n"
+	  "log of the volume of CONFIG, mounted or not. A daemon that logs to\n"
+	  "syslog is shown through journalctl; one in the foreground logs to its\n"
+	  "standard error.",
+	  0, 4, cmd_log },
+	{ "help", "[COMMAND]", "this list, or what COMMAND does",
+	  "Without COMMAND, lists the commands and options; with it, its usage and\n"
+	  "what it does (the same as siltctl COMMAND --help).",
+	  0, 1, cmd_help },
+	{ 0 } };
 
-static const char *human(unsigned long long v, char *buf, size_t len)
-{
-	return silt_fmt_size(v, buf, len);
-}
-
-static int check_error(struct rec *recs, int n)
-{
-	for (int i = 0; i < n; i++) {
-		if (!strcmp(recs[i].kind, "error")) {
-			fprintf(stderr, "siltctl: daemon says: %s\n", get(&recs[i], "message"));
-			return 1;
-		}
-	}
-	return 0;
-}
-
-static int cmd_status(const char *sock, const char *mnt, int json)
-{
-	struct rec recs[MAX_RECS];
-	char *reply, a[32], b[32];
-	int r = request(sock, "status", &reply), n;
-
-	if (r) {
-		fprintf(stderr, "siltctl: %s: %s\n", sock, strerror(-r));
-		return 1;
-	}
-	n = parse(reply, recs, MAX_RECS);
-	if (check_error(recs, n)) {
-		free(reply);
-		return 1;
-	}
-	if (json) {
-		int first = 1;
-		printf("{");
-		for (int i = 0; i < n; i++) {
-			struct rec *rc = &recs[i];
-			if (!strcmp(rc->kind, "volume")) {
-				printf("\"volume\": {\"name\": ");
-				json_str(get(rc, "name"));
-				printf(", \"uuid\": ");
-				json_str(get(rc, "uuid"));
-				printf(", \"chunk_size\": %llu, \"mountpoint\": ", getu(rc, "chunk_size"));
-				json_str(get(rc, "mountpoint"));
-				printf(", \"reads\": %llu, \"writes\": %llu, \"read_bytes\": %llu, "
-				       "\"write_bytes\": %llu, \"namespace_ops\": %llu}, ",
-				       getu(rc, "reads"), getu(rc, "writes"), getu(rc, "read_bytes"),
-				       getu(rc, "write_bytes"), getu(rc, "ns_ops"));
-			} else if (!strcmp(rc->kind, "ram")) {
-				printf("\"ram\": {\"size\": %llu, \"used\": %llu}, \"tiers\": [",
-				       getu(rc, "size"), getu(rc, "used"));
-			} else if (!strcmp(rc->kind, "tier")) {
-				printf("%s{\"name\": ", first ? "" : ", ");
-				first = 0;
-				json_str(get(rc, "name"));
-				printf(", \"class\": ");
-				json_str(get(rc, "class"));
-				printf(", \"path\": ");
-				json_str(get(rc, "path"));
-				printf(", \"capacity\": %llu, \"used\": %llu, \"chunks\": %llu, "
-				       "\"high_watermark\": %llu, \"low_watermark\": %llu, \"compression\": ",
-				       getu(rc, "capacity"), getu(rc, "used"), getu(rc, "chunks"),
-				       getu(rc, "high_watermark"), getu(rc, "low_watermark"));
-				json_str(get(rc, "compression"));
-				printf(", \"state\": ");
-				json_str(get(rc, "state"));
-				printf(", \"reason\": ");
-				json_str(get(rc, "reason"));
-				printf("}");
-			}
-		}
-		printf("]}\n");
-	} else {
-		for (int i = 0; i < n; i++) {
-			struct rec *rc = &recs[i];
-			if (!strcmp(rc->kind, "volume")) {
-				printf("volume %s  uuid %s  mounted on %s\n", get(rc, "name"), get(rc, "uuid"),
-				       mnt ? mnt : get(rc, "mountpoint"));
-				char c[32];
-				printf("chunk size %s  reads %llu (%s)  writes %llu (%s)\n\n",
-				       human(getu(rc, "chunk_size"), a, sizeof(a)), getu(rc, "reads"),
-				       human(getu(rc, "read_bytes"), b, sizeof(b)), getu(rc, "writes"),
-				       human(getu(rc, "write_bytes"), c, sizeof(c)));
-				printf("%-12s %-5s %12s %12s %6s %10s %-8s %-7s %s\n", "TIER", "CLASS", "CAPACITY",
-				       "USED", "USE%", "CHUNKS", "COMPRESS", "STATE", "PATH");
-			} else if (!strcmp(rc->kind, "tier")) {
-				unsigned long long cap = getu(rc, "capacity"), used = getu(rc, "used");
-				char c1[32], c2[32];
-				printf("%-12s %-5s %12s %12s %5.1f%% %10llu %-8s %-7s %s\n", get(rc, "name"),
-				       get(rc, "class"), human(cap, c1, sizeof(c1)), human(used, c2, sizeof(c2)),
-				       cap ? 100.0 * (double)used / (double)cap : 0.0, getu(rc, "chunks"),
-				       get(rc, "compression"), get(rc, "state"), get(rc, "path"));
-				if (strcmp(get(rc, "state"), "active"))
-					printf("%-12s %s\n", "", get(rc, "reason"));
-			}
-		}
-	}
-	free(reply);
-	return 0;
-}
-
-static int cmd_where(const char *sock, const char *file, int json)
-{
-	struct rec recs[MAX_RECS];
-	struct stat st;
-	char req[64], *reply, a[32], b[32];
-	int r, n;
-
-	if (stat(file, &st) < 0) {
-		fprintf(stderr, "siltctl: %s: %s\n", file, strerror(errno));
-		return 1;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		fprintf(stderr, "siltctl: %s: not a regular file\n", file);
-		return 1;
-	}
-	snprintf(req, sizeof(req), "where %llu", (unsigned long long)st.st_ino);
-	if ((r = request(sock, req, &reply))) {
-		fprintf(stderr, "siltctl: %s: %s\n", sock, strerror(-r));
-		return 1;
-	}
-	n = parse(reply, recs, MAX_RECS);
-	if (check_error(recs, n)) {
-		free(reply);
-		return 1;
-	}
-	unsigned long long total = 0;
-	for (int i = 0; i < n; i++)
-		if (!strcmp(recs[i].kind, "file"))
-			total = getu(&recs[i], "chunks");
-	if (json) {
-		int first = 1;
-		for (int i = 0; i < n; i++) {
-			struct rec *rc = &recs[i];
-			if (!strcmp(rc->kind, "file")) {
-				printf("{\"file\": ");
-				json_str(file);
-				printf(", \"ino\": %llu, \"size\": %llu, \"chunk_size\": %llu, \"chunks\": %llu, \"tiers\": [",
-				       getu(rc, "ino"), getu(rc, "size"), getu(rc, "chunk_size"), total);
-			} else if (!strcmp(rc->kind, "tier")) {
-				printf("%s{\"name\": ", first ? "" : ", ");
-				first = 0;
-				json_str(get(rc, "name"));
-				printf(", \"class\": ");
-				json_str(get(rc, "class"));
-				printf(", \"chunks\": %llu, \"runs\": [", getu(rc, "chunks"));
-				char *runs = strdup(get(rc, "runs")), *save = NULL;
-				int rf = 1;
-				for (char *t = strtok_r(runs, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-					unsigned long long x, y;
-					if (sscanf(t, "%llu-%llu", &x, &y) == 2) {
-						printf("%s[%llu, %llu]", rf ? "" : ", ", x, y);
-						rf = 0;
-					}
-				}
-				free(runs);
-				printf("]}");
-			}
-		}
-		printf("]}\n");
-	} else {
-		for (int i = 0; i < n; i++) {
-			struct rec *rc = &recs[i];
-			if (!strcmp(rc->kind, "file")) {
-				printf("%s  size %s  chunk %s  %llu chunks placed\n", file,
-				       human(getu(rc, "size"), a, sizeof(a)),
-				       human(getu(rc, "chunk_size"), b, sizeof(b)), total);
-				printf("%-12s %-5s %10s %6s  %s\n", "TIER", "CLASS", "CHUNKS", "SHARE", "RUNS");
-			} else if (!strcmp(rc->kind, "tier")) {
-				unsigned long long c = getu(rc, "chunks");
-				const char *runs = get(rc, "runs");
-				printf("%-12s %-5s %10llu %5.1f%%  %.*s%s\n", get(rc, "name"), get(rc, "class"), c,
-				       total ? 100.0 * (double)c / (double)total : 0.0, 60, runs,
-				       strlen(runs) > 60 ? "..." : "");
-			}
-		}
-	}
-	free(reply);
-	return 0;
-}
-
-static void usage(FILE *o)
-{
-	fprintf(o, "usage: siltctl [-m MOUNTPOINT | -s SOCKET] status [--json]\n"
-		   "       siltctl [-m MOUNTPOINT | -s SOCKET] where [--json] FILE\n");
-}
+/* ---- main -------------------------------------------------------------- */
 
 int main(int argc, char **argv)
 {
-	const char *mnt_arg = NULL, *sock_arg = NULL, *cmd = NULL, *file = NULL;
-	char mnt[PATH_MAX], sock[108];
-	int json = 0, r;
+	struct ctx c = { 0 };
+	char *args[MAX_ARGS];
+	const char *name = NULL;
+	int nargs = 0, want_help = 0;
 
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "-m") && i + 1 < argc)
-			mnt_arg = argv[++i];
-		else if (!strcmp(argv[i], "-s") && i + 1 < argc)
-			sock_arg = argv[++i];
-		else if (!strcmp(argv[i], "--json") || !strcmp(argv[i], "-j"))
-			json = 1;
-		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			usage(stdout);
+		const char *a = argv[i];
+		if ((!strcmp(a, "-m") || !strcmp(a, "-s")) && i + 1 < argc)
+			*(a[1] == 'm' ? &c.mnt_arg : &c.sock_arg) = argv[++i];
+		else if (!strcmp(a, "--json") || !strcmp(a, "-j"))
+			c.json = 1;
+		else if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+			want_help = 1;
+		else if (!strcmp(a, "--version") || !strcmp(a, "-V"))
+			return printf("siltctl %s\n", SILT_VERSION) < 0;
+		else if (!strcmp(a, "--list-commands")) {
+			for (const struct command *k = commands; k->name; k++)
+				puts(k->name);
 			return 0;
-		} else if (!cmd)
-			cmd = argv[i];
-		else if (!file)
-			file = argv[i];
-		else {
-			usage(stderr);
-			return 2;
-		}
+		} else if (!name && a[0] == '-')
+			return usage_error(&c, "unknown option '%s'", a);
+		else if (!name)
+			name = a;
+		else if (nargs < MAX_ARGS)
+			args[nargs++] = argv[i];
+		else
+			return usage_error(&c, "too many arguments");
 	}
-	if (!cmd || (strcmp(cmd, "status") && strcmp(cmd, "where")) ||
-	    (!strcmp(cmd, "where") && !file) || (!strcmp(cmd, "status") && file)) {
-		usage(stderr);
-		return 2;
+	if (!name && want_help) {
+		global_help(stdout);
+		return 0;
 	}
-	mnt[0] = '\0';
-	if (sock_arg) {
-		snprintf(sock, sizeof(sock), "%s", sock_arg);
-	} else {
-		if (mnt_arg) {
-			if (!realpath(mnt_arg, mnt)) {
-				fprintf(stderr, "siltctl: %s: %s\n", mnt_arg, strerror(errno));
-				return 1;
-			}
-		} else if ((r = find_mount(file, mnt, sizeof(mnt)))) {
-			if (file)
-				fprintf(stderr, "siltctl: %s is not on a mounted siltfs volume\n", file);
-			else
-				fprintf(stderr, "siltctl: %s; use -m MOUNTPOINT\n",
-					r == -EEXIST ? "several siltfs volumes are mounted" : "no siltfs volume is mounted");
-			return 1;
-		}
-		silt_ctl_default_path(mnt, sock, sizeof(sock));
+	if (!name) {
+		if (!c.json)
+			global_help(stderr);
+		return fail_as(&c, 2, EINVAL, "no command given");
 	}
-	if (!strcmp(cmd, "status"))
-		return cmd_status(sock, mnt[0] ? mnt : NULL, json);
-	return cmd_where(sock, file, json);
+	if (!(c.cmd = lookup(name)))
+		return fail_as(&c, 2, EINVAL, "unknown command '%s' (see siltctl help)", name);
+	if (want_help)
+		return cmd_help(&c, 1, (char **)&c.cmd->name);
+	if (nargs < c.cmd->min_args || nargs > c.cmd->max_args)
+		return usage_error(&c, "%s: %s", name, nargs < c.cmd->min_args ? "missing argument" : "too many arguments");
+	int r = c.cmd->run(&c, nargs, args);
+	free(c.reply);
+	return r;
 }

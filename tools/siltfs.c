@@ -17,6 +17,7 @@
 #include "fs/ctl.h"
 #include "fs/fuse/fuse_ops.h"
 #include "fs/vol.h"
+#include "tools/utab.h"
 #include "utils/config.h"
 #include "utils/log.h"
 #include "utils/util.h"
@@ -40,15 +41,19 @@ struct opts {
 	int foreground, debug;
 	unsigned threads;
 	char ctl[108];
-	char fuse_opts[4096]; /* what we pass on to libfuse */
-	int nsplit;           /* split_tier=TIER:FROM recoveries to run first */
+	char log_file[4096];   /* -o log_file=: overrides the config's ("" = no) */
+	int log_level;         /* -o log_level=, -1 = the config's */
+	char fuse_opts[4096];  /* what we pass on to libfuse */
+	int nsplit;            /* split_tier=TIER:FROM recoveries to run first */
 	char split[SILT_MAX_TIERS][2][SILT_NAME_MAX];
 };
 
 static int status_fd = -1; /* pipe to the waiting parent, until detached */
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
+/* Tell whoever started us (the parent waiting on the pipe, or our stderr
+ * in the foreground), and put it in the log too. */
+static void say(enum silt_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(enum silt_log_level lvl, const char *fmt, ...)
 {
 	char line[4096];
 	va_list ap;
@@ -59,6 +64,7 @@ static void say(const char *fmt, ...)
 		return;
 	if (n > (int)sizeof(line) - 2)
 		n = (int)sizeof(line) - 2;
+	silt_log_quiet(lvl, "%.*s", n, line);
 	line[n++] = '\n';
 	if (status_fd >= 0) {
 		if (write(status_fd, line, (size_t)n) < 0)
@@ -78,6 +84,8 @@ static void usage(FILE *o)
 		"  -o threads=N  FUSE worker threads (default 4, at most %d)\n"
 		"  -o split_tier=TIER:FROM  move TIER's chunks out of FROM's folder, where an older\n"
 		"                siltfs let them share one folder, into TIER's own (empty) folder\n"
+		"  -o log_file=auto|syslog|PATH, -o log_level=error|warning|info|debug\n"
+		"                override the config's log settings\n"
 		"  -o OPT,...    FUSE and mount options (allow_other, ro, noatime, ...)\n"
 		"see docs/usage.md for the config file\n", MAX_THREADS);
 }
@@ -127,6 +135,19 @@ static int parse_o(struct opts *o, const char *list)
 			}
 			snprintf(o->split[o->nsplit][0], SILT_NAME_MAX, "%.*s", (int)(colon - v), v);
 			snprintf(o->split[o->nsplit++][1], SILT_NAME_MAX, "%s", colon + 1);
+		} else if (!strncmp(opt, "log_file=", 9)) {
+			if (opt[9] != '/' && strcmp(opt + 9, "auto") && strcmp(opt + 9, "syslog")) {
+				fprintf(stderr, "siltfs: -o %s: must be auto, syslog or an absolute path\n", opt);
+				free(dup);
+				return -1;
+			}
+			snprintf(o->log_file, sizeof(o->log_file), "%s", opt + 9);
+		} else if (!strncmp(opt, "log_level=", 10)) {
+			if ((o->log_level = silt_log_level_parse(opt + 10)) < 0) {
+				fprintf(stderr, "siltfs: -o %s: must be error, warning, info or debug\n", opt);
+				free(dup);
+				return -1;
+			}
 		} else if (!strcmp(opt, "defaults") || !strcmp(opt, "_netdev") || !strcmp(opt, "nofail") ||
 			   !strcmp(opt, "auto") || !strcmp(opt, "noauto") || !strcmp(opt, "user") ||
 			   !strcmp(opt, "users") || !strcmp(opt, "nouser") || !strncmp(opt, "x-", 2) ||
@@ -148,13 +169,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
 
 	memset(o, 0, sizeof(*o));
 	o->threads = 4;
+	o->log_level = -1;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			usage(stdout);
 			exit(0);
 		} else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
-			printf("siltfs 0.1.0 (libfuse %d)\n", fuse_version());
+			printf("siltfs %s (libfuse %d)\n", SILT_VERSION, fuse_version());
 			exit(0);
 		} else if (!strcmp(a, "-f")) {
 			o->foreground = 1;
@@ -287,6 +309,113 @@ static void raise_nofile(void)
 	}
 }
 
+/* libfuse's own messages (mount errors, a broken device) into our log */
+static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	silt_logv(level <= FUSE_LOG_ERR ? SILT_LOG_ERR : level == FUSE_LOG_WARNING ? SILT_LOG_WARN
+		  : level == FUSE_LOG_DEBUG ? SILT_LOG_DEBUG : SILT_LOG_INFO, fmt, ap);
+}
+
+/* Open the log the config and -o ask for. Until the daemon detaches,
+ * every line is copied to stderr as well, so that whoever runs siltfs
+ * sees start-up warnings. An explicit log file that cannot be opened is an
+ * error; the default one falls back to syslog with a warning. */
+static int start_log(const struct opts *o, const struct silt_config *cfg)
+{
+	struct silt_log_conf lc = {
+		.file = o->log_file[0] ? o->log_file : cfg->log_file,
+		.volume = cfg->name,
+		.level = o->debug ? SILT_LOG_DEBUG : o->log_level >= 0 ? o->log_level : cfg->log_level,
+		.max_size = cfg->log_max_size,
+	};
+	char path[4096];
+	enum silt_log_dest dest = o->debug ? SILT_LOG_TO_STDERR : silt_log_resolve(&lc, o->foreground, path, sizeof(path));
+	int r = silt_log_open(dest, path, &lc);
+
+	if (r && lc.file[0] && strcmp(lc.file, "auto")) {
+		fprintf(stderr, "siltfs: log_file %s: %s\n", path, strerror(-r));
+		return -1;
+	}
+	if (r) {
+		fprintf(stderr, "siltfs: warning: log file %s: %s: logging to syslog instead\n", path, strerror(-r));
+		silt_log_open(SILT_LOG_TO_SYSLOG, "", &lc);
+	}
+	silt_log_copy_stderr(1);
+	fuse_set_log_func(fuse_log_to_ours);
+	return 0;
+}
+
+/* Fork: the parent waits for the child's verdict and exits with it; the
+ * child goes on with status_fd set. */
+static void daemonize(struct fuse_session *se, struct fuse_args *args)
+{
+	int p[2];
+
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		perror("siltfs: pipe");
+		exit(leave(se, args, 1));
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		perror("siltfs: fork");
+		exit(leave(se, args, 1));
+	}
+	if (pid > 0) { /* the parent: report the child's verdict, free what we built */
+		close(p[1]);
+		exit(leave(se, args, wait_for_child(p[0])));
+	}
+	close(p[0]);
+	status_fd = p[1];
+	setsid();
+}
+
+/* The volume is mounted: tell the parent, stop writing to its terminal. */
+static void detach(void)
+{
+	if (chdir("/") < 0)
+		log_warn("chdir /: %s", strerror(errno));
+	if (write(status_fd, "OK\n", 3) < 0)
+		log_warn("cannot tell the starting process that the volume is mounted: %s", strerror(errno));
+	close(status_fd);
+	status_fd = -1;
+	silt_log_copy_stderr(0);
+	detach_stdio();
+}
+
+static void say_created(const struct silt_config *cfg, struct silt_vol *vol)
+{
+	char tiers[1024] = "";
+
+	for (int i = 0; i < cfg->ntiers; i++)
+		snprintf(tiers + strlen(tiers), sizeof(tiers) - strlen(tiers), "%s%s",
+			 i ? ", " : "", cfg->tiers[i].name);
+	say(SILT_LOG_INFO, "created volume %s (uuid %s) on tiers %s", cfg->name, vol_uuid(vol), tiers);
+}
+
+/* Options and config into a FUSE session (memory only, before the fork). */
+static struct fuse_session *new_session(const struct opts *o, const char *cfgpath, struct fuse_args *args,
+					struct silt_fs *fs)
+{
+	char opt[PATH_MAX + 64];
+
+	/* libfuse gets: our fixed options, then the user's. */
+	snprintf(opt, sizeof(opt), "fsname=%s,subtype=siltfs,default_permissions", cfgpath);
+	if (fuse_opt_add_arg(args, "siltfs") || fuse_opt_add_arg(args, "-o") ||
+	    fuse_opt_add_arg(args, opt) ||
+	    (o->fuse_opts[0] && (fuse_opt_add_arg(args, "-o") || fuse_opt_add_arg(args, o->fuse_opts))) ||
+	    (o->debug && fuse_opt_add_arg(args, "-d"))) {
+		fprintf(stderr, "siltfs: out of memory\n");
+		fuse_opt_free_args(args);
+		return NULL;
+	}
+	struct fuse_session *se = fuse_session_new(args, &silt_fuse_ops, sizeof(silt_fuse_ops), fs);
+	if (!se) {
+		fprintf(stderr, "siltfs: invalid mount options: %s\n", o->fuse_opts);
+		fuse_opt_free_args(args);
+	}
+	return se;
+}
+
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
@@ -295,7 +424,7 @@ int main(int argc, char **argv)
 	struct silt_ctl *ctl = NULL;
 	struct fuse_session *se;
 	struct opts o;
-	char err[8192], mnt[PATH_MAX], cfgpath[PATH_MAX], opt[PATH_MAX + 64];
+	char err[8192], mnt[PATH_MAX], cfgpath[PATH_MAX], ctl_default[108];
 	int created = 0, r;
 
 	silt_log_init("siltfs", 0);
@@ -316,71 +445,36 @@ int main(int argc, char **argv)
 	}
 	if (check_mountpoint(&cfg, mnt))
 		return 1;
-	char ctl_default[108];
 	silt_ctl_default_path(mnt, ctl_default, sizeof(ctl_default));
 	if (!o.ctl[0])
 		snprintf(o.ctl, sizeof(o.ctl), "%s", ctl_default);
-
-	/* libfuse gets: our fixed options, then the user's. */
-	snprintf(opt, sizeof(opt), "fsname=%s,subtype=siltfs,default_permissions", cfgpath);
-	if (fuse_opt_add_arg(&args, "siltfs") || fuse_opt_add_arg(&args, "-o") ||
-	    fuse_opt_add_arg(&args, opt) ||
-	    (o.fuse_opts[0] && (fuse_opt_add_arg(&args, "-o") || fuse_opt_add_arg(&args, o.fuse_opts))) ||
-	    (o.debug && fuse_opt_add_arg(&args, "-d"))) {
-		fprintf(stderr, "siltfs: out of memory\n");
-		fuse_opt_free_args(&args);
+	if (!(se = new_session(&o, cfgpath, &args, &fs)))
 		return 1;
-	}
-	se = fuse_session_new(&args, &silt_fuse_ops, sizeof(silt_fuse_ops), &fs);
-	if (!se) {
-		fprintf(stderr, "siltfs: invalid mount options: %s\n", o.fuse_opts);
-		fuse_opt_free_args(&args);
-		return 1;
-	}
-
-	if (!o.foreground) {
-		int p[2];
-		if (pipe2(p, O_CLOEXEC) < 0) {
-			perror("siltfs: pipe");
-			return leave(se, &args, 1);
-		}
-		pid_t pid = fork();
-		if (pid < 0) {
-			perror("siltfs: fork");
-			return leave(se, &args, 1);
-		}
-		if (pid > 0) { /* the parent: report the child's verdict, free what we built */
-			close(p[1]);
-			return leave(se, &args, wait_for_child(p[0]));
-		}
-		close(p[0]);
-		status_fd = p[1];
-		setsid();
-	}
+	if (start_log(&o, &cfg))
+		return leave(se, &args, 1);
+	if (!o.foreground)
+		daemonize(se, &args);
 	raise_nofile();
+	log_debug("config %s, %u FUSE threads, control socket %s, FUSE options '%s'", cfgpath, o.threads, o.ctl,
+		  o.fuse_opts);
 
 	for (int i = 0; i < o.nsplit; i++) {
 		char report[1024];
 		if (vol_split_tier(&cfg, o.split[i][0], o.split[i][1], report, sizeof(report), err, sizeof(err))) {
-			say("%s", err);
+			say(SILT_LOG_ERR, "%s", err);
 			return leave(se, &args, 1);
 		}
-		say("%s", report);
+		say(SILT_LOG_INFO, "%s", report);
 	}
 	if ((r = vol_open(&cfg, &fs.vol, &created, err, sizeof(err)))) {
-		say("%s", err);
+		say(SILT_LOG_ERR, "%s", err);
 		return leave(se, &args, 1);
 	}
 	vol_set_mountpoint(fs.vol, mnt);
-	if (created) {
-		char tiers[1024] = "";
-		for (int i = 0; i < cfg.ntiers; i++)
-			snprintf(tiers + strlen(tiers), sizeof(tiers) - strlen(tiers), "%s%s",
-				 i ? ", " : "", cfg.tiers[i].name);
-		say("created volume %s (uuid %s) on tiers %s", cfg.name, vol_uuid(fs.vol), tiers);
-	}
+	if (created)
+		say_created(&cfg, fs.vol);
 	if ((r = ctl_start(fs.vol, o.ctl, &ctl))) {
-		say("control socket %s: %s", o.ctl,
+		say(SILT_LOG_ERR, "control socket %s: %s", o.ctl,
 		    r == -EADDRINUSE ? "another siltfs is serving it (already mounted?)" : strerror(-r));
 		vol_close(fs.vol);
 		return leave(se, &args, 1);
@@ -392,7 +486,7 @@ int main(int argc, char **argv)
 	signal(SIGHUP, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
 	if (fuse_set_signal_handlers(se) || fuse_session_mount(se, mnt)) {
-		say("cannot mount on %s (see the message above or syslog)", mnt);
+		say(SILT_LOG_ERR, "cannot mount on %s (see the message above)", mnt);
 		ctl_stop(ctl);
 		vol_close(fs.vol);
 		return leave(se, &args, 1);
@@ -407,28 +501,24 @@ int main(int argc, char **argv)
 			ctl_link = 0;
 		}
 	}
-	if (status_fd >= 0) {
-		if (chdir("/") < 0)
-			log_warn("chdir /: %s", strerror(errno));
-		silt_log_use_syslog();
-		log_info("volume %s (%s) mounted on %s", cfg.name, vol_uuid(fs.vol), mnt);
-		say("OK");
-		close(status_fd);
-		status_fd = -1;
-		detach_stdio();
-	}
+	if ((r = utab_add(cfgpath, mnt)))
+		log_warn("cannot record the mount in libmount's utab (%s): umount %s will not wait for this daemon",
+			 strerror(-r), mnt);
+	silt_log_quiet(SILT_LOG_INFO, "volume %s (%s) mounted on %s", cfg.name, vol_uuid(fs.vol), mnt);
+	if (status_fd >= 0)
+		detach();
 
 	if ((r = silt_fuse_loop(se, fs.vol, o.threads)))
 		log_err("serving %s: %s", mnt, strerror(-r));
 
 	log_info("unmounting %s", mnt);
 	fuse_session_unmount(se);
+	utab_remove(mnt);
 	fuse_remove_signal_handlers(se);
 	if (ctl_link)
 		unlink(ctl_default);
 	ctl_stop(ctl);
 	vol_close(fs.vol);
-	fuse_session_destroy(se);
-	fuse_opt_free_args(&args);
-	return r < 0 ? 1 : 0;
+	log_info("volume %s closed: its tier files and metadata are released", cfg.name);
+	return leave(se, &args, r < 0 ? 1 : 0);
 }

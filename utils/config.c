@@ -15,13 +15,15 @@
  * rule of libinih's INI_INLINE_COMMENT_PREFIXES, with both characters), and
  * the rest is refused with its line named.
  *
- *   [volume]    name, chunk_size (power of two, 4K..4M), metadata
+ *   [volume]    name, chunk_size (power of two, 4K..4M), metadata,
+ *               log_file, log_level, log_max_size
  *   [ram]       size
  *   [placement] policy, migration, epoch, rate, busy_rate, half_life
  *   [tier X]    path, class, capacity, high_watermark, low_watermark,
  *               compression, write_promote
  */
 #include "utils/config.h"
+#include "utils/log.h"
 #include "utils/util.h"
 
 #include <ctype.h>
@@ -318,8 +320,20 @@ static int handle_key(struct parse_state *st, const char *section, const char *k
 				return fail(st, line, "metadata = %s: must be an absolute path", value);
 			snprintf(cfg->meta_dir, sizeof(cfg->meta_dir), "%s", value);
 			cfg->meta_line = line;
+		} else if (!strcmp(key, "log_file")) {
+			if (value[0] != '/' && strcmp(value, "auto") && strcmp(value, "syslog"))
+				return fail(st, line, "log_file = %s: must be auto, syslog or an absolute path", value);
+			snprintf(cfg->log_file, sizeof(cfg->log_file), "%s", value);
+		} else if (!strcmp(key, "log_level")) {
+			if ((cfg->log_level = silt_log_level_parse(value)) < 0)
+				return fail(st, line, "log_level = %s: must be error, warning, info or debug", value);
+		} else if (!strcmp(key, "log_max_size")) {
+			if (silt_parse_size(value, &sz) || (sz && sz < 4096))
+				return fail(st, line, "log_max_size = %s: must be 0 (never rotate) or a size of at least 4K", value);
+			cfg->log_max_size = sz;
 		} else {
-			return fail(st, line, "unknown key '%s' in [volume] (expected name, chunk_size, metadata)", key);
+			return fail(st, line, "unknown key '%s' in [volume] (expected name, chunk_size, metadata, "
+				    "log_file, log_level, log_max_size)", key);
 		}
 		return 1;
 	}
@@ -500,6 +514,8 @@ int silt_config_load(const char *path, struct silt_config *cfg, char *err, size_
 	cfg->chunk_size = 64 * 1024;
 	cfg->ram_size = 64ull << 20;
 	silt_placement_defaults(&cfg->placement);
+	cfg->log_level = SILT_LOG_INFO;
+	cfg->log_max_size = SILT_LOG_MAX_SIZE;
 	err[0] = '\0';
 
 	st.fp = fopen(path, "r");

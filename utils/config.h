@@ -48,6 +48,9 @@ struct silt_config {
 	int meta_line;          /* where metadata = is */
 	uint64_t ram_size;
 	struct silt_placement_conf placement;
+	char log_file[4096];    /* "" = auto: syslog if present, else /var/log/siltfs/<name>.log */
+	int log_level;          /* enum silt_log_level (utils/log.h), default info */
+	uint64_t log_max_size;  /* rotate the log file above this; 0 = never */
 	int ntiers;
 	struct silt_tier_conf tiers[SILT_MAX_TIERS];
 };

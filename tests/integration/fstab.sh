@@ -4,7 +4,11 @@
 # it as type fuse.siltfs with the config as source, allow_other takes
 # effect, the fstab-only options are ignored, umount flushes, and SIGTERM /
 # SIGINT to the daemon unmount cleanly with the data written before intact.
-# Installs the build (meson install) if /usr/local/bin/siltfs is not it.
+# As at a reboot: with a tier on a filesystem of its own listed first in the
+# fstab, umount of the volume then of the tier filesystem (at once: umount
+# waits for the daemon), and `mount -a` brings both back with the data.
+# The build is installed into the system for the test (silt_install_system:
+# /usr/local/bin/siltfs, /sbin/umount.fuse.siltfs, ...) and removed after.
 . "$(dirname "$0")/lib.sh"
 # Keep going after a failed step so that every check reports.
 set +e
@@ -16,12 +20,10 @@ silt_make_volume "$V" 2 64K
 silt_track_mount "$M"
 
 say "installed binaries"
-if ! cmp -s /usr/local/bin/siltfs "$SILTFS" || ! cmp -s /usr/local/bin/siltctl "$SILTCTL"; then
-	echo "    installing the build into /usr/local (meson install)"
-	meson install -C "$BUILDDIR" --no-rebuild --quiet >/dev/null
-fi
+silt_install_system || silt_abort "cannot install the build into the system"
 check 'cmp -s /usr/local/bin/siltfs "$SILTFS"' "/usr/local/bin/siltfs is this build"
 check '[ "$(command -v siltfs)" == /usr/local/bin/siltfs ]' "siltfs is found in PATH"
+check '[ -x /sbin/umount.fuse.siltfs ]' "/sbin/umount.fuse.siltfs is installed"
 
 # fstab_mount OPTIONS: write the fstab line with OPTIONS and mount -T it;
 # waits for the mount.  Returns non-zero (showing mount's output) on failure.
@@ -116,5 +118,39 @@ check 'wait_unmounted 5' "$M is unmounted"
 silt_mount "$V/vol.conf" "$M" || silt_abort "cannot mount: $(cat "$SILT_LAST_ERR")"
 check_eq "$(cat "$M/int" 2>&1)" int "data written before SIGINT intact"
 check_cmd "umount" silt_umount "$M"
+
+say "mount -a after a full unmount, as at a reboot"
+R="$SILT_TMP/r"; RM="$SILT_TMP/rm"; IMG="$SILT_TMP/fast.img"
+silt_make_volume "$R" 2 64K
+# the fast tier is a folder on its own ext4 (a tier folder must start empty:
+# not the filesystem's root, which has lost+found)
+sed -i "s|^path = $R/t0\$|path = $R/t0/silt|" "$R/vol.conf"
+truncate -s 128M "$IMG" && mkfs.ext4 -q -F "$IMG"
+silt_track_mount "$R/t0"; silt_track_mount "$RM"; mkdir -p "$RM"
+printf '%s\n' "$IMG  $R/t0  ext4  loop  0 0" "$R/vol.conf  $RM  fuse.siltfs  defaults,allow_other,_netdev  0 0" > "$FSTAB"
+mount -o loop "$IMG" "$R/t0" && mkdir "$R/t0/silt" && umount "$R/t0"
+# boot: mount -a, then both are mounted
+boot() {
+	local out rc=0
+	out=$(timeout 60 mount -a -T "$FSTAB" 2>&1) || rc=$?
+	[ -n "$out" ] && echo "$out" | sed 's/^/    [mount -a] /'
+	[ $rc -eq 0 ] && silt_is_mounted "$R/t0" && silt_wait_mounted "$RM" 20
+}
+check boot "mount -a -T FSTAB: the tier filesystem and the volume"
+check_eq "$(findmnt -n -o FSTYPE --mountpoint "$RM")" fuse.siltfs "the volume is fuse.siltfs"
+silt_random "$W/three" $((6 << 20))
+cp "$W/three" "$RM/three"
+check_ge "$(silt_where_tier_chunks "$RM/three" t0)" 1 "data on the tier filesystem"
+pids=$(silt_daemon_pids "$RM")
+check_cmd "umount the volume" umount "$RM"
+check_cmd "umount the tier filesystem right after (the daemon is gone)" umount "$R/t0"
+# shellcheck disable=SC2086
+check '! silt_pid_alive $pids' "no daemon left"
+check boot "mount -a again: both mounted"
+check 'cmp -s "$W/three" "$RM/three"' "data written before the reboot intact"
+pids=$(silt_daemon_pids "$RM")
+umount "$RM"; umount "$R/t0"
+# shellcheck disable=SC2086
+silt_wait_pids_gone 30 $pids || true
 
 silt_summary

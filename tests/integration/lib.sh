@@ -9,8 +9,9 @@
 # when the script fails or is interrupted: lazy-unmounts every mount made
 # through these helpers, swapoff + detaches every loop device made through
 # them, kills the siltfs daemons started from $SILT_TMP (by pid), empties
-# and removes the memory cgroups made through silt_memcg_make and removes
-# $SILT_TMP.
+# and removes the memory cgroups made through silt_memcg_make, puts back
+# what silt_install_system changed in the system, removes the daemons' log
+# files in /var/log/siltfs that name $SILT_TMP, and removes $SILT_TMP.
 #
 # Environment (meson sets these; defaults make hand runs work):
 #   SRCDIR    source tree              (default: two levels above this file)
@@ -65,6 +66,9 @@ SILT_LOOPS=()       # every loop device attached through silt_losetup
 SILT_SWAPS=()       # every swap file/device enabled through silt_swapon
 SILT_PIDS=()        # every daemon pid we know we started
 SILT_CGROUPS=()     # memory cgroups made through silt_memcg_make, "DIR:kill" or "DIR:move"
+SILT_AT_EXIT=()     # commands silt_at_exit registered
+SILT_INSTALLED=()   # files silt_install_system put into the system
+SILT_INSTALL_DIRS=() # folders it created for them
 SILT_LAST_ERR=""    # stderr file of the last silt_mount / silt_mount_fg
 SILT_FG_PID=""      # pid of the last silt_mount_fg daemon
 
@@ -75,6 +79,11 @@ if [ ! -d /sys/fs/fuse/connections ] || ! awk '$3 == "fusectl" { f = 1 } END { e
 	modprobe fuse 2>/dev/null || true
 	mount -t fusectl fusectl /sys/fs/fuse/connections 2>/dev/null || true
 fi
+
+# /var/log/siltfs is the daemons' default log folder: removed at exit only
+# if it was not there before (and is empty).
+SILT_VARLOG_EXISTED=0
+[ -d /var/log/siltfs ] && SILT_VARLOG_EXISTED=1
 
 SILT_TMP=$(mktemp -d /tmp/siltit.XXXXXX)
 # World-traversable, so tests that run commands as user nobody can reach
@@ -243,6 +252,10 @@ silt_tree_state() {
 #   SILT_VOLUME_OPTS  text appended to the [volume] section
 #   SILT_TIER_OPTS    text appended to every [tier] section
 #                     (e.g. $'high_watermark = 100%\nlow_watermark = 100%')
+#   SILT_LOG_FILE     the log_file (default: silt_volume_log DIR, outside
+#                     DIR, so that a refused mount leaves DIR as it was;
+#                     empty: no log_file line, the daemon's default); not
+#                     written when SILT_VOLUME_OPTS sets log_file itself
 # Prints nothing; the config is DIR/vol.conf.
 silt_make_volume() {
 	local dir=$1 n=$2 cs=${3:-}
@@ -256,6 +269,9 @@ silt_make_volume() {
 		echo "[volume]"
 		echo "name = $name"
 		[ -n "$cs" ] && [ "$cs" != "-" ] && echo "chunk_size = $cs"
+		local log=${SILT_LOG_FILE-$(silt_volume_log "$dir")}
+		# (before the options, which may open sections of their own)
+		[[ -n "$log" && "${SILT_VOLUME_OPTS:-}" != *log_file* ]] && echo "log_file = $log"
 		[ -n "${SILT_VOLUME_OPTS:-}" ] && echo "$SILT_VOLUME_OPTS"
 		for ((i = 0; i < n; i++)); do
 			mkdir -p "$dir/t$i"
@@ -269,6 +285,13 @@ silt_make_volume() {
 		done
 	} > "$conf"
 	return 0
+}
+
+# silt_volume_log DIR: the log file silt_make_volume DIR gives the daemon:
+# $SILT_TMP/logs/<DIR below $SILT_TMP, '/' -> '_'>.log
+silt_volume_log() {
+	local rel=${1#"$SILT_TMP"/}
+	echo "$SILT_TMP/logs/${rel//\//_}.log"
 }
 
 # silt_volume_name CONF: the name = value of CONF's [volume] section.
@@ -369,13 +392,16 @@ silt_mount_fg() {
 	return 0
 }
 
+# silt_pid_alive PID: true if PID runs (a zombie has exited: not alive).
+silt_pid_alive() { kill -0 "$1" 2>/dev/null && ! grep -qs '^State:.*Z' "/proc/$1/status"; }
+
 # silt_wait_pids_gone SECONDS PID...: wait until none of the PIDs runs.
 silt_wait_pids_gone() {
 	local secs=$1 i p alive; shift
 	for ((i = 0; i < secs * 10; i++)); do
 		alive=0
 		for p in "$@"; do
-			if kill -0 "$p" 2>/dev/null && ! grep -qs '^State:.*Z' "/proc/$p/status"; then alive=1; fi
+			if silt_pid_alive "$p"; then alive=1; fi
 		done
 		[ $alive -eq 0 ] && return 0
 		sleep 0.1
@@ -561,6 +587,65 @@ silt_memcg_remove() {
 	done
 	echo "silt_memcg_remove: cannot remove $d (tasks: $(tr '\n' ' ' < "$d/cgroup.procs"))" >&2
 	return 1
+# Installing into the system
+
+# silt_install_system: install the build into the real system for the rest
+# of the script (meson install, prefix as configured: /usr/local/bin/siltfs,
+# where mount(8) finds it, /sbin/umount.fuse.siltfs, where umount(8) finds
+# it, man pages, unit, completion). Files it replaces are saved and put
+# back at exit, files and folders it creates are removed at exit. One test
+# on the machine at a time holds the installation (a lock folder naming our
+# pid; a dead holder's lock is taken over).
+SILT_INSTALL_LOCK=/run/lock/siltfs-test-install
+silt_install_system() {
+	local stage="$SILT_TMP/.stage" f rel d i holder
+	mkdir -p "$(dirname "$SILT_INSTALL_LOCK")"
+	for ((i = 0; ; i++)); do
+		mkdir "$SILT_INSTALL_LOCK" 2>/dev/null && break
+		holder=$(cat "$SILT_INSTALL_LOCK/pid" 2>/dev/null)
+		if [ -n "$holder" ] && ! kill -0 "$holder" 2>/dev/null; then
+			rm -rf "$SILT_INSTALL_LOCK"
+			continue
+		fi
+		[ $i -ge 600 ] && { echo "    silt_install_system: $SILT_INSTALL_LOCK held by pid $holder" >&2; return 1; }
+		sleep 1
+	done
+	echo $$ > "$SILT_INSTALL_LOCK/pid"
+	SILT_INSTALL_LOCKED=1
+	meson install -C "$BUILDDIR" --no-rebuild --quiet --destdir "$stage" >/dev/null || return 1
+	while IFS= read -r -d '' f; do
+		rel=${f#"$stage"}
+		d=$(dirname "$rel")
+		while [ ! -d "$d" ]; do SILT_INSTALL_DIRS=("$d" "${SILT_INSTALL_DIRS[@]}"); d=$(dirname "$d"); done
+		mkdir -p "$(dirname "$rel")"
+		if [ -e "$rel" ] || [ -L "$rel" ]; then
+			mkdir -p "$SILT_TMP/.backup$(dirname "$rel")"
+			cp -a "$rel" "$SILT_TMP/.backup$rel"
+		fi
+		SILT_INSTALLED+=("$rel")
+		# beside, then renamed: a running siltfs keeps its old binary
+		cp -a "$f" "$rel.silt-new" && mv -f "$rel.silt-new" "$rel" || return 1
+	done < <(find "$stage" \( -type f -o -type l \) -print0)
+}
+
+# silt_at_exit CMD: eval CMD at exit, after the unmounts (for files a test
+# puts outside $SILT_TMP, such as /etc/siltfs/NAME.conf). Newest first.
+silt_at_exit() { SILT_AT_EXIT+=("$1"); }
+
+# Undo silt_install_system (EXIT trap).
+silt_uninstall_system() {
+	local i rel
+	for ((i = ${#SILT_INSTALLED[@]} - 1; i >= 0; i--)); do
+		rel=${SILT_INSTALLED[$i]}
+		if [ -e "$SILT_TMP/.backup$rel" ] || [ -L "$SILT_TMP/.backup$rel" ]; then
+			mv -f "$SILT_TMP/.backup$rel" "$rel"
+		else
+			rm -f "$rel"
+		fi
+	done
+	for ((i = ${#SILT_INSTALL_DIRS[@]} - 1; i >= 0; i--)); do rmdir "${SILT_INSTALL_DIRS[$i]}" 2>/dev/null; done
+	[ "${SILT_INSTALL_LOCKED:-0}" = 1 ] && rm -rf "$SILT_INSTALL_LOCK"
+	SILT_INSTALLED=(); SILT_INSTALL_DIRS=(); SILT_INSTALL_LOCKED=0
 }
 
 # ---------------------------------------------------------------------------
@@ -703,6 +788,13 @@ silt_cleanup() {
 	for ((i = ${#SILT_CGROUPS[@]} - 1; i >= 0; i--)); do silt_memcg_remove "${SILT_CGROUPS[$i]%:*}"; done
 	# control sockets left behind by daemons killed with SIGKILL
 	rm -f /run/siltfs/*"$(basename "$SILT_TMP")"*.sock 2>/dev/null
+	for ((i = ${#SILT_AT_EXIT[@]} - 1; i >= 0; i--)); do eval "${SILT_AT_EXIT[$i]}"; done
+	silt_uninstall_system
+	# default log files (/var/log/siltfs/<volume>.log) of our daemons
+	for p in /var/log/siltfs/*; do
+		[ -f "$p" ] && grep -qsF "$SILT_TMP/" "$p" && rm -f "$p"
+	done
+	[ "$SILT_VARLOG_EXISTED" = 1 ] || rmdir /var/log/siltfs 2>/dev/null
 	if [ "${SILT_KEEP:-0}" = 1 ]; then
 		echo "(kept $SILT_TMP)"
 	else
