@@ -587,6 +587,9 @@ silt_memcg_remove() {
 	done
 	echo "silt_memcg_remove: cannot remove $d (tasks: $(tr '\n' ' ' < "$d/cgroup.procs"))" >&2
 	return 1
+}
+
+# ---------------------------------------------------------------------------
 # Installing into the system
 
 # silt_install_system: install the build into the real system for the rest
