@@ -107,13 +107,20 @@ static void ctl_status(struct silt_vol *v, FILE *o)
 	fputc('\n', o);
 }
 
+/* A request's error, in words (vol_ctl replies with it). */
+#define WHY_LEN 256
+
 /* "policy NAME": a new placement policy, live (it starts cold). */
-static int ctl_set_policy(struct silt_vol *v, const char *name, FILE *o)
+static int ctl_set_policy(struct silt_vol *v, const char *name, FILE *o, char *why)
 {
 	enum policy_kind pk;
 
-	if (policy_kind_parse(name, &pk) || !heat_policy_ok(pk))
+	if (policy_kind_parse(name, &pk) || !heat_policy_ok(pk)) {
+		char names[200];
+		heat_policy_names(names, sizeof(names));
+		snprintf(why, WHY_LEN, "%s is not a placement policy the daemon can run (one of %s)", name, names);
 		return -EINVAL;
+	}
 	int r = heat_set_policy(v->heat, pk, vol_fast_capacity(v));
 	if (!r) {
 		log_info("placement policy set to %s", name);
@@ -124,13 +131,15 @@ static int ctl_set_policy(struct silt_vol *v, const char *name, FILE *o)
 }
 
 /* "migrate [MODE]": change the mode, or run one epoch now. */
-static int ctl_migrate(struct silt_vol *v, const char *arg, FILE *o)
+static int ctl_migrate(struct silt_vol *v, const char *arg, FILE *o, char *why)
 {
 	enum migrate_mode mode;
 
 	if (*arg) {
-		if (migrate_mode_parse(arg, &mode))
+		if (migrate_mode_parse(arg, &mode)) {
+			snprintf(why, WHY_LEN, "%s is not a migration mode (policy, churn or off)", arg);
 			return -EINVAL;
+		}
 		migrate_set_mode(v->mig, mode);
 		ctl_placement(v, o);
 		return 0;
@@ -324,6 +333,7 @@ int vol_ctl(struct silt_vol *v, const char *req, char **reply, size_t *len)
 {
 	FILE *o = open_memstream(reply, len);
 	unsigned long long ino;
+	char why[WHY_LEN] = "";
 	int r = 0;
 
 	if (!o)
@@ -337,9 +347,9 @@ int vol_ctl(struct silt_vol *v, const char *req, char **reply, size_t *len)
 	else if (!strcmp(req, "policy"))
 		ctl_placement(v, o);
 	else if (!strncmp(req, "policy ", 7))
-		r = ctl_set_policy(v, req + 7, o);
+		r = ctl_set_policy(v, req + 7, o, why);
 	else if (!strcmp(req, "migrate") || !strncmp(req, "migrate ", 8))
-		r = ctl_migrate(v, req[7] ? req + 8 : "", o);
+		r = ctl_migrate(v, req[7] ? req + 8 : "", o, why);
 	else if (!strcmp(req, "scrub") || !strncmp(req, "scrub ", 6))
 		r = ctl_scrub(v, req[5] ? req + 6 : "", o);
 	else if (!strcmp(req, "events") || !strncmp(req, "events ", 7))
@@ -348,7 +358,7 @@ int vol_ctl(struct silt_vol *v, const char *req, char **reply, size_t *len)
 		r = -EINVAL;
 	if (r) {
 		fprintf(o, "error errno=%d message=", -r);
-		put_esc(o, r == -EINVAL ? "unknown request or argument" : strerror(-r));
+		put_esc(o, why[0] ? why : r == -EINVAL ? "unknown request or argument" : strerror(-r));
 		fputc('\n', o);
 	}
 	fclose(o);

@@ -131,6 +131,7 @@ static void json_fields(FILE *o, const struct rec *r, const struct jfield *f, in
 				json_str(o, v);
 			break;
 		case J_RUNS: json_runs(o, v); break;
+		case J_BOOL: fputs(strcmp(v, "0") && *v ? "true" : "false", o); break;
 		}
 	}
 }

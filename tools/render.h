@@ -32,6 +32,7 @@ enum jtype {
 	J_U64,   /* number */
 	J_OPT,   /* "text", or null for "-" */
 	J_RUNS,  /* "0-3,7-7" -> [[0, 3], [7, 7]] */
+	J_BOOL,  /* "0" -> false, anything else -> true */
 };
 struct jfield { const char *name, *key; enum jtype type; };
 struct jsection { const char *kind, *name; int array; const struct jfield *fields; };

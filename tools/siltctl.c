@@ -25,9 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-#define MAX_RECS 64
 #define MAX_ARGS 16
 
 struct ctx;
@@ -47,7 +47,7 @@ struct ctx {
 	struct client_mount m;  /* the volume, once found (m.mnt "" with -s) */
 	char sock[108];
 	char *reply;            /* the daemon's last answer; recs point into it */
-	struct rec recs[MAX_RECS];
+	struct rec *recs;       /* a record per line of it */
 	int nrecs;
 };
 
@@ -142,6 +142,20 @@ static int find_volume(struct ctx *c, const char *file)
 	return 0;
 }
 
+/* Split the daemon's answer into records, as many as it has lines. */
+static int parse_reply(struct ctx *c)
+{
+	int lines = 1;
+
+	for (const char *p = c->reply; *p; p++)
+		lines += *p == '\n';
+	free(c->recs);
+	if (!(c->recs = calloc((size_t)lines, sizeof(*c->recs))))
+		return -ENOMEM;
+	c->nrecs = recs_parse(c->reply, c->recs, lines);
+	return 0;
+}
+
 /* Ask the daemon; its records land in c->recs. */
 static int query(struct ctx *c, const char *req)
 {
@@ -154,7 +168,8 @@ static int query(struct ctx *c, const char *req)
 		return fail(c, -r, "no siltfs daemon answers on %s", c->sock);
 	if (r)
 		return fail(c, -r, "%s: %s", c->sock, strerror(-r));
-	c->nrecs = recs_parse(c->reply, c->recs, MAX_RECS);
+	if ((r = parse_reply(c)))
+		return fail(c, -r, "out of memory for the daemon's answer");
 	struct rec *e = recs_find(c->recs, c->nrecs, "error");
 	if (e)
 		return fail(c, (int)rec_u64(e, "errno"), "daemon says: %s", rec_get(e, "message"));
@@ -168,7 +183,10 @@ static const struct jfield volume_json[] = {
 	{ "mountpoint", "mountpoint", J_STR }, { "reads", "reads", J_U64 }, { "writes", "writes", J_U64 },
 	{ "read_bytes", "read_bytes", J_U64 }, { "write_bytes", "write_bytes", J_U64 },
 	{ "namespace_ops", "ns_ops", J_U64 }, { 0 } };
-static const struct jfield ram_json[] = { { "size", "size", J_U64 }, { "used", "used", J_U64 }, { 0 } };
+static const struct jfield ram_json[] = {
+	{ "size", "size", J_U64 }, { "used", "used", J_U64 }, { "hits", "hits", J_U64 },
+	{ "misses", "misses", J_U64 }, { "fills", "fills", J_U64 }, { "evictions", "evictions", J_U64 },
+	{ "invalidations", "invalidations", J_U64 }, { 0 } };
 static const struct jfield tier_json[] = {
 	{ "name", "name", J_STR }, { "class", "class", J_STR }, { "path", "path", J_STR },
 	{ "capacity", "capacity", J_U64 }, { "used", "used", J_U64 }, { "chunks", "chunks", J_U64 },
@@ -240,23 +258,38 @@ static const struct column where_table[] = {
 	{ "SHARE", "chunks", 6, C_PCT, .of = "file_chunks" },
 	{ "RUNS", "runs", 0, C_STR, .sep = "  ", .maxlen = 60 }, { 0 } };
 
-static int cmd_where(struct ctx *c, int argc, char **argv)
+/* Ask the daemon "VERB <inode>" about a regular file; its file record. */
+static struct rec *query_file(struct ctx *c, const char *verb, const char *file)
 {
-	const char *file = argv[0];
 	char req[64];
 	struct stat st;
 	struct rec *f;
 
-	if (stat(file, &st) < 0)
-		return path_error(c, file, errno);
-	if (!S_ISREG(st.st_mode))
-		return fail(c, EINVAL, "%s: not a regular file", file);
-	snprintf(req, sizeof(req), "where %llu", (unsigned long long)st.st_ino);
+	if (stat(file, &st) < 0) {
+		path_error(c, file, errno);
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		fail(c, EINVAL, "%s: not a regular file", file);
+		return NULL;
+	}
+	snprintf(req, sizeof(req), "%s %llu", verb, (unsigned long long)st.st_ino);
 	if (find_volume(c, file) || query(c, req))
-		return 1;
-	if (!(f = recs_find(c->recs, c->nrecs, "file")))
-		return fail(c, EPROTO, "the daemon's answer has no file record");
+		return NULL;
+	if (!(f = recs_find(c->recs, c->nrecs, "file"))) {
+		fail(c, EPROTO, "the daemon's answer has no file record");
+		return NULL;
+	}
 	rec_set(f, "path", file);
+	return f;
+}
+
+static int cmd_where(struct ctx *c, int argc, char **argv)
+{
+	struct rec *f = query_file(c, "where", argv[0]);
+
+	if (!f)
+		return 1;
 	if (c->json) {
 		render_json(stdout, c->recs, c->nrecs, where_json);
 		return 0;
@@ -267,6 +300,230 @@ static int cmd_where(struct ctx *c, int argc, char **argv)
 			rec_set(&c->recs[i], "file_chunks", rec_get(f, "chunks"));
 	render_template(stdout, f, where_heading);
 	render_table(stdout, c->recs, c->nrecs, "tier", where_table, NULL);
+	return 0;
+}
+
+/* ---- heat -------------------------------------------------------------- */
+
+static const struct jfield heat_file_json[] = {
+	{ "file", "path", J_STR }, { "ino", "ino", J_U64 }, { "size", "size", J_U64 },
+	{ "chunk_size", "chunk_size", J_U64 }, { "chunks", "chunks", J_U64 }, { 0 } };
+static const struct jfield heat_run_json[] = {
+	{ "first", "first", J_U64 }, { "last", "last", J_U64 }, { "tier", "tier", J_OPT },
+	{ "level", "level", J_U64 }, { "heat", "heat", J_U64 }, { "hot", "hot", J_BOOL }, { 0 } };
+static const struct jsection heat_json[] = {
+	{ "file", NULL, 0, heat_file_json }, { "run", "runs", 1, heat_run_json }, { 0 } };
+
+static const char heat_heading[] = "{path}  size {size:size}  chunk {chunk_size:size}  {chunks:u} chunks\n"
+				   "level: 0 cold, 1-4 warmer (accesses per half-life: 1-3, 4-15, 16-63, 64+); "
+				   "hot: the policy keeps it on the fast tiers\n\n";
+static const struct column heat_table[] = {
+	{ "FIRST", "first", 10, C_U64 }, { "LAST", "last", 10, C_U64 }, { "TIER", "tier", -12, C_STR, .sep = "  " },
+	{ "LEVEL", "level", 5, C_U64 }, { "HEAT", "heat", 8, C_U64 }, { "HOT", "hot_word", -3, C_STR, .sep = "  " },
+	{ 0 } };
+
+static int cmd_heat(struct ctx *c, int argc, char **argv)
+{
+	struct rec *f = query_file(c, "heat", argv[0]);
+
+	if (!f)
+		return 1;
+	if (c->json) {
+		render_json(stdout, c->recs, c->nrecs, heat_json);
+		return 0;
+	}
+	for (int i = 0; i < c->nrecs; i++)
+		if (!strcmp(c->recs[i].kind, "run"))
+			rec_set(&c->recs[i], "hot_word", rec_u64(&c->recs[i], "hot") ? "yes" : "no");
+	render_template(stdout, f, heat_heading);
+	render_table(stdout, c->recs, c->nrecs, "run", heat_table, NULL);
+	return 0;
+}
+
+/* ---- policy, migrate ---------------------------------------------------- */
+
+static const struct jsection placement_only_json[] = { { "placement", NULL, 0, placement_json }, { 0 } };
+static const char placement_text[] =
+	"policy {policy}  (fast tiers: {capacity:u} chunks; {resident:u} chunks tracked)\n"
+	"migration {migration}  epoch {epoch_ms:u} ms  rate limit {rate_limit:size}/s "
+	"({busy_rate_limit:size}/s while busy)\n"
+	"moved {moved:u} chunks ({moved_bytes:size}): {promoted:u} up, {demoted:u} down; "
+	"{raced:u} raced, {failed:u} failed; backlog {pending:u} chunks ({pending_bytes:size})\n";
+
+static int show_placement(struct ctx *c, const struct jsection *json)
+{
+	struct rec *p = recs_find(c->recs, c->nrecs, "placement");
+
+	if (!p)
+		return fail(c, EPROTO, "the daemon's answer has no placement record");
+	if (c->json)
+		render_json(stdout, c->recs, c->nrecs, json);
+	else
+		render_template(stdout, p, placement_text);
+	return 0;
+}
+
+static int cmd_policy(struct ctx *c, int argc, char **argv)
+{
+	char req[128];
+
+	if (argc && (strlen(argv[0]) > 64 || strpbrk(argv[0], " \n")))
+		return usage_error(c, "policy: '%s' is not a policy name", argv[0]);
+	snprintf(req, sizeof(req), argc ? "policy %s" : "policy", argc ? argv[0] : "");
+	if (find_volume(c, NULL) || query(c, req))
+		return 1;
+	return show_placement(c, placement_only_json);
+}
+
+static const struct jfield epoch_json[] = { { "moved", "moved", J_U64 }, { 0 } };
+static const struct jsection migrate_json[] = {
+	{ "epoch", NULL, 0, epoch_json }, { "placement", "placement", 0, placement_json }, { 0 } };
+
+static int cmd_migrate(struct ctx *c, int argc, char **argv)
+{
+	char req[64];
+	struct rec *e;
+
+	if (argc && strcmp(argv[0], "policy") && strcmp(argv[0], "churn") && strcmp(argv[0], "off"))
+		return usage_error(c, "migrate: '%s': the mode is policy, churn or off", argv[0]);
+	snprintf(req, sizeof(req), argc ? "migrate %s" : "migrate", argc ? argv[0] : "");
+	if (find_volume(c, NULL) || query(c, req))
+		return 1;
+	if (!argc && !c->json && (e = recs_find(c->recs, c->nrecs, "epoch")))
+		render_template(stdout, e, "one epoch: {moved:u} chunks moved\n");
+	return show_placement(c, argc ? placement_only_json : migrate_json);
+}
+
+/* ---- scrub ------------------------------------------------------------- */
+
+static const struct jfield scrub_json_f[] = {
+	{ "running", "running", J_BOOL }, { "passes", "passes", J_U64 }, { "total", "total", J_U64 },
+	{ "checked", "checked", J_U64 }, { "damaged", "damaged", J_U64 }, { "unreadable", "unreadable", J_U64 },
+	{ "cancelled", "cancelled", J_BOOL }, { "started", "started", J_U64 }, { "finished", "finished", J_U64 },
+	{ 0 } };
+static const struct jsection scrub_json[] = { { "scrub", NULL, 0, scrub_json_f }, { 0 } };
+static const char scrub_text[] =
+	"scrub: {checked:u} of {total:u} checksummed chunks verified, {damaged:u} damaged, "
+	"{unreadable:u} unreadable\n";
+
+/* A progress bar on a terminal: [#####.....] checked/total. */
+static void progress(const struct rec *s)
+{
+	unsigned long long total = rec_u64(s, "total"), done = rec_u64(s, "checked");
+	int w = 40, fill = total ? (int)(done * (unsigned long long)w / total) : w;
+
+	fprintf(stderr, "\r[%.*s%*s] %llu/%llu chunks", MIN(fill, w), "########################################",
+		w - MIN(fill, w), "", done, total);
+}
+
+static int scrub_report(struct ctx *c, struct rec *s)
+{
+	if (c->json)
+		render_json(stdout, c->recs, c->nrecs, scrub_json);
+	else
+		render_template(stdout, s, scrub_text);
+	if (rec_u64(s, "damaged") || rec_u64(s, "unreadable"))
+		return c->json ? 1 : fail(c, EIO, "damaged chunks found: siltctl events names them");
+	return 0;
+}
+
+/* "scrub": start a pass (or join the running one) and follow it to its end. */
+static int scrub_follow(struct ctx *c)
+{
+	int tty = !c->json && isatty(2);
+	unsigned long long passes;
+	struct rec *s;
+
+	if (find_volume(c, NULL) || query(c, "scrub"))
+		return 1;
+	if (!(s = recs_find(c->recs, c->nrecs, "scrub")))
+		return fail(c, EPROTO, "the daemon's answer has no scrub record");
+	passes = rec_u64(s, "passes") + !rec_u64(s, "running");
+	if (!rec_u64(s, "running") && query(c, "scrub start"))
+		return 1;
+	for (;;) {
+		if (query(c, "scrub"))
+			return 1;
+		if (!(s = recs_find(c->recs, c->nrecs, "scrub")))
+			return fail(c, EPROTO, "the daemon's answer has no scrub record");
+		if (tty)
+			progress(s);
+		if (!rec_u64(s, "running") && rec_u64(s, "passes") >= passes)
+			break;
+		usleep(200 * 1000);
+	}
+	if (tty)
+		fputc('\n', stderr);
+	if (rec_u64(s, "cancelled"))
+		return fail(c, ECANCELED, "the scrub was cancelled after %llu of %llu chunks",
+			    rec_u64(s, "checked"), rec_u64(s, "total"));
+	return scrub_report(c, s);
+}
+
+static int cmd_scrub(struct ctx *c, int argc, char **argv)
+{
+	const char *sub = argc ? argv[0] : "";
+	char req[32];
+	struct rec *s;
+
+	if (!*sub)
+		return scrub_follow(c);
+	if (strcmp(sub, "start") && strcmp(sub, "cancel") && strcmp(sub, "status"))
+		return usage_error(c, "scrub: '%s': expected start, cancel or status", sub);
+	snprintf(req, sizeof(req), strcmp(sub, "status") ? "scrub %s" : "scrub", sub);
+	if (find_volume(c, NULL) || query(c, req))
+		return 1;
+	if (!(s = recs_find(c->recs, c->nrecs, "scrub")))
+		return fail(c, EPROTO, "the daemon's answer has no scrub record");
+	if (c->json)
+		render_json(stdout, c->recs, c->nrecs, scrub_json);
+	else
+		render_template(stdout, s, rec_u64(s, "running") ? "scrub running: {checked:u} of {total:u} chunks so far, "
+			"{damaged:u} damaged, {unreadable:u} unreadable\n" : scrub_text);
+	return 0;
+}
+
+/* ---- events ------------------------------------------------------------ */
+
+static const struct jfield event_json[] = {
+	{ "seq", "seq", J_U64 }, { "time", "time", J_U64 }, { "kind", "kind", J_STR }, { "text", "text", J_STR },
+	{ 0 } };
+static const struct jsection events_json[] = { { "event", "events", 1, event_json }, { 0 } };
+static const struct column events_table[] = {
+	{ "SEQ", "seq", 6, C_U64 }, { "TIME", "when", -19, C_STR, .sep = "  " }, { "KIND", "kind", -10, C_STR },
+	{ "WHAT", "text", 0, C_STR }, { 0 } };
+
+static int cmd_events(struct ctx *c, int argc, char **argv)
+{
+	char req[32], *end;
+	long n = 50;
+
+	if (argc == 2 && !strcmp(argv[0], "-n")) {
+		n = strtol(argv[1], &end, 10);
+		if (*end || n < 1 || n > 1000)
+			return usage_error(c, "-n: a number of events from 1 to 1000");
+	} else if (argc) {
+		return usage_error(c, "events: unexpected argument '%s'", argv[0]);
+	}
+	snprintf(req, sizeof(req), "events %ld", n);
+	if (find_volume(c, NULL) || query(c, req))
+		return 1;
+	if (c->json) {
+		render_json(stdout, c->recs, c->nrecs, events_json);
+		return 0;
+	}
+	/* local time, for reading; the JSON keeps the epoch seconds */
+	char (*when)[32] = calloc((size_t)c->nrecs + 1, sizeof(*when));
+	if (!when)
+		return fail(c, ENOMEM, "out of memory");
+	for (int i = 0; i < c->nrecs; i++) {
+		time_t t = (time_t)rec_u64(&c->recs[i], "time");
+		struct tm tm;
+		strftime(when[i], sizeof(when[i]), "%Y-%m-%d %H:%M:%S", localtime_r(&t, &tm));
+		rec_set(&c->recs[i], "when", when[i]);
+	}
+	render_table(stdout, c->recs, c->nrecs, "event", events_table, NULL);
+	free(when);
 	return 0;
 }
 
@@ -353,8 +610,7 @@ static int log_where(struct ctx *c, const char *config, struct rec **out)
 	if (find_volume(c, NULL))
 		return 1;
 	if (client_request(c->sock, "status", &c->reply, NULL) == 0) {
-		c->nrecs = recs_parse(c->reply, c->recs, MAX_RECS);
-		if ((*out = recs_find(c->recs, c->nrecs, "log")))
+		if (parse_reply(c) == 0 && (*out = recs_find(c->recs, c->nrecs, "log")))
 			return 0;
 	}
 	if (!c->m.source[0])
@@ -471,6 +727,39 @@ static const struct command commands[] = {
 	  "Shows FILE's size, how many of its chunks are placed, and for every tier\n"
 	  "of the volume how many chunks it holds and their index ranges (runs).",
 	  1, 1, cmd_where },
+	{ "heat", "[--json] FILE", "how hot each range of FILE's chunks is, and where it lives",
+	  "Shows FILE's chunks as runs of one tier and one heat level: the level\n"
+	  "(0 cold to 4 hottest, by accesses per half-life), the highest heat in\n"
+	  "the run, and whether the placement policy counts the run as hot (it\n"
+	  "then belongs on the fast tiers).",
+	  1, 1, cmd_heat },
+	{ "policy", "[NAME] [--json]", "show the placement policy, or change it live",
+	  "Without NAME, shows the placement policy and the migration engine's\n"
+	  "state and counters. With NAME (lru, arc, s3fifo, lirs, lfu, ...), the\n"
+	  "policy changes at once (it starts cold: it learns the heat again); a\n"
+	  "name the daemon cannot run online is refused and nothing changes. The\n"
+	  "change is recorded in the event log.",
+	  0, 1, cmd_policy },
+	{ "migrate", "[policy|churn|off] [--json]", "run one migration epoch now, or set the mode",
+	  "Without an argument, runs one epoch of the migration engine now (the\n"
+	  "placer's moves, carried out before the command returns) and shows how\n"
+	  "many chunks moved. With a mode, sets it until the next mount: policy\n"
+	  "(the default), churn (every chunk to another tier each epoch: a test\n"
+	  "mode) or off.",
+	  0, 1, cmd_migrate },
+	{ "scrub", "[start|cancel|status] [--json]", "verify every checksummed chunk",
+	  "Without an argument, starts a pass over every chunk that carries a\n"
+	  "checksum (those on hdd and net tiers, and compressed ones), or joins the\n"
+	  "one running, follows it (a progress bar on a terminal) and reports what\n"
+	  "it found; exit status 1 when a chunk is damaged or unreadable (siltctl\n"
+	  "events names them). start begins a pass in the background, cancel stops\n"
+	  "it, status shows its progress.",
+	  0, 1, cmd_scrub },
+	{ "events", "[-n N] [--json]", "the volume's event log",
+	  "Shows the last N (default 50) events, oldest first: checksum errors,\n"
+	  "tier failures, policy changes, scrub results. The log is kept in the\n"
+	  "volume's metadata (the last 1000 events).",
+	  0, 2, cmd_events },
 	{ "log", "[-n LINES] [-c CONFIG] [--json]", "the last lines of the daemon's log",
 	  "Shows the last LINES (default 20) lines of the daemon's log file, also\n"
 	  "after the daemon died (the mount's config names the file). With -c, the\n"
@@ -533,5 +822,6 @@ int main(int argc, char **argv)
 		return usage_error(&c, "%s: %s", name, nargs < c.cmd->min_args ? "missing argument" : "too many arguments");
 	int r = c.cmd->run(&c, nargs, args);
 	free(c.reply);
+	free(c.recs);
 	return r;
 }

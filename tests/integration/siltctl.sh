@@ -22,7 +22,7 @@ version=$(meson introspect "$BUILDDIR" --projectinfo | jq -r .version)
 run --version
 check_eq "$RC/$OUT" "0/siltctl $version" "siltctl --version"
 cmds=$("$SILTCTL" --list-commands)
-check '[[ "$(echo $cmds)" == "status where log help" ]]' "--list-commands: status where log help ($(echo $cmds))"
+check '[[ "$(echo $cmds)" == "status where heat policy migrate scrub events log help" ]]' "--list-commands: every command ($(echo $cmds))"
 run help
 for c in $cmds; do
 	check '[[ "$OUT" == *"  $c "* ]]' "siltctl help lists $c"
@@ -89,7 +89,7 @@ check_eq "$(jc "$s" '.placement | [.policy, .migration, (.moved | type)]')" '["a
 	"status --json: placement (policy, migration, counters)"
 check_eq "$(jc "$s" '.volume | keys_unsorted')" \
 	'["name","uuid","chunk_size","mountpoint","reads","writes","read_bytes","write_bytes","namespace_ops"]' "status --json: volume keys"
-check_eq "$(jc "$s" '.ram | keys_unsorted')" '["size","used"]' "status --json: ram keys"
+check_eq "$(jc "$s" '.ram | keys_unsorted')" '["size","used","hits","misses","fills","evictions","invalidations"]' "status --json: ram keys"
 check_eq "$(jc "$s" '.tiers[0] | keys_unsorted')" \
 	'["name","class","path","capacity","used","chunks","high_watermark","low_watermark","compression","state","reason"]' "status --json: tier keys"
 check_eq "$(jc "$s" '.log | keys_unsorted')" '["destination","level","path","ident"]' "status --json: log keys"
