@@ -369,6 +369,17 @@ silt_mount_fg() {
 	return 0
 }
 
+# silt_forget_pid PID...: drop the PIDs (exited and reaped: their numbers may
+# be reused) from SILT_PIDS, so that the exit cleanup signals no stranger.
+silt_forget_pid() {
+	local p q keep=()
+	for p in "${SILT_PIDS[@]}"; do
+		for q in "$@"; do [ "$p" = "$q" ] && continue 2; done
+		keep+=("$p")
+	done
+	SILT_PIDS=("${keep[@]}")
+}
+
 # silt_wait_pids_gone SECONDS PID...: wait until none of the PIDs runs.
 silt_wait_pids_gone() {
 	local secs=$1 i p alive; shift
