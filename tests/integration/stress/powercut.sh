@@ -9,7 +9,9 @@
 # device (mkfs and mount defaults, journal on); on that ext4 two siltfs
 # volumes, each with two tiers (folders) and its metadata store (in its
 # first tier): "a" with 4K chunks, "b" with 64K chunks, both with a small
-# first tier so that chunks spill to the second.
+# first tier so that chunks spill to the second; "b" runs the churn
+# migration (every chunk to the other tier, epochs of 200 ms), so that the
+# cuts also land in the middle of chunk moves.
 #
 # Each iteration starts the disk afresh over the durable image (the power
 # is back; the cache is empty), attaches the loop device (direct I/O off and
@@ -85,7 +87,7 @@ derr=()                        # the daemons' stderr (their log), per volume
 gap_vol=()                     # volumes where verify_upto just found a known gap
 declare -A bad=()              # iteration -> why it failed
 declare -A lost=()             # iterations that lost an acknowledged rename
-acks=0 dropped=0 nfsck=0
+acks=0 dropped=0 nfsck=0 settled=0
 
 fsck_routine='^e2fsck [0-9.]+ |^Pass [1-5][a-z]?: |^/dev/loop[0-9]+: (recovering journal|clearing orphaned inode|\*+ FILE SYSTEM WAS MODIFIED \*+|[0-9]+/[0-9]+ files )|^Free (blocks|inodes) count wrong|^Fix\? yes$|^(Clearing|Truncating) orphaned inode|^Setting free (blocks|inodes) count|^Inode [0-9]+ extent tree \(at level [0-9]+\) could be (shorter|narrower)\.  Optimize\? yes$|^Pass 1E: Optimizing extent trees$|^$'
 
@@ -97,7 +99,7 @@ conf_of() { echo "$EXT/${names[$1]}/vol.conf"; }
 disk_run() { silt_bounded 60 "$DISK" "$@"; }
 
 # disk_stat NAME: a counter of the running disk (see pcdisk.c).
-disk_stat() { awk -v k="$1" '$1 == k { print $2 }' "$SILT_TMP/disk.stats"; }
+disk_stat() { awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }' "$SILT_TMP/disk.stats"; }
 read_stats() { disk_run "reading the disk's counters" cat "$DISK/ctl" > "$SILT_TMP/disk.stats"; }
 
 # disk_up DIO: the power comes back: a fresh pcdisk over the durable image,
@@ -147,9 +149,10 @@ ext4_up() {
 volumes_up() {
 	local v
 	for v in 0 1; do
-		silt_mount_fg "$(conf_of "$v")" "$(mnt_of "$v")" || return 1
+		silt_mount_fg "$(conf_of "$v")" "$(mnt_of "$v")" || { dpids[v]=$SILT_FG_PID; return 1; }
 		dpids[v]=$SILT_FG_PID
 		derr[v]=$SILT_LAST_ERR
+		settled=$((settled + $(sed -n 's/.*settled \([0-9]*\) chunk moves.*/\1/p' "${derr[v]}" | head -n1) + 0))
 	done
 }
 
@@ -159,7 +162,7 @@ bring_up() { disk_up "$1" && ext4_up && volumes_up; }
 # take_down: after the daemons are gone (killed or cleanly unmounted):
 # ext4, the loop device and the disk.
 take_down() {
-	local v rc=0 st=0
+	local v n rc=0 st=0
 	for v in 0 1; do
 		while silt_is_mounted "$(mnt_of "$v")"; do
 			fusermount3 -uz "$(mnt_of "$v")" 2>/dev/null || umount -l "$(mnt_of "$v")" || break
@@ -174,12 +177,20 @@ take_down() {
 	fi
 	dev=""
 	# (a prober such as udev may hold the loop device, and so the image,
-	# for a moment after the detach: silt_umount retries)
-	if ! silt_umount "$DISK"; then
+	# for a moment after the detach: retry; bounded, since umount looks up
+	# the mount point, which waits for a hung disk)
+	for ((n = 0; n < 10; n++)); do
+		disk_run "umount the disk" umount "$DISK" 2>/dev/null && break
+		sleep 0.5
+	done
+	if silt_is_mounted "$DISK"; then
 		echo "  umount $DISK failed; lazily unmounted"
 		fusermount3 -uz "$DISK" 2>/dev/null; rc=1
 	fi
-	silt_wait_pids_gone 10 "$disk_pid" || { echo "  pcdisk $disk_pid still runs"; rc=1; }
+	if ! silt_wait_pids_gone 10 "$disk_pid"; then
+		echo "  pcdisk $disk_pid still runs 10 s after its unmount: killing it"
+		kill -9 "$disk_pid"; rc=1
+	fi
 	wait "$disk_pid" 2>/dev/null || st=$?
 	silt_forget_pid "$disk_pid"
 	[ $st -eq 0 ] || { echo "  pcdisk exited $st:"; tail -n 5 "$SILT_TMP/pcdisk.err"; rc=1; }
@@ -237,6 +248,26 @@ start_writers() {
 	done
 }
 
+# forget_daemons: the daemons of this bring-up (dpids) are reaped: forget
+# them. stop_daemons: kill -9 them first; one stuck in I/O on a hung disk
+# dies once the disk's connection is aborted.
+forget_daemons() {
+	[ ${#dpids[@]} -gt 0 ] && silt_forget_pid "${dpids[@]}"
+	dpids=()
+}
+stop_daemons() {
+	local p
+	[ ${#dpids[@]} -gt 0 ] || return 0
+	kill -9 "${dpids[@]}" 2>/dev/null
+	if ! silt_wait_pids_gone 10 "${dpids[@]}"; then
+		echo "  daemons ${dpids[*]} outlive kill -9: aborting the disk's FUSE connection"
+		silt_fuse_abort "$DISK"
+		silt_wait_pids_gone 10 "${dpids[@]}" || { echo "  and still run"; return 1; }
+	fi
+	for p in "${dpids[@]}"; do wait "$p" 2>/dev/null || true; done
+	forget_daemons
+}
+
 # power_cut I CMD: stop the machine (daemons and writers: no acknowledgement
 # after this), cut the disk's power with ctl command CMD, take it all down.
 power_cut() {
@@ -259,7 +290,7 @@ power_cut() {
 		disk_run "power cut" sh -c 'echo "$1" > "$2"' _ "$cmd" "$DISK/ctl" || bad[$i]="power cut"
 		for pid in "${dpids[@]}" "${wpids[@]}"; do wait "$pid" || true; done
 	} 2>/dev/null
-	silt_forget_pid "${dpids[@]}"
+	forget_daemons
 	read_stats || bad[$i]="disk counters"
 	take_down || bad[$i]="teardown after the cut"
 }
@@ -287,6 +318,8 @@ one_iteration() {
 	if ! bring_up "$dio"; then
 		echo "  iteration $i: bring-up after the last power cut FAILED"
 		bad[$(( i > 0 ? i - 1 : 0 ))]="bring-up"
+		stop_daemons
+		take_down
 		return 1
 	fi
 	verify_upto "$i" "$(( i > reverify ? i - reverify : 0 ))"
@@ -311,10 +344,10 @@ mkdir -p "$EXT"
 silt_track_mount "$EXT"
 disk_run "mount ext4" mount -t ext4 "$dev" "$EXT" || silt_abort "cannot mount the ext4"
 silt_make_volume "$EXT/a" 2 4K 2M auto
-silt_make_volume "$EXT/b" 2 64K 8M auto
+SILT_VOLUME_OPTS=$'\n[placement]\nmigration = churn\nepoch = 200ms' silt_make_volume "$EXT/b" 2 64K 8M auto
 volumes_up || silt_abort "cannot create the volumes"
 for v in 0 1; do silt_umount "$(mnt_of "$v")" || silt_abort "umount of volume ${names[v]}"; done
-silt_forget_pid "${dpids[@]}"
+forget_daemons
 take_down || silt_abort "clean teardown after setup"
 
 say "powercut: $iterations power cuts, seed $seed"
@@ -330,7 +363,7 @@ if bring_up off; then
 	for v in 0 1; do
 		silt_umount "$(mnt_of "$v")" || bad[final]="clean umount of volume ${names[v]}"
 	done
-	silt_forget_pid "${dpids[@]}"
+	forget_daemons
 	disk_run "umount ext4" umount "$EXT" || bad[final]="clean umount of the ext4"
 	read_stats || bad[final]="disk counters"
 	check_eq "$(disk_stat cached_blocks)" 0 "a clean unmount of ext4 leaves nothing in the disk's cache"
@@ -353,6 +386,7 @@ for ((i = 0; i < iterations; i++)); do
 	fi
 done
 [ -n "${bad[final]:-}" ] && fail "final: ${bad[final]}"
+echo "  chunk moves that a power cut interrupted, settled at the next mount: $settled"
 check_ge "$acks" 1 "writes were acknowledged"
 check_ge "$dropped" 1 "the power cuts threw away unflushed blocks"
 silt_summary
