@@ -10,8 +10,8 @@
 # volumes, each with two tiers (folders) and its metadata store (in its
 # first tier): "a" with 4K chunks, "b" with 64K chunks, both with a small
 # first tier so that chunks spill to the second; "b" runs the churn
-# migration (every chunk to the other tier, epochs of 200 ms), so that the
-# cuts also land in the middle of chunk moves.
+# migration (every chunk to the other tier, epochs of 200 ms, full speed),
+# so that the cuts also land in the middle of chunk moves.
 #
 # Each iteration starts the disk afresh over the durable image (the power
 # is back; the cache is empty), attaches the loop device (direct I/O off and
@@ -280,13 +280,19 @@ power_cut() {
 			bad[$i]="writer error"
 		fi
 	done
-	# the cut follows at once, before the processes are reaped: in-flight
-	# I/O of the dying daemons hits a disk that has lost its cache, but no
-	# acknowledgement can come any more (an fsync reply sent now was earned)
+	# The cut follows the kill at once, before the processes are reaped:
+	# in-flight I/O of the dying daemons hits a disk that has lost its
+	# cache, but no acknowledgement can come any more (an fsync reply sent
+	# now was earned). In between, a 64 KiB direct write into ext4 (not
+	# siltfs), never flushed, so that the cut has something to drop even
+	# when siltfs had just flushed it all: the check that the disk really
+	# loses its cache cannot pass vacuously.
 	# (stderr off: bash reports every job killed by a signal; a hang of the
 	# cut is still counted and printed by fail)
 	{
 		kill -9 "${dpids[@]}" "${wpids[@]}" || true
+		dd if=/dev/urandom of="$EXT/canary" bs=64K count=1 oflag=direct conv=notrunc status=none ||
+			bad[$i]="canary write"
 		disk_run "power cut" sh -c 'echo "$1" > "$2"' _ "$cmd" "$DISK/ctl" || bad[$i]="power cut"
 		for pid in "${dpids[@]}" "${wpids[@]}"; do wait "$pid" || true; done
 	} 2>/dev/null
@@ -343,8 +349,10 @@ disk_run "mkfs.ext4" mkfs.ext4 -q -F "$dev" || silt_abort "mkfs.ext4 failed"
 mkdir -p "$EXT"
 silt_track_mount "$EXT"
 disk_run "mount ext4" mount -t ext4 "$dev" "$EXT" || silt_abort "cannot mount the ext4"
+head -c 64K /dev/zero > "$EXT/canary"
 silt_make_volume "$EXT/a" 2 4K 2M auto
-SILT_VOLUME_OPTS=$'\n[placement]\nmigration = churn\nepoch = 200ms' silt_make_volume "$EXT/b" 2 64K 8M auto
+SILT_VOLUME_OPTS=$'[placement]\nmigration = churn\nepoch = 200ms\nrate = 4G\nbusy_rate = 4G' \
+	silt_make_volume "$EXT/b" 2 64K 8M auto
 volumes_up || silt_abort "cannot create the volumes"
 for v in 0 1; do silt_umount "$(mnt_of "$v")" || silt_abort "umount of volume ${names[v]}"; done
 forget_daemons
@@ -358,9 +366,14 @@ for ((i = 0; i < iterations; i++)); do
 done
 
 say "final bring-up, verification and clean unmount"
-if bring_up off; then
+# Migration off for the count: while moves are in flight, siltctl status
+# counts up to a batch of chunks twice (16 more than the files hold, seen
+# without any power cut). The moves the last cut interrupted are settled
+# at the mount all the same.
+if disk_up off && ext4_up && sed -i 's/^migration = churn$/migration = off/' "$(conf_of 1)" && volumes_up; then
 	verify_upto "$iterations"
 	for v in 0 1; do
+		silt_check_accounting "$(mnt_of "$v")" strays-ok
 		silt_umount "$(mnt_of "$v")" || bad[final]="clean umount of volume ${names[v]}"
 	done
 	forget_daemons
