@@ -9,9 +9,10 @@
 # device (mkfs and mount defaults, journal on); on that ext4 two siltfs
 # volumes, each with two tiers (folders) and its metadata store (in its
 # first tier): "a" with 4K chunks, "b" with 64K chunks, both with a small
-# first tier so that chunks spill to the second; "b" runs the churn
-# migration (every chunk to the other tier, epochs of 200 ms, full speed),
-# so that the cuts also land in the middle of chunk moves.
+# first tier so that chunks spill to the second; "a" migrates by the
+# default policy, "b" runs the churn migration (every chunk to the other
+# tier, epochs of 200 ms, full speed), so that the cuts also land in the
+# middle of chunk moves. The final check turns migration off (see there).
 #
 # Each iteration starts the disk afresh over the durable image (the power
 # is back; the cache is empty), attaches the loop device (direct I/O off and
@@ -350,7 +351,7 @@ mkdir -p "$EXT"
 silt_track_mount "$EXT"
 disk_run "mount ext4" mount -t ext4 "$dev" "$EXT" || silt_abort "cannot mount the ext4"
 head -c 64K /dev/zero > "$EXT/canary"
-silt_make_volume "$EXT/a" 2 4K 2M auto
+SILT_VOLUME_OPTS=$'[placement]\nmigration = policy' silt_make_volume "$EXT/a" 2 4K 2M auto
 SILT_VOLUME_OPTS=$'[placement]\nmigration = churn\nepoch = 200ms\nrate = 4G\nbusy_rate = 4G' \
 	silt_make_volume "$EXT/b" 2 64K 8M auto
 volumes_up || silt_abort "cannot create the volumes"
@@ -366,11 +367,12 @@ for ((i = 0; i < iterations; i++)); do
 done
 
 say "final bring-up, verification and clean unmount"
-# Migration off for the count: while moves are in flight, siltctl status
-# counts up to a batch of chunks twice (16 more than the files hold, seen
-# without any power cut). The moves the last cut interrupted are settled
-# at the mount all the same.
-if disk_up off && ext4_up && sed -i 's/^migration = churn$/migration = off/' "$(conf_of 1)" && volumes_up; then
+# Migration off for the count: while moves are in flight (the policy's on
+# "a" too), siltctl status counts up to a batch of chunks twice (16 more
+# than the files hold, seen without any power cut). The moves the last cut
+# interrupted are settled at the mount all the same.
+if disk_up off && ext4_up && sed -i 's/^migration = .*/migration = off/' "$(conf_of 0)" "$(conf_of 1)" &&
+	volumes_up; then
 	verify_upto "$iterations"
 	for v in 0 1; do
 		silt_check_accounting "$(mnt_of "$v")" strays-ok
