@@ -163,7 +163,7 @@ bring_up() { disk_up "$1" && ext4_up && volumes_up; }
 # take_down: after the daemons are gone (killed or cleanly unmounted):
 # ext4, the loop device and the disk.
 take_down() {
-	local v n rc=0 st=0
+	local v rc=0
 	for v in 0 1; do
 		while silt_is_mounted "$(mnt_of "$v")"; do
 			fusermount3 -uz "$(mnt_of "$v")" 2>/dev/null || umount -l "$(mnt_of "$v")" || break
@@ -177,24 +177,55 @@ take_down() {
 		echo "  losetup -d $dev failed"; rc=1
 	fi
 	dev=""
-	# (a prober such as udev may hold the loop device, and so the image,
-	# for a moment after the detach: retry; bounded, since umount looks up
-	# the mount point, which waits for a hung disk)
+	disk_down || rc=1
+	return $rc
+}
+
+# foreign_pin PATH...: a process (pid, command) in another mount namespace
+# that has one of the PATHs mounted. Such a copy, made when a namespace was
+# created while our mount stood (other developers' tests run sshd in one),
+# keeps our ext4, and so the loop device and the disk, busy after our umount.
+foreign_pin() {
+	local p self
+	self=$(readlink /proc/self/ns/mnt)
+	for p in /proc/[0-9]*; do
+		[ "$(readlink "$p/ns/mnt" 2>/dev/null)" != "$self" ] || continue
+		if awk -v a="$1" -v b="${2:-$1}" '$2 == a || $2 == b { f = 1 } END { exit !f }' "$p/mounts" 2>/dev/null; then
+			echo "${p#/proc/} $(tr '\0' ' ' < "$p/cmdline" | cut -c1-60)"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# disk_down: unmount the disk and let pcdisk exit.
+disk_down() {
+	local n rc=0 st=0 pin=""
+	# (a prober may hold the loop device, and so the image, for a moment
+	# after the detach: retry; bounded, since umount looks up the mount
+	# point, which waits for a hung disk)
 	for ((n = 0; n < 10; n++)); do
 		disk_run "umount the disk" umount "$DISK" 2>/dev/null && break
 		sleep 0.5
 	done
 	if silt_is_mounted "$DISK"; then
-		echo "  umount $DISK failed; lazily unmounted"
-		fusermount3 -uz "$DISK" 2>/dev/null; rc=1
+		if pin=$(foreign_pin "$EXT" "$DISK"); then
+			echo "  note: a copy of our mounts in another mount namespace (pid $pin) holds the disk:" \
+				"lazily unmounted, pcdisk stopped (the durable image is not written after that)"
+		else
+			echo "  umount $DISK failed; lazily unmounted"; rc=1
+		fi
+		fusermount3 -uz "$DISK" 2>/dev/null
 	fi
 	if ! silt_wait_pids_gone 10 "$disk_pid"; then
-		echo "  pcdisk $disk_pid still runs 10 s after its unmount: killing it"
-		kill -9 "$disk_pid"; rc=1
+		[ -n "$pin" ] || { echo "  pcdisk $disk_pid still runs 10 s after its unmount: killing it"; rc=1; }
+		kill -9 "$disk_pid"
 	fi
 	wait "$disk_pid" 2>/dev/null || st=$?
 	silt_forget_pid "$disk_pid"
-	[ $st -eq 0 ] || { echo "  pcdisk exited $st:"; tail -n 5 "$SILT_TMP/pcdisk.err"; rc=1; }
+	if [ $st -ne 0 ] && [ -z "$pin" ]; then
+		echo "  pcdisk exited $st:"; tail -n 5 "$SILT_TMP/pcdisk.err"; rc=1
+	fi
 	return $rc
 }
 
