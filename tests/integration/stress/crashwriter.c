@@ -33,6 +33,14 @@
  * DIGEST_FILE the verifier also records a digest of every file on first run
  * and on later runs demands the same digest: nothing may change after the
  * writer is dead, whatever crashes happen later.
+ *
+ * verify exits 0 when everything holds, 1 on any failure, and 4 when the
+ * only failures (tagged [rename]) concern what renames made: an
+ * acknowledged renamed-in file missing, "current" missing, an older
+ * acknowledged version or unreadable (EIO; "current" is the only name a
+ * rename replaces, so the only inode a rename frees). A power cut shows
+ * them when the fsync of the directory does not make a rename durable, or
+ * a replaced inode's data is freed before the rename is durable.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -343,9 +351,12 @@ struct model {
 	struct version *new_ver;
 	bool *new_acked;
 	int nnew, cap;
-	/* "current": acknowledged version and later intents */
+	/* "current": acknowledged version, the ones acknowledged before it,
+	 * and later intents */
 	bool cur_acked;
 	struct version cur;
+	struct version *cur_old;
+	int ncur_old, cur_old_cap;
 	struct version cur_pend[MAX_PENDING];
 	int ncur_pend;
 };
@@ -434,6 +445,15 @@ static void replay_line(struct model *m, const char *line)
 	} else if (strncmp(line, "PA", 2) == 0) {
 		if (m->ncur_pend == 0)
 			die("log acknowledges a replace that was never intended");
+		if (m->cur_acked) {
+			if (m->ncur_old == m->cur_old_cap) {
+				m->cur_old_cap = m->cur_old_cap ? 2 * m->cur_old_cap : 64;
+				m->cur_old = realloc(m->cur_old, m->cur_old_cap * sizeof(*m->cur_old));
+				if (!m->cur_old)
+					die("out of memory");
+			}
+			m->cur_old[m->ncur_old++] = m->cur;
+		}
 		m->cur = m->cur_pend[m->ncur_pend - 1];
 		m->cur_acked = true;
 		m->ncur_pend = 0;
@@ -456,21 +476,36 @@ static void read_log(struct model *m, const char *path)
 
 /* ---- verify mode: checking ------------------------------------------------ */
 
-static int failures;
+static int failures, lost_renames;
+
+static void vreport(bool rename, const char *fmt, va_list ap)
+{
+	printf("FAIL: ");
+	vprintf(fmt, ap);
+	printf(rename ? " [rename]\n" : "\n");
+	failures++;
+	lost_renames += rename;
+}
 
 static void fail(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	printf("FAIL: ");
-	vprintf(fmt, ap);
-	printf("\n");
+	vreport(false, fmt, ap);
 	va_end(ap);
-	failures++;
 }
 
-/* Read a whole file of the mount; returns its size or -1 if it is missing. */
-static int64_t slurp(int dfd, const char *name, uint8_t *buf, size_t cap)
+static void lost_rename(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport(true, fmt, ap);
+	va_end(ap);
+}
+
+/* Read a whole file of the mount; returns its size or -1 if it is missing
+ * (and, with eio_ok, -2 if reading it fails with EIO). */
+static int64_t slurp_eio(int dfd, const char *name, uint8_t *buf, size_t cap, bool eio_ok)
 {
 	int fd = openat(dfd, name, O_RDONLY);
 	if (fd < 0) {
@@ -483,6 +518,10 @@ static int64_t slurp(int dfd, const char *name, uint8_t *buf, size_t cap)
 		ssize_t n = read(fd, buf + got, cap - got);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && errno == EIO && eio_ok) {
+			close(fd);
+			return -2;
+		}
 		if (n < 0)
 			die("read %s: %s", name, strerror(errno));
 		if (n == 0)
@@ -493,6 +532,11 @@ static int64_t slurp(int dfd, const char *name, uint8_t *buf, size_t cap)
 	}
 	close(fd);
 	return (int64_t)got;
+}
+
+static int64_t slurp(int dfd, const char *name, uint8_t *buf, size_t cap)
+{
+	return slurp_eio(dfd, name, buf, cap, false);
 }
 
 static bool byte_acceptable(const struct vfile *v, uint64_t pos, uint8_t got)
@@ -556,7 +600,7 @@ static void check_new_files(int dfd, struct model *m, uint8_t *buf)
 		int64_t size = slurp(dfd, m->new_names[i], buf, MAX_FILE + 1);
 		if (size < 0) {
 			if (m->new_acked[i])
-				fail("%s: acknowledged renamed-in file is missing", m->new_names[i]);
+				lost_rename("%s: acknowledged renamed-in file is missing", m->new_names[i]);
 			continue;
 		}
 		if (!matches_version(buf, size, m->new_ver[i]))
@@ -567,10 +611,14 @@ static void check_new_files(int dfd, struct model *m, uint8_t *buf)
 
 static void check_current(int dfd, struct model *m, uint8_t *buf)
 {
-	int64_t size = slurp(dfd, "current", buf, MAX_FILE + 1);
+	int64_t size = slurp_eio(dfd, "current", buf, MAX_FILE + 1, true);
+	if (size == -2) {
+		lost_rename("current: unreadable (Input/output error)");
+		return;
+	}
 	if (size < 0) {
 		if (m->cur_acked)
-			fail("current: acknowledged file is missing");
+			lost_rename("current: acknowledged file is missing");
 		return;
 	}
 	if (m->cur_acked && matches_version(buf, size, m->cur))
@@ -578,6 +626,12 @@ static void check_current(int dfd, struct model *m, uint8_t *buf)
 	for (int i = 0; i < m->ncur_pend; i++)
 		if (matches_version(buf, size, m->cur_pend[i]))
 			return;
+	for (int i = m->ncur_old - 1; i >= 0; i--)
+		if (matches_version(buf, size, m->cur_old[i])) {
+			lost_rename("current: an older version (%d acknowledged replacements back, len %" PRIu64 ")",
+				    m->ncur_old - i, m->cur_old[i].len);
+			return;
+		}
 	fail("current: size %" PRId64 " matches no whole version (acknowledged: %s, len %" PRIu64
 	     ", %d later intents)", size, m->cur_acked ? "yes" : "none", m->cur.len, m->ncur_pend);
 }
@@ -651,7 +705,8 @@ static int do_verify(const char *dir, const char *log, const char *digest)
 	for (int f = 0; f < NFILES; f++)
 		free(m.f[f].data);
 	free(buf);
-	return failures ? 1 : 0;
+	free(m.cur_old);
+	return failures == 0 ? 0 : failures == lost_renames ? 4 : 1;
 }
 
 int main(int argc, char **argv)
