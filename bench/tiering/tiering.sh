@@ -359,6 +359,11 @@ run_target() {
 	poll_stop
 	umount_vol
 	intervals "$p" $((ival * 1000)) > "$p.ivals"
+	# the floor's I/O must have been counted by the cgroup, or the throttle
+	# did not apply and every figure of the run is void
+	if [ "$kind" = slow ] && ! awk 'NR == 2 { a = $14 + $15 } END { exit !($14 + $15 - a > 0) }' "$p.status"; then
+		die "the cgroup counted no I/O of the daemon on $loopdev: the throttle did not apply"
+	fi
 }
 
 # show_target T K: the target's line per interval, with the limit's ratio.
