@@ -282,56 +282,39 @@ workload() {
 	[ "$(jq '[.jobs[].error] | add' "$1.json")" = 0 ] || die "fio reported an error ($1.json)"
 }
 
-# intervals PREFIX LOG_MS: per interval "t_end ios mean_ns p99_ns" from the
-# histogram log (completions and p99 of read and write together) and the
-# mean-latency log (weighted by each direction's completions). Entries
-# more than a tenth of an interval off its end (the partial one that fio
-# writes as the job stops) are left out.
-intervals() {
-	awk -F', *' -v ms="$2" '
+# latency PREFIX LOG_MS [FROM TO]: from the histogram log (completions and
+# p99 of read and write together) and the mean-latency log (weighted by
+# each direction's completions), per interval "t_end ios mean_ns p99_ns";
+# with FROM and TO, one line "iops mean_ns p99_ns" over the intervals that
+# end after FROM and at most at TO seconds (their histograms summed).
+# Entries more than a tenth of an interval off its end (the partial one
+# that fio writes as the job stops) are left out.
+latency() {
+	awk -F', *' -v ms="$2" -v from="${3:-}" -v to="${4:-}" '
 	function val(idx,   e) {  # fio plat_idx_to_val: the middle of bin idx, in ns
 		if (idx < 128) return idx
 		e = int(idx / 64) - 1
 		return 2 ^ (e + 6) + (idx % 64 + 0.5) * 2 ^ e
 	}
 	FNR == 1 { file++ }
-	{ i = int(($1 + ms / 2) / ms); if ($1 - i * ms > ms / 10 || i * ms - $1 > ms / 10) next }
+	{ i = int(($1 + ms / 2) / ms); g = i }
+	$1 - i * ms > ms / 10 || i * ms - $1 > ms / 10 { next }
+	from != "" { if (i * ms / 1000 <= from || i * ms / 1000 > to) next; g = 0 }
 	file == 1 {
-		for (j = 4; j <= NF; j++) if ($j > 0) { h[i, j - 4] += $j; n[i] += $j; nd[i, $2] += $j }
-		if (i > last) last = i
+		for (j = 4; j <= NF; j++) if ($j > 0) { h[g, j - 4] += $j; n[g] += $j; nd[i, $2] += $j }
+		if (g > last) last = g
 		next
 	}
-	{ lat[i, $3] = $2 }
+	{ s[g] += $2 * nd[i, $3] }
 	END {
-		for (i = 1; i <= last; i++) {
-			if (!n[i]) continue
-			m = (lat[i, 0] * nd[i, 0] + lat[i, 1] * nd[i, 1]) / n[i]
-			want = 0.99 * n[i]; c = 0; p = 0
-			for (j = 0; j < 1856; j++) { c += h[i, j]; if (c >= want) { p = val(j); break } }
-			printf "%d %d %.0f %.0f\n", i * ms / 1000, n[i], m, p
+		if (from != "" && !n[0]) print "0 0 0"
+		for (g = (from != "" ? 0 : 1); g <= last; g++) {
+			if (!n[g]) continue
+			c = 0; p = 0
+			for (j = 0; j < 1856; j++) { c += h[g, j]; if (c >= 0.99 * n[g]) { p = val(j); break } }
+			if (from != "") printf "%.1f %.0f %.0f\n", n[g] / (to - from), s[g] / n[g], p
+			else printf "%d %d %.0f %.0f\n", g * ms / 1000, n[g], s[g] / n[g], p
 		}
-	}' "$1"_clat_hist.1.log "$1"_lat.1.log
-}
-
-# window PREFIX LOG_MS FROM TO: "iops mean_ns p99_ns" over the intervals
-# ending after FROM and at most at TO seconds (the histogram summed).
-window() {
-	awk -F', *' -v ms="$2" -v from="$3" -v to="$4" '
-	function val(idx,   e) {
-		if (idx < 128) return idx
-		e = int(idx / 64) - 1
-		return 2 ^ (e + 6) + (idx % 64 + 0.5) * 2 ^ e
-	}
-	FNR == 1 { file++ }
-	{ i = int(($1 + ms / 2) / ms); t = i * ms / 1000 }
-	$1 - i * ms > ms / 10 || i * ms - $1 > ms / 10 || t <= from || t > to { next }
-	file == 1 { for (j = 4; j <= NF; j++) if ($j > 0) { h[j - 4] += $j; n += $j; nd[i, $2] += $j }; next }
-	{ s += $2 * nd[i, $3] }
-	END {
-		if (!n) { print "0 0 0"; exit }
-		want = 0.99 * n; c = 0
-		for (j = 0; j < 1856; j++) { c += h[j]; if (c >= want) { p = val(j); break } }
-		printf "%.1f %.0f %.0f\n", n / (to - from), s / n, p
 	}' "$1"_clat_hist.1.log "$1"_lat.1.log
 }
 
@@ -358,7 +341,7 @@ run_target() {
 	workload "$p" "$mnt/image" "$runtime" "$dist" $((ival * 1000))
 	poll_stop
 	umount_vol
-	intervals "$p" $((ival * 1000)) > "$p.ivals"
+	latency "$p" $((ival * 1000)) > "$p.ivals"
 	# the floor's I/O must have been counted by the cgroup, or the throttle
 	# did not apply and every figure of the run is void
 	if [ "$kind" = slow ] && ! awk 'NR == 2 { a = $14 + $15 } END { exit !($14 + $15 - a > 0) }' "$p.status"; then
@@ -397,7 +380,7 @@ show_target() {
 # steady state, the last BENCH_STEADY seconds.
 steady_of() {
 	[ -f "$out/r$2-$1_clat_hist.1.log" ] || return 0
-	window "$out/r$2-$1" $((ival * 1000)) $((runtime - steady)) "$runtime"
+	latency "$out/r$2-$1" $((ival * 1000)) $((runtime - steady)) "$runtime"
 }
 
 # warmup_of T K: the first interval end at which the target reached 0.8 of
@@ -514,11 +497,11 @@ quiet_test() {
 	echo "round $k, quiet period: 4 KiB random ${rwmix}% read, uniform over A ($quiet_a, all on the fast tier), QD $qd, ${quiet_secs} s each"
 	printf '%-22s %9s %9s %9s\n' phase IOPS mean_us p99_us
 	for ph in off1 on off2; do
-		window "$p-$ph" 1000 0 "$quiet_secs" |
+		latency "$p-$ph" 1000 0 "$quiet_secs" |
 			awk -v ph="$ph" '{ printf "%-22s %9.0f %9.0f %9.0f\n", ph, $1, $2 / 1000, $3 / 1000 }'
 	done
-	awk -v a="$(window "$p-off1" 1000 0 "$quiet_secs")" -v b="$(window "$p-on" 1000 0 "$quiet_secs")" \
-		-v c="$(window "$p-off2" 1000 0 "$quiet_secs")" 'BEGIN {
+	awk -v a="$(latency "$p-off1" 1000 0 "$quiet_secs")" -v b="$(latency "$p-on" 1000 0 "$quiet_secs")" \
+		-v c="$(latency "$p-off2" 1000 0 "$quiet_secs")" 'BEGIN {
 		split(a, x, " "); split(b, y, " "); split(c, z, " ")
 		r = y[3] / ((x[3] + z[3]) / 2)
 		printf "%s quiet period: p99 during migration / without = %.2f (target <= 1.5); mean %.2f, IOPS %.2f\n",
