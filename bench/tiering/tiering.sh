@@ -29,7 +29,8 @@
 # device (what really reached the slow tier). The steady state is the last
 # BENCH_STEADY seconds of the run.
 #
-# The quiet-period figure (BENCH_QUIET=1, once per round): a file A
+# The quiet-period figure (BENCH_QUIET=1, once per round after the
+# targets; BENCH_QUIET=only: nothing else, BENCH_ROUNDS times): a file A
 # (BENCH_QUIET_A) and a cold file B (BENCH_QUIET_B) are written on a fast
 # tier big enough for both; the volume is mounted again with the fast
 # tier's capacity cut to BENCH_FAST, so that it sits above its high
@@ -38,7 +39,10 @@
 # off, then as long again while the engine drains B's chunks to the slow
 # tier (siltctl's "migrate policy"), then, once the drain is over, again
 # with migration off. The figure is the p99 latency during the drain over
-# the mean p99 of the two runs without migration (target: at most 1.5).
+# the mean p99 of the two runs without migration (target: at most 1.5);
+# beside it the median of the per-second p99s (less moved by a burst from
+# elsewhere on a shared machine), the daemon's CPU time in each run (all of
+# it, its migration thread, RocksDB's threads) and the load average.
 #
 # Output: per target and round a line per interval and a summary table on
 # stdout; in BENCH_OUT the same tables, fio's logs and JSON, the status
@@ -55,7 +59,7 @@
 # BENCH_ROUNDS (2), BENCH_POLICIES (lru arc s3fifo lirs lfu), BENCH_TARGETS
 # (default: fast slow and tier-POLICY for each policy), BENCH_PLACEMENT
 # (extra [placement] lines, e.g. "busy_rate = 32M"), BENCH_QUIET (1),
-# BENCH_QUIET_A (256M), BENCH_QUIET_B (512M), BENCH_QUIET_SECS (30).
+# BENCH_QUIET_A (256M), BENCH_QUIET_B (768M), BENCH_QUIET_SECS (40).
 set -Eeuo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -81,14 +85,15 @@ default_targets="fast slow$(printf ' tier-%s' "${policies[@]}")"
 read -r -a targets <<< "${BENCH_TARGETS:-$default_targets}"
 quiet=${BENCH_QUIET:-1}
 quiet_a=${BENCH_QUIET_A:-256M}
-quiet_b=${BENCH_QUIET_B:-512M}
-quiet_secs=${BENCH_QUIET_SECS:-30}
+quiet_b=${BENCH_QUIET_B:-768M}
+quiet_secs=${BENCH_QUIET_SECS:-40}
 
 # State for the cleanup: the one daemon that runs at a time, its mount, the
 # status poller, the slow tier's loop device, its mount and our cgroup.
 daemon="" mnt="$dir/mnt" sock="$dir/ctl.sock" poller="" loopdev="" slowfs="$dir/slowfs" cg="" slow_mm=""
 fastdir="$dir/fast"
 declare -A ratio_of             # [target,round] steady IOPS / the limit's
+declare -A qcpu qload           # [phase] of the quiet-period test
 
 die() { echo "tiering.sh: $*" >&2; exit 1; }
 note() { echo "== $*" >&2; }
@@ -122,6 +127,9 @@ wait_gone() {
 
 # bytes SIZE: SIZE (with K/M/G) in bytes.
 bytes() { numfmt --from=iec "$1"; }
+
+# median: the median of the numbers on stdin, one a line.
+median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 # blkio_root: where the cgroup v1 blkio controller is mounted.
 blkio_root() {
@@ -452,6 +460,33 @@ verdicts() {
 	done
 }
 
+# daemon_cpu: CPU seconds the daemon used so far, "all migrate store": the
+# whole process (threads that exited too), its migration thread and
+# RocksDB's threads.
+daemon_cpu() {
+	local t
+	{
+		echo "all $(cut -d')' -f2 "/proc/$daemon/stat" | awk '{ print $12 + $13 }')"
+		for t in /proc/"$daemon"/task/*; do
+			echo "$(cat "$t/comm") $(cut -d')' -f2 "$t/stat" | awk '{ print $12 + $13 }')"
+		done 2>/dev/null
+	} | awk -v hz="$(getconf CLK_TCK)" '$1 == "all" { a = $2 } $1 == "silt-migrate" { m += $2 } $1 ~ /^rocksdb/ { r += $2 }
+		END { printf "%.2f %.2f %.2f\n", a / hz, m / hz, r / hz }'
+}
+
+# quiet_phase PREFIX NAME: one run of the quiet-period job on $mnt/A, with
+# the daemon's CPU seconds in it (qcpu[NAME]: all, migrate, store) and the
+# load average at its end (qload[NAME]).
+quiet_phase() {
+	local c0 c1
+	c0=$(daemon_cpu)
+	workload "$1-$2" "$mnt/A" "$quiet_secs" random 1000
+	c1=$(daemon_cpu)
+	qcpu[$2]=$(awk -v a="$c0" -v b="$c1" 'BEGIN { split(a, x, " "); split(b, y, " ")
+		printf "%.1f/%.1f/%.1f", y[1] - x[1], y[2] - x[2], y[3] - x[3] }')
+	qload[$2]=$(cut -d' ' -f1 /proc/loadavg)
+}
+
 # drain_done: the engine has nothing left to do (pending 0, no move for 3 s).
 drain_done() {
 	local a b i
@@ -469,6 +504,7 @@ drain_done() {
 # again; prints the phases and the ratio of p99s.
 quiet_test() {
 	local k=$1 p="$out/r$1-quiet" big ph s0 s1 w
+	local -A fig
 	big=$(( ($(bytes "$quiet_a") + $(bytes "$quiet_b")) / 1048576 + 1024 ))M
 	fresh_tiers
 	write_conf tier off arc "$big"
@@ -480,32 +516,35 @@ quiet_test() {
 	mount_vol
 	note "round $k, quiet period: A ($quiet_a) and B ($quiet_b) on the fast tier, its capacity now $fastcap"
 	workload "$p-warm" "$mnt/A" 10 random 1000
-	workload "$p-off1" "$mnt/A" "$quiet_secs" random 1000
+	quiet_phase "$p" off1
 	ctl "migrate policy" > /dev/null
 	poll_start "$p.status" 1
-	workload "$p-on" "$mnt/A" "$quiet_secs" random 1000
+	quiet_phase "$p" on
 	poll_stop
 	note "round $k, quiet period: waiting for the drain to end"
 	drain_done || die "the engine did not finish draining B"
 	ctl "migrate off" > /dev/null
 	s0=$(ctl status | field placement moved)
-	workload "$p-off2" "$mnt/A" "$quiet_secs" random 1000
+	quiet_phase "$p" off2
 	s1=$(ctl status | field placement moved)
 	w=$("$SILTCTL" where --json "$mnt/A")
 	umount_vol
 	echo
 	echo "round $k, quiet period: 4 KiB random ${rwmix}% read, uniform over A ($quiet_a, all on the fast tier), QD $qd, ${quiet_secs} s each"
-	printf '%-22s %9s %9s %9s\n' phase IOPS mean_us p99_us
+	printf '%-6s %9s %9s %9s %15s %27s %5s\n' phase IOPS mean_us p99_us "median 1-s p99" \
+		"daemon CPU s all/mig/store" load
 	for ph in off1 on off2; do
-		latency "$p-$ph" 1000 0 "$quiet_secs" |
-			awk -v ph="$ph" '{ printf "%-22s %9.0f %9.0f %9.0f\n", ph, $1, $2 / 1000, $3 / 1000 }'
+		fig[$ph]="$(latency "$p-$ph" 1000 0 "$quiet_secs") $(latency "$p-$ph" 1000 | cut -d' ' -f4 | median)"
+		awk -v ph="$ph" -v f="${fig[$ph]}" -v c="${qcpu[$ph]}" -v l="${qload[$ph]}" 'BEGIN { split(f, x, " ")
+			printf "%-6s %9.0f %9.0f %9.0f %15.0f %27s %5s\n", ph, x[1], x[2] / 1000, x[3] / 1000, x[4] / 1000, c, l }'
 	done
-	awk -v a="$(latency "$p-off1" 1000 0 "$quiet_secs")" -v b="$(latency "$p-on" 1000 0 "$quiet_secs")" \
-		-v c="$(latency "$p-off2" 1000 0 "$quiet_secs")" 'BEGIN {
+	awk -v a="${fig[off1]}" -v b="${fig[on]}" -v c="${fig[off2]}" 'BEGIN {
 		split(a, x, " "); split(b, y, " "); split(c, z, " ")
 		r = y[3] / ((x[3] + z[3]) / 2)
-		printf "%s quiet period: p99 during migration / without = %.2f (target <= 1.5); mean %.2f, IOPS %.2f\n",
-			(r <= 1.5 ? "met   " : "MISSED"), r, y[2] / ((x[2] + z[2]) / 2), y[1] / ((x[1] + z[1]) / 2)
+		printf "%s quiet period: p99 during migration / without = %.2f (target <= 1.5; against each run without: %.2f %.2f)\n",
+			(r <= 1.5 ? "met   " : "MISSED"), r, y[3] / x[3], y[3] / z[3]
+		printf "  median of the 1-s p99s %.2f, mean latency %.2f, IOPS %.2f (during / the mean of the two without)\n",
+			y[4] / ((x[4] + z[4]) / 2), y[2] / ((x[2] + z[2]) / 2), y[1] / ((x[1] + z[1]) / 2)
 	}'
 	awk -v n="$quiet_secs" 'NR > 1 && $1 <= n { if (!f) { m0 = $2; f = 1 } m1 = $2; b += $8; c++; r += $7 }
 		END { printf "  during migration: %.1f MiB moved (%.1f MiB/s), busy in %d of %d one-second polls, engine rate %.1f MiB/s on average\n",
@@ -539,18 +578,20 @@ main() {
 	echo "results in $out"
 	setup_slow
 	for ((k = 1; k <= rounds; k++)); do
-		for t in "${targets[@]}"; do
-			run_target "$t" "$k"
-		done
-		for t in "${targets[@]}"; do
-			show_target "$t" "$k"
-		done
-		summary "$k"
-		plot "$k"
-		[ "$quiet" = 1 ] && quiet_test "$k"
+		if [ "$quiet" != only ]; then
+			for t in "${targets[@]}"; do
+				run_target "$t" "$k"
+			done
+			for t in "${targets[@]}"; do
+				show_target "$t" "$k"
+			done
+			summary "$k"
+			plot "$k"
+		fi
+		if [ "$quiet" != 0 ]; then quiet_test "$k"; fi
 		echo "load average after round $k: $(cut -d' ' -f1-3 /proc/loadavg)"
 	done
-	verdicts
+	if [ "$quiet" != only ]; then verdicts; fi
 }
 
 main "$@"
