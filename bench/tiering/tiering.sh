@@ -230,14 +230,16 @@ while True:
     sys.stdout.write(d.decode())' "$sock" "$1"
 }
 
-# field KIND KEY [NAME]: KEY of the record KIND (of the tier NAME) on stdin.
+# field KIND KEY [NAME]: KEY of the first record KIND (of the tier NAME) on
+# stdin, 0 if there is none. It reads all of stdin, so that the writer
+# never meets a closed pipe.
 field() {
-	awk -v kind="$1" -v key="$2" -v name="${3:-}" '$1 == kind {
+	awk -v kind="$1" -v key="$2" -v name="${3:-}" '$1 == kind && !found {
 		delete f
 		for (i = 2; i <= NF; i++) { j = index($i, "="); f[substr($i, 1, j - 1)] = substr($i, j + 1) }
-		if (name == "" || f["name"] == name) { print f[key] + 0; found = 1; exit }
+		if (name == "" || f["name"] == name) { v = f[key] + 0; found = 1 }
 	}
-	END { if (!found) print 0 }'
+	END { print v + 0 }'
 }
 
 # snapshot T: one line of counters, T = seconds since the poll began.
