@@ -6,7 +6,7 @@ pkgs=(
   build-essential clang pkg-config meson ninja-build
   libfuse3-dev fuse3 liburing-dev librocksdb-dev libzstd-dev libxxhash-dev
   libsodium-dev libinih-dev libcmocka-dev libmount-dev
-  fio qemu-utils e2fsprogs util-linux kmod python3 jq
+  fio qemu-utils e2fsprogs util-linux kmod python3 jq gnuplot-nox
   qemu-system-x86 busybox-static
 )
 missing=()
