@@ -1,6 +1,15 @@
 /* Compressed chunk format (see zchunk.h). The per-thread I/O context lends
  * the aligned scratch buffer and the zstd contexts, so nothing is allocated
- * per chunk. */
+ * per chunk.
+ *
+ * Two checksums guard a compressed chunk: hcsum over every byte the slot
+ * stores (header, frame, the zeros up to the next block), checked before
+ * anything is decompressed, so that a flip anywhere, also in a header field
+ * the reader would not otherwise look at or in the padding, is caught; and
+ * csum over the raw chunk, checked after, which also catches a codec that
+ * decoded garbage without complaint. Chunks written before hcsum existed
+ * carry 0 there (the field was reserved and zero): their header must have
+ * its pad zero, and csum alone covers them. */
 #include "tiers/zchunk.h"
 #include "tiers/io.h"
 #include "utils/log.h"
@@ -9,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <stddef.h>
 #include <string.h>
 #include <xxhash.h>
 #include <zstd.h>
@@ -22,9 +32,25 @@ struct zc_hdr {
 	uint8_t version, codec;
 	uint16_t pad;
 	uint32_t raw_len, stored_len;
-	uint64_t csum;
-	uint64_t reserved;
+	uint64_t csum;           /* XXH3-64 of the raw chunk */
+	uint64_t hcsum;          /* XXH3-64 of the stored bytes, this field 0; 0: none */
 } __attribute__((packed));
+
+#define HCSUM_OFF offsetof(struct zc_hdr, hcsum)
+
+/* The stored bytes' checksum: buf[0, used) with the hcsum field as zeros
+ * (it is zeroed in buf), never 0. */
+static uint64_t stored_sum(char *buf, uint32_t used)
+{
+	memset(buf + HCSUM_OFF, 0, sizeof(uint64_t));
+	uint64_t s = XXH3_64bits(buf, used);
+	return s ? s : 1;
+}
+
+static uint32_t used_of(uint32_t stored_len)
+{
+	return (uint32_t)((sizeof(struct zc_hdr) + stored_len + SILT_ALIGN - 1) & ~(size_t)(SILT_ALIGN - 1));
+}
 
 static int io1(struct silt_ioctx *c, int fd, int write, uint64_t off, void *buf, uint32_t len)
 {
@@ -70,9 +96,13 @@ int zchunk_read(struct silt_ioctx *c, int fd, uint64_t slot, uint32_t chunk_size
 		log_err("compressed chunk at offset %llu: bad header", (unsigned long long)slot);
 		return -EIO;
 	}
-	if (h.version != ZC_VERSION || h.codec != ZC_CODEC_ZSTD || h.raw_len != chunk_size ||
-	    h.stored_len > chunk_size - sizeof(h)) {
+	if (h.version != ZC_VERSION || h.codec != ZC_CODEC_ZSTD || h.raw_len != chunk_size || h.pad ||
+	    h.stored_len > chunk_size - SILT_ALIGN - sizeof(h)) {
 		log_err("compressed chunk at offset %llu: unsupported or corrupt header", (unsigned long long)slot);
+		return -EIO;
+	}
+	if ((h.hcsum && stored_sum(buf, used_of(h.stored_len)) != h.hcsum) || (csum && h.csum != csum)) {
+		log_err("compressed chunk at offset %llu: checksum mismatch", (unsigned long long)slot);
 		return -EIO;
 	}
 	size_t n = ZSTD_decompressDCtx(silt_ioctx_dctx(c), raw, chunk_size, buf + sizeof(h), h.stored_len);
@@ -108,8 +138,10 @@ int zchunk_write(struct silt_ioctx *c, int fd, uint64_t slot, uint32_t chunk_siz
 	h.stored_len = (uint32_t)n;
 	h.csum = info->csum;
 	memcpy(buf, &h, sizeof(h));
-	uint32_t used = (uint32_t)((sizeof(h) + n + SILT_ALIGN - 1) & ~(size_t)(SILT_ALIGN - 1));
+	uint32_t used = used_of(h.stored_len);
 	memset(buf + sizeof(h) + n, 0, used - sizeof(h) - n);
+	h.hcsum = stored_sum(buf, used);
+	memcpy(buf + HCSUM_OFF, &h.hcsum, sizeof(h.hcsum));
 	if ((r = io1(c, fd, 1, slot, buf, used)))
 		return r;
 	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(slot + used),

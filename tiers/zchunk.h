@@ -5,12 +5,14 @@
  * header, the zstd frame follows, and the rest of the slot is punched, so
  * the space is really saved:
  *
- *   magic "SLTZ" | version | codec | raw_len | stored_len | xxh3(raw) | ...
+ *   magic "SLTZ" | version | codec | pad | raw_len | stored_len |
+ *   xxh3(raw) | xxh3(stored bytes) | zstd frame | zeros to the block end
  *
  * When it does not, the raw chunk fills the slot and the chunk map flags it
- * as plain (a header would not fit). A slot whose first block is all zeros
- * was never written and reads as zeros. The checksum is verified on every
- * read: corruption on a slow tier is reported (-EIO), never returned. */
+ * as plain (a header would not fit; the record's XXH3 covers it). A slot
+ * whose first block is all zeros was never written and reads as zeros. The
+ * checksums are verified on every read: a flip in any stored byte, header
+ * or frame or padding, is reported (-EIO), never returned. */
 #ifndef SILT_ZCHUNK_H
 #define SILT_ZCHUNK_H
 
