@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -130,18 +131,18 @@ void data_note_access(struct silt_vol *v, struct inode *in, uint64_t k0, uint64_
 
 #define MAX_SUMS CHUNK_SUMS_MAX
 
-/* A damaged chunk: said once per read, in the log (and the event log). */
+/* A damaged chunk: said once per read, in the log and in the event log,
+ * which name the inode, the chunk, the block when it is one, and the tier. */
 static int corrupt(struct silt_vol *v, struct inode *in, uint64_t k, int tid, int block)
 {
+	char blk[24] = "";
+
 	if (block >= 0)
-		log_err("inode %llu chunk %llu block %d on tier %s: checksum mismatch, returning EIO",
-			(unsigned long long)in->ino, (unsigned long long)k, block, tier_name(v->tier_by_id[tid]));
-	else
-		log_err("inode %llu chunk %llu on tier %s is corrupt, returning EIO",
-			(unsigned long long)in->ino, (unsigned long long)k, tier_name(v->tier_by_id[tid]));
+		snprintf(blk, sizeof(blk), " block %d", block);
+	log_err("inode %llu chunk %llu%s on tier %s: checksum mismatch, returning EIO",
+		(unsigned long long)in->ino, (unsigned long long)k, blk, tier_name(v->tier_by_id[tid]));
 	vol_event(v, EVENT_CHECKSUM, "inode %llu chunk %llu%s on tier %s: checksum mismatch",
-		  (unsigned long long)in->ino, (unsigned long long)k, block >= 0 ? " (a block)" : "",
-		  tier_name(v->tier_by_id[tid]));
+		  (unsigned long long)in->ino, (unsigned long long)k, blk, tier_name(v->tier_by_id[tid]));
 	return -EIO;
 }
 
@@ -196,6 +197,29 @@ static int read_zc(struct silt_vol *v, struct inode *in, struct silt_ioctx *ctx,
 	return r;
 }
 
+/* Record chunk k as cr (with block sums when sums is set) in one commit.
+ * The caller holds k exclusively, and in->lock when locked is set. */
+static int record_chunk(struct silt_vol *v, struct inode *in, uint64_t k, const struct chunk_rec *cr,
+			const struct block_sum *sums, int locked)
+{
+	struct cmap_txn t;
+	int r;
+	struct meta_batch *b = meta_batch_new();
+
+	if (!b)
+		return -ENOMEM;
+	if (!locked)
+		pthread_mutex_lock(&in->lock);
+	cmap_txn_begin(v->cmap, &t, in->cf, b);
+	if (!(r = cmap_txn_set_sums(&t, k, cr, sums)) && !(r = vol_commit(v, b, 0, CHANGE_MAP, in->ino, k, k)))
+		cmap_txn_publish(&t);
+	cmap_txn_end(&t);
+	if (!locked)
+		pthread_mutex_unlock(&in->lock);
+	meta_batch_free(b);
+	return r;
+}
+
 /* Store raw as chunk k's whole content on tier tid, compressed there or
  * plain with fresh block sums, and record how. The caller holds k
  * exclusively (or the file quiesced), and in->lock when locked is set. */
@@ -204,25 +228,54 @@ static int store_whole(struct silt_vol *v, struct inode *in, struct silt_ioctx *
 {
 	struct block_sum sums[MAX_SUMS];
 	struct chunk_rec cr;
-	struct cmap_txn t;
 	int with_sums, r = chunk_write_whole(&v->cio, ctx, in->cf, k, tid, raw, &cr, sums, &with_sums);
 
-	if (r)
-		return r;
-	struct meta_batch *b = meta_batch_new();
-	if (!b)
+	return r ? r : record_chunk(v, in, k, &cr, with_sums ? sums : NULL, locked);
+}
+
+/* A write of whole blocks [at, at + len) of chunk k (entry e) on a
+ * compressed tier, whose stored copy is damaged (EIO: its frame, header or
+ * raw copy fails its checksum). What the write brings is good; what it
+ * does not cannot be recovered. The chunk is stored raw with block sums:
+ * the written blocks with theirs, every other block with sum 0, which no
+ * block matches (bsum_of is never 0), so those keep reading as EIO until
+ * they are written too, while the written ones read back. A chunk salvaged
+ * before keeps its good blocks and their sums. Once no damaged block is
+ * left, its next write stores it compressed again (load_whole succeeds). */
+static int salvage(struct silt_vol *v, struct inode *in, struct silt_ioctx *ctx, uint64_t k, uint8_t e,
+		   const char *data, uint64_t at, uint64_t len)
+{
+	struct block_sum sums[MAX_SUMS];
+	struct chunk_rec cr = { .tier = (uint8_t)cm_tier(e), .flags = CHUNK_PLAIN };
+	unsigned nb = bsum_blocks(v->layout.chunk_size), damaged = 0;
+	char *raw = silt_ioctx_scratch(ctx, 1, v->layout.chunk_size);
+	int r;
+
+	if (!raw)
 		return -ENOMEM;
-	if (!locked)
-		pthread_mutex_lock(&in->lock);
-	cmap_txn_begin(v->cmap, &t, in->cf, b);
-	if (!(r = cmap_txn_set_sums(&t, k, &cr, with_sums ? sums : NULL)) &&
-	    !(r = vol_commit(v, b, 0, CHANGE_MAP, in->ino, k, k)))
-		cmap_txn_publish(&t);
-	cmap_txn_end(&t);
-	if (!locked)
-		pthread_mutex_unlock(&in->lock);
-	meta_batch_free(b);
-	return r;
+	memset(raw, 0, v->layout.chunk_size);
+	memset(sums, 0, nb * sizeof(*sums));
+	if (chunk_in_blocks(&v->cio, e) && (e & CM_SUMS) &&
+	    ((r = cmap_get_record(v->cmap, in->cf, k, &cr, sums)) ||
+	     (r = chunk_read_raw(&v->cio, ctx, in->cf, k, e, raw))))
+		return r;
+	memcpy(raw + at, data, len);
+	for (unsigned b = (unsigned)(at / SUM_BLOCK); b < (at + len) / SUM_BLOCK; b++)
+		sums[b].cur = sums[b].prev = bsum_of(raw + (size_t)b * SUM_BLOCK);
+	for (unsigned b = 0; b < nb; b++)
+		damaged += sums[b].cur != bsum_of(raw + (size_t)b * SUM_BLOCK) &&
+			   sums[b].prev != bsum_of(raw + (size_t)b * SUM_BLOCK);
+	cr.flags = CHUNK_PLAIN;
+	cr.stored_len = 0;
+	cr.csum = 0;
+	if ((r = chunk_write_raw(&v->cio, ctx, in->cf, k, cm_tier(e), raw)) ||
+	    (r = record_chunk(v, in, k, &cr, sums, 0)))
+		return r;
+	vol_event(v, EVENT_CHECKSUM, "inode %llu chunk %llu on tier %s: a write salvaged it, %u damaged blocks left",
+		  (unsigned long long)in->ino, (unsigned long long)k, tier_name(v->tier_by_id[cm_tier(e)]), damaged);
+	log_warn("inode %llu chunk %llu on tier %s: damaged, rewritten in part: %u of its blocks still read as EIO",
+		 (unsigned long long)in->ino, (unsigned long long)k, tier_name(v->tier_by_id[cm_tier(e)]), damaged);
+	return 0;
 }
 
 static int write_zc(struct silt_vol *v, struct inode *in, struct silt_ioctx *ctx, uint64_t k,
@@ -237,6 +290,9 @@ static int write_zc(struct silt_vol *v, struct inode *in, struct silt_ioctx *ctx
 	int whole = from == cs && to == ce;
 	char *raw = load_whole(v, in, ctx, k, fresh || whole ? 0 : e, &r);
 
+	if (!raw && r == -EIO && !tier_failed(v->tier_by_id[cm_tier(e)]) && from % SUM_BLOCK == 0 &&
+	    to % SUM_BLOCK == 0)
+		return salvage(v, in, ctx, k, e, data + (from - off), from - cs, to - from);
 	if (!raw)
 		return r;
 	memcpy(raw + (from - cs), data + (from - off), to - from);
@@ -291,7 +347,7 @@ static int read_range(struct silt_vol *v, struct inode *in, struct silt_ioctx *c
 		else if (ram_read(v->ram, in->ino, k, (uint32_t)(pos - chunk_start(v, k)), (uint32_t)(cend - pos),
 				  buf + (pos - a0), 1))
 			; /* the RAM tier had it */
-		else if (v->zlevel[cm_tier(e)])
+		else if (!chunk_in_blocks(&v->cio, e))
 			r = read_zc(v, in, ctx, k, e, pos - chunk_start(v, k), buf + (pos - a0), cend - pos);
 		else
 			r = queue_io(v, in, ops, &nops, cm_tier(e), k, (uint32_t)(pos - chunk_start(v, k)),
@@ -305,7 +361,7 @@ static int read_range(struct silt_vol *v, struct inode *in, struct silt_ioctx *c
 		uint64_t k = pos >> v->layout.shift;
 		uint64_t cend = MIN(chunk_start(v, k + 1), a1);
 		uint8_t e = cmap_get(in->cf, k);
-		if ((e & CM_SUMS) && !v->zlevel[cm_tier(e)])
+		if ((e & CM_SUMS) && chunk_in_blocks(&v->cio, e))
 			r = check_blocks(v, in, k, cm_tier(e), (unsigned)((pos - chunk_start(v, k)) / SUM_BLOCK),
 					 buf + (pos - a0), (unsigned)((cend - pos) / SUM_BLOCK));
 		pos = cend;

@@ -23,6 +23,20 @@ static int is_zero(const char *p, size_t n)
 	return 1;
 }
 
+/* Chunk k's slot on tier tid, as stored, read or written whole. */
+static int slot_io(const struct chunkio *io, struct silt_ioctx *ctx, struct cmap_file *cf, uint64_t k,
+		   int tid, int write, char *buf)
+{
+	const struct layout *l = io->layout;
+	int fd = tfiles_fd(cmap_files(cf), l, io->by_id[tid], k, write);
+
+	if (fd < 0)
+		return tier_error(io, tid, fd, write ? "creating a chunk file" : "opening a chunk's file");
+	struct tier_io op = { .fd = fd, .write = write, .off = layout_slot(l, k), .buf = buf,
+			      .len = l->chunk_size, .tier = tid };
+	return tier_error(io, tid, tier_io_run(ctx, &op, 1), write ? "writing a chunk" : "reading a chunk");
+}
+
 int chunk_read_whole(const struct chunkio *io, struct silt_ioctx *ctx, struct cmap_file *cf,
 		     uint64_t k, uint8_t e, char *buf, int *bad)
 {
@@ -31,24 +45,35 @@ int chunk_read_whole(const struct chunkio *io, struct silt_ioctx *ctx, struct cm
 	struct chunk_rec rec = { 0 };
 	unsigned healed;
 	int tid = cm_tier(e), r;
-	int fd = tfiles_fd(cmap_files(cf), l, io->by_id[tid], k, 0);
 
 	*bad = -1;
-	if (fd < 0)
-		return tier_error(io, tid, fd, "opening a chunk's file");
 	if ((io->zlevel[tid] || (e & CM_SUMS)) &&
 	    (r = cmap_get_record(io->cm, cf, k, &rec, (e & CM_SUMS) ? sums : NULL)))
 		return r == -ENOENT ? -ESTALE : r;
-	if (io->zlevel[tid]) {
+	if (!chunk_in_blocks(io, e)) {
+		int fd = tfiles_fd(cmap_files(cf), l, io->by_id[tid], k, 0);
+		if (fd < 0)
+			return tier_error(io, tid, fd, "opening a chunk's file");
 		r = zchunk_read(ctx, fd, layout_slot(l, k), l->chunk_size, !!(e & CM_PLAIN), rec.csum, buf);
 		return r == -EIO ? -EIO : tier_error(io, tid, r, "reading a chunk");
 	}
-	struct tier_io op = { .fd = fd, .off = layout_slot(l, k), .buf = buf, .len = l->chunk_size, .tier = tid };
-	if ((r = tier_io_run(ctx, &op, 1)))
-		return tier_error(io, tid, r, "reading a chunk");
+	if ((r = slot_io(io, ctx, cf, k, tid, 0, buf)))
+		return r;
 	if ((rec.flags & CHUNK_SUMS) && (*bad = bsum_verify(sums, 0, buf, bsum_blocks(l->chunk_size), &healed)) >= 0)
 		return -EIO;
 	return 0;
+}
+
+int chunk_read_raw(const struct chunkio *io, struct silt_ioctx *ctx, struct cmap_file *cf, uint64_t k,
+		   uint8_t e, char *buf)
+{
+	return chunk_in_blocks(io, e) ? slot_io(io, ctx, cf, k, cm_tier(e), 0, buf) : -EINVAL;
+}
+
+int chunk_write_raw(const struct chunkio *io, struct silt_ioctx *ctx, struct cmap_file *cf, uint64_t k,
+		    int to, const char *buf)
+{
+	return slot_io(io, ctx, cf, k, to, 1, (char *)buf);
 }
 
 int chunk_write_whole(const struct chunkio *io, struct silt_ioctx *ctx, struct cmap_file *cf,
@@ -77,7 +102,5 @@ int chunk_write_whole(const struct chunkio *io, struct silt_ioctx *ctx, struct c
 	if (is_zero(buf, l->chunk_size)) /* a preallocated chunk: keep it sparse */
 		return tier_error(io, to, tfiles_punch(cmap_files(cf), l, t, k, 0, l->chunk_size),
 				  "punching a chunk");
-	struct tier_io op = { .fd = fd, .write = 1, .off = layout_slot(l, k), .buf = (void *)buf,
-			      .len = l->chunk_size, .tier = to };
-	return tier_error(io, to, tier_io_run(ctx, &op, 1), "writing a chunk");
+	return slot_io(io, ctx, cf, k, to, 1, (char *)buf);
 }
