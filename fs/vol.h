@@ -123,6 +123,14 @@ int vol_fsync(struct silt_vol *v, struct silt_file *f, int datasync);
 int vol_fallocate(struct silt_vol *v, struct silt_file *f, int mode, off_t off, off_t len);
 off_t vol_lseek(struct silt_vol *v, struct silt_file *f, off_t off, int whence);
 
+/* For the replication journal (sync/journal.h), which records every change
+ * through the commit point and keeps its records in the volume's own store
+ * (CF_JOURNAL): subscribe before the volume takes user I/O. */
+struct silt_meta;
+struct silt_commit;
+struct silt_meta *vol_meta(struct silt_vol *v);
+struct silt_commit *vol_commit_point(struct silt_vol *v);
+
 /* Operator queries (control socket): text lines of key=value records. */
 int vol_ctl(struct silt_vol *v, const char *request, char **reply, size_t *replylen);
 
