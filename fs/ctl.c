@@ -24,6 +24,7 @@
 
 struct silt_ctl {
 	struct silt_vol *v;
+	struct ctl_ext ext;
 	int lfd;
 	int stop[2];
 	pthread_t thread;
@@ -313,6 +314,32 @@ out:
 	return r;
 }
 
+static void put_error(FILE *o, int r)
+{
+	fprintf(o, "error errno=%d message=", -r);
+	put_esc(o, r == -EINVAL ? "unknown request or argument" : strerror(-r));
+	fputc('\n', o);
+}
+
+/* A request for the extension (ctl_ext), if its first word is one of its. */
+static int ext_request(const struct ctl_ext *x, const char *req, char **reply, size_t *len)
+{
+	size_t w = strcspn(req, " ");
+	for (int i = 0; i < 2; i++) {
+		if (!x->fn || !x->words[i] || strlen(x->words[i]) != w || strncmp(req, x->words[i], w))
+			continue;
+		FILE *o = open_memstream(reply, len);
+		if (!o)
+			return -ENOMEM;
+		int r = x->fn(x->arg, req, o);
+		if (r)
+			put_error(o, r);
+		fclose(o);
+		return 1;
+	}
+	return 0;
+}
+
 int vol_ctl(struct silt_vol *v, const char *req, char **reply, size_t *len)
 {
 	FILE *o = open_memstream(reply, len);
@@ -339,11 +366,8 @@ int vol_ctl(struct silt_vol *v, const char *req, char **reply, size_t *len)
 		r = ctl_events(v, req[6] ? req + 7 : "", o);
 	else
 		r = -EINVAL;
-	if (r) {
-		fprintf(o, "error errno=%d message=", -r);
-		put_esc(o, r == -EINVAL ? "unknown request or argument" : strerror(-r));
-		fputc('\n', o);
-	}
+	if (r)
+		put_error(o, r);
 	fclose(o);
 	return 0;
 }
@@ -368,7 +392,8 @@ static void serve(struct silt_ctl *c, int fd)
 	req[strcspn(req, "\r\n")] = '\0';
 	char *reply = NULL;
 	size_t len = 0;
-	if (vol_ctl(c->v, req, &reply, &len) == 0) {
+	int handled = ext_request(&c->ext, req, &reply, &len);
+	if (handled == 1 || (handled == 0 && vol_ctl(c->v, req, &reply, &len) == 0)) {
 		for (size_t off = 0; off < len;) {
 			/* a client that went away must not kill the daemon */
 			ssize_t w = send(fd, reply + off, len - off, MSG_NOSIGNAL);
@@ -405,7 +430,7 @@ static void *ctl_thread(void *arg)
 	return NULL;
 }
 
-int ctl_start(struct silt_vol *v, const char *path, struct silt_ctl **out)
+int ctl_start(struct silt_vol *v, const char *path, const struct ctl_ext *ext, struct silt_ctl **out)
 {
 	struct silt_ctl *c = calloc(1, sizeof(*c));
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -419,6 +444,8 @@ int ctl_start(struct silt_vol *v, const char *path, struct silt_ctl **out)
 		return -ENAMETOOLONG;
 	}
 	c->v = v;
+	if (ext)
+		c->ext = *ext;
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	snprintf(dir, sizeof(dir), "%s", path);

@@ -379,7 +379,7 @@ int main(int argc, char **argv)
 				 i ? ", " : "", cfg.tiers[i].name);
 		say("created volume %s (uuid %s) on tiers %s", cfg.name, vol_uuid(fs.vol), tiers);
 	}
-	if ((r = ctl_start(fs.vol, o.ctl, &ctl))) {
+	if ((r = ctl_start(fs.vol, o.ctl, NULL, &ctl))) {
 		say("control socket %s: %s", o.ctl,
 		    r == -EADDRINUSE ? "another siltfs is serving it (already mounted?)" : strerror(-r));
 		vol_close(fs.vol);
