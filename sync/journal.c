@@ -51,6 +51,7 @@ struct sync_journal {
 	pthread_rwlock_t cut_lock;       /* read: adding entries; write: the cut */
 	_Atomic uint64_t open_seq;       /* entries go into this batch */
 	_Atomic uint64_t changed;        /* entries added to the open batch */
+	_Atomic uint64_t first_change_ns; /* when the open batch got its first entry */
 	_Atomic uint64_t entries;        /* "e" keys in the store (approximately: stage duplicates) */
 	_Atomic uint64_t noted, recorded, folds;
 	uint64_t acked[MAXPEER];
@@ -170,7 +171,8 @@ static void put_entry(struct sync_journal *j, struct meta_batch *b, uint64_t seq
 	eval(v, last, flags);
 	meta_put(b, j->c.meta, CF_JOURNAL, k, sizeof(k), v, sizeof(v));
 	atomic_fetch_add_explicit(&j->entries, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&j->changed, 1, memory_order_relaxed);
+	if (atomic_fetch_add_explicit(&j->changed, 1, memory_order_relaxed) == 0)
+		atomic_store_explicit(&j->first_change_ns, silt_now_ns(), memory_order_relaxed);
 }
 
 /* Entries a change stands for: (ino, first, last, flags). Ranges of a
@@ -299,7 +301,7 @@ static int load_state(struct sync_journal *j)
 		if (r == -ENOENT) {
 			/* a new peer: it has nothing, it gets everything */
 			j->acked[p] = next - 1;
-			if ((r = journal_set_full(j, p, 1)) || (r = journal_ack(j, p, next - 1)))
+			if ((r = journal_set_full(j, p, 1, 0, 0)) || (r = journal_ack(j, p, next - 1)))
 				return r;
 		} else if (r) {
 			return r;
@@ -313,6 +315,7 @@ static int load_state(struct sync_journal *j)
 	atomic_store(&j->open_seq, next);
 	/* the open batch may hold entries from before a crash: cut it first */
 	atomic_store(&j->changed, 1);
+	atomic_store(&j->first_change_ns, silt_now_ns());
 	if ((r = count_prefix(j->c.meta, "e", 1, &n)))
 		return r;
 	atomic_store(&j->entries, n);
@@ -668,17 +671,19 @@ int journal_dirty_drop(struct sync_journal *j, int peer, const struct journal_en
 	return r;
 }
 
-int journal_set_full(struct sync_journal *j, int peer, int on)
+int journal_set_full(struct sync_journal *j, int peer, int on, uint64_t ino, uint64_t chunk)
 {
 	struct meta_batch *b = meta_batch_new();
-	uint8_t k[80];
+	uint8_t k[80], v[16];
 	size_t kl = pkey(k, 'f', j->c.peers[peer]);
 	int r;
 
 	if (!b)
 		return -ENOMEM;
+	silt_put_be64(v, ino);
+	silt_put_be64(v + 8, chunk);
 	if (on)
-		meta_put(b, j->c.meta, CF_JOURNAL, k, kl, "", 0);
+		meta_put(b, j->c.meta, CF_JOURNAL, k, kl, v, sizeof(v));
 	else
 		meta_del(b, j->c.meta, CF_JOURNAL, k, kl);
 	r = meta_commit(j->c.meta, b, 1);
@@ -686,16 +691,30 @@ int journal_set_full(struct sync_journal *j, int peer, int on)
 	return r;
 }
 
-int journal_full(struct sync_journal *j, int peer)
+int journal_full(struct sync_journal *j, int peer, uint64_t *ino, uint64_t *chunk)
 {
 	uint8_t k[80];
 	char *v;
 	size_t vl;
 	int r = meta_get(j->c.meta, CF_JOURNAL, k, pkey(k, 'f', j->c.peers[peer]), &v, &vl);
 
-	if (r == 0)
-		free(v);
-	return r == 0 ? 1 : r == -ENOENT ? 0 : r;
+	if (r)
+		return r == -ENOENT ? 0 : r;
+	if (ino)
+		*ino = vl == 16 ? silt_get_be64((uint8_t *)v) : 0;
+	if (chunk)
+		*chunk = vl == 16 ? silt_get_be64((uint8_t *)v + 8) : 0;
+	free(v);
+	return 1;
+}
+
+uint64_t journal_open_age_ms(struct sync_journal *j)
+{
+	uint64_t t = atomic_load(&j->first_change_ns);
+	if (!atomic_load(&j->changed) || !t)
+		return 0;
+	uint64_t now = silt_now_ns();
+	return now > t ? (now - t) / 1000000 : 0;
 }
 
 void journal_stats(struct sync_journal *j, int peer, struct journal_stats *st)

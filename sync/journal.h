@@ -75,9 +75,13 @@ int journal_dirty_read(struct sync_journal *j, int peer, uint64_t ino, uint64_t 
 /* Entries shipped and acknowledged: remove them from the dirty set. */
 int journal_dirty_drop(struct sync_journal *j, int peer, const struct journal_entry *e, size_t n);
 /* Put every chunk of the volume in the peer's dirty set, in effect: a full
- * sync (initial, or after a replica was lost). Stored as a flag. */
-int journal_set_full(struct sync_journal *j, int peer, int on);
-int journal_full(struct sync_journal *j, int peer);
+ * sync (initial, or after a replica was lost). Stored as a flag with the
+ * position reached (inode, chunk), so that it resumes there. */
+int journal_set_full(struct sync_journal *j, int peer, int on, uint64_t ino, uint64_t chunk);
+/* 1 (with the position, if ino/chunk are not NULL), 0, or -errno. */
+int journal_full(struct sync_journal *j, int peer, uint64_t *ino, uint64_t *chunk);
+/* Age of the oldest change not yet cut, in ms (0: none). */
+uint64_t journal_open_age_ms(struct sync_journal *j);
 
 struct journal_stats {
 	uint64_t open_seq, entries, dirty, folds, noted, recorded;

@@ -196,8 +196,8 @@ static void test_ack_trims(void **state)
 	struct journal_stats st;
 	struct journal_entry *e;
 
-	assert_int_equal(journal_full(f->j, 0), 1); /* a new peer owes a full sync */
-	assert_int_equal(journal_set_full(f->j, 0, 0), 0);
+	assert_int_equal(journal_full(f->j, 0, NULL, NULL), 1); /* a new peer owes a full sync */
+	assert_int_equal(journal_set_full(f->j, 0, 0, 0, 0), 0);
 	note(f, 5, 1, 1);
 	note(f, 5, 8, 8);
 	uint64_t cut = journal_cut(f->j);
@@ -209,7 +209,7 @@ static void test_ack_trims(void **state)
 	close_all(f);
 	open_all(f, 0);
 	assert_int_equal(journal_acked(f->j, 0), cut);
-	assert_int_equal(journal_full(f->j, 0), 0);
+	assert_int_equal(journal_full(f->j, 0, NULL, NULL), 0);
 	assert_int_equal(read_all(f, 0, cut, &e), 0);
 	free(e);
 	note(f, 5, 1, 1);
