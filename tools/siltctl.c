@@ -2,11 +2,14 @@
  *
  *   siltctl [-m MOUNTPOINT | -s SOCKET] status [--json]
  *   siltctl [-m MOUNTPOINT | -s SOCKET] where [--json] FILE
+ *   siltctl [-m MOUNTPOINT | -s SOCKET] sync status [--json]
+ *   siltctl sync keygen
  *
  * It talks to the daemon's control socket (root only) and renders the
  * daemon's records (see fs/ctl.c) as tables or JSON. Without -m/-s the
  * volume is found in /proc/self/mounts: the one that holds FILE, or the only
  * siltfs mount there is. */
+#include "sync/chan.h"
 #include "utils/util.h"
 
 #include <errno.h>
@@ -20,7 +23,7 @@
 #include <unistd.h>
 
 #define MAX_RECS 64
-#define MAX_KV 24
+#define MAX_KV 32
 
 struct rec {
 	char kind[16];
@@ -348,10 +351,76 @@ static int cmd_where(const char *sock, const char *file, int json)
 	return 0;
 }
 
+/* "sync status": one record per peer, shown as they come (JSON: numbers
+ * where the value is one). */
+static int cmd_sync_status(const char *sock, int json)
+{
+	struct rec recs[MAX_RECS];
+	char *reply;
+	int r = request(sock, "sync status", &reply), n;
+
+	if (r) {
+		fprintf(stderr, "siltctl: %s: %s\n", sock, strerror(-r));
+		return 1;
+	}
+	n = parse(reply, recs, MAX_RECS);
+	if (check_error(recs, n)) {
+		free(reply);
+		return 1;
+	}
+	if (json)
+		printf("{\"peers\": [");
+	for (int i = 0, first = 1; i < n; i++) {
+		struct rec *rc = &recs[i];
+		if (!json) {
+			if (!strcmp(rc->kind, "sync"))
+				printf("role %s\n", get(rc, "role"));
+			else
+				printf("%-10s %-8s %-12s lag %6.1f s  acked %-8s journal %-8s dirty %-6s full %s/%s  %s B/s\n",
+				       get(rc, "name"), get(rc, "role"), get(rc, "state"),
+				       (double)getu(rc, "lag_ms") / 1000.0,
+				       get(rc, "acked")[0] ? get(rc, "acked") : get(rc, "applied"),
+				       get(rc, "journal_entries"), get(rc, "dirty"), get(rc, "progress_done"),
+				       get(rc, "progress_total"), get(rc, "throughput"));
+			continue;
+		}
+		if (strcmp(rc->kind, "peer"))
+			continue;
+		printf("%s{", first ? "" : ", ");
+		first = 0;
+		for (int k = 0; k < rc->n; k++) {
+			const char *v = rc->val[k];
+			printf("%s\"%s\": ", k ? ", " : "", rc->key[k]);
+			if (v[0] && strspn(v, "0123456789") == strlen(v))
+				printf("%s", v);
+			else
+				json_str(v);
+		}
+		printf("}");
+	}
+	if (json)
+		printf("]}\n");
+	free(reply);
+	return 0;
+}
+
+static int cmd_keygen(void)
+{
+	char priv[CHAN_KEY_B64], pub[CHAN_KEY_B64];
+	if (chan_keygen(priv, pub)) {
+		fprintf(stderr, "siltctl: cannot make a key\n");
+		return 1;
+	}
+	printf("private_key = %s\npublic_key = %s\n", priv, pub);
+	return 0;
+}
+
 static void usage(FILE *o)
 {
 	fprintf(o, "usage: siltctl [-m MOUNTPOINT | -s SOCKET] status [--json]\n"
-		   "       siltctl [-m MOUNTPOINT | -s SOCKET] where [--json] FILE\n");
+		   "       siltctl [-m MOUNTPOINT | -s SOCKET] where [--json] FILE\n"
+		   "       siltctl [-m MOUNTPOINT | -s SOCKET] sync status [--json]\n"
+		   "       siltctl sync keygen\n");
 }
 
 int main(int argc, char **argv)
@@ -379,8 +448,11 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!cmd || (strcmp(cmd, "status") && strcmp(cmd, "where")) ||
-	    (!strcmp(cmd, "where") && !file) || (!strcmp(cmd, "status") && file)) {
+	if (cmd && !strcmp(cmd, "sync") && file && !strcmp(file, "keygen"))
+		return cmd_keygen();
+	if (!cmd || (strcmp(cmd, "status") && strcmp(cmd, "where") && strcmp(cmd, "sync")) ||
+	    (!strcmp(cmd, "where") && !file) || (!strcmp(cmd, "status") && file) ||
+	    (!strcmp(cmd, "sync") && (!file || strcmp(file, "status")))) {
 		usage(stderr);
 		return 2;
 	}
@@ -393,7 +465,7 @@ int main(int argc, char **argv)
 				fprintf(stderr, "siltctl: %s: %s\n", mnt_arg, strerror(errno));
 				return 1;
 			}
-		} else if ((r = find_mount(file, mnt, sizeof(mnt)))) {
+		} else if ((r = find_mount(strcmp(cmd, "sync") ? file : NULL, mnt, sizeof(mnt)))) {
 			if (file)
 				fprintf(stderr, "siltctl: %s is not on a mounted siltfs volume\n", file);
 			else
@@ -405,5 +477,7 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "status"))
 		return cmd_status(sock, mnt[0] ? mnt : NULL, json);
+	if (!strcmp(cmd, "sync"))
+		return cmd_sync_status(sock, json);
 	return cmd_where(sock, file, json);
 }

@@ -17,6 +17,7 @@
 #include "fs/ctl.h"
 #include "fs/fuse/fuse_ops.h"
 #include "fs/vol.h"
+#include "sync/sync.h"
 #include "utils/config.h"
 #include "utils/log.h"
 #include "utils/util.h"
@@ -37,7 +38,7 @@
 
 struct opts {
 	const char *config, *mountpoint;
-	int foreground, debug;
+	int foreground, debug, readonly;
 	unsigned threads;
 	char ctl[108];
 	char fuse_opts[4096]; /* what we pass on to libfuse */
@@ -127,6 +128,12 @@ static int parse_o(struct opts *o, const char *list)
 			}
 			snprintf(o->split[o->nsplit][0], SILT_NAME_MAX, "%.*s", (int)(colon - v), v);
 			snprintf(o->split[o->nsplit++][1], SILT_NAME_MAX, "%s", colon + 1);
+		} else if (!strcmp(opt, "ro")) {
+			o->readonly = 1; /* a replica must be mounted so; libfuse gets it too */
+			if (add_fuse_opt(o, opt)) {
+				free(dup);
+				return -1;
+			}
 		} else if (!strcmp(opt, "defaults") || !strcmp(opt, "_netdev") || !strcmp(opt, "nofail") ||
 			   !strcmp(opt, "auto") || !strcmp(opt, "noauto") || !strcmp(opt, "user") ||
 			   !strcmp(opt, "users") || !strcmp(opt, "nouser") || !strncmp(opt, "x-", 2) ||
@@ -372,6 +379,22 @@ int main(int argc, char **argv)
 		return leave(se, &args, 1);
 	}
 	vol_set_mountpoint(fs.vol, mnt);
+	/* replication hooks into the commit point before the volume takes
+	 * user I/O, and the control socket answers for it */
+	struct silt_sync *sync = NULL;
+	if ((r = sync_start(fs.vol, &cfg, &sync, err, sizeof(err)))) {
+		say("%s", err);
+		vol_close(fs.vol);
+		return leave(se, &args, 1);
+	}
+	if (sync_is_replica(sync) && !o.readonly) {
+		say("volume %s is a replica ([sync] listen): mount it read-only (-o ro)", cfg.name);
+		sync_stop(sync);
+		vol_close(fs.vol);
+		sync_free(sync);
+		return leave(se, &args, 1);
+	}
+	struct ctl_ext ext = { .words = { "sync" }, .fn = sync_ctl, .arg = sync };
 	if (created) {
 		char tiers[1024] = "";
 		for (int i = 0; i < cfg.ntiers; i++)
@@ -379,10 +402,12 @@ int main(int argc, char **argv)
 				 i ? ", " : "", cfg.tiers[i].name);
 		say("created volume %s (uuid %s) on tiers %s", cfg.name, vol_uuid(fs.vol), tiers);
 	}
-	if ((r = ctl_start(fs.vol, o.ctl, NULL, &ctl))) {
+	if ((r = ctl_start(fs.vol, o.ctl, &ext, &ctl))) {
 		say("control socket %s: %s", o.ctl,
 		    r == -EADDRINUSE ? "another siltfs is serving it (already mounted?)" : strerror(-r));
+		sync_stop(sync);
 		vol_close(fs.vol);
+		sync_free(sync);
 		return leave(se, &args, 1);
 	}
 	/* libfuse only takes over signals left at their default; a daemon
@@ -394,7 +419,9 @@ int main(int argc, char **argv)
 	if (fuse_set_signal_handlers(se) || fuse_session_mount(se, mnt)) {
 		say("cannot mount on %s (see the message above or syslog)", mnt);
 		ctl_stop(ctl);
+		sync_stop(sync);
 		vol_close(fs.vol);
+		sync_free(sync);
 		return leave(se, &args, 1);
 	}
 	/* siltctl finds a volume by its mountpoint: point the default name at
@@ -427,7 +454,9 @@ int main(int argc, char **argv)
 	if (ctl_link)
 		unlink(ctl_default);
 	ctl_stop(ctl);
+	sync_stop(sync);
 	vol_close(fs.vol);
+	sync_free(sync); /* after the volume: its last commits reach the journal */
 	fuse_session_destroy(se);
 	fuse_opt_free_args(&args);
 	return r < 0 ? 1 : 0;
