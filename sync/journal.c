@@ -386,6 +386,11 @@ uint64_t journal_cut(struct sync_journal *j)
 	return r ? seq - 1 : seq; /* nothing changed (or cannot cut): the last cut */
 }
 
+uint64_t journal_last_cut(struct sync_journal *j)
+{
+	return atomic_load(&j->open_seq) - 1;
+}
+
 uint64_t journal_acked(struct sync_journal *j, int peer)
 {
 	pthread_mutex_lock(&j->peer_lock);

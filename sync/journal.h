@@ -55,6 +55,8 @@ void journal_free(struct sync_journal *j);
 /* Close the open batch; returns its number (every entry <= it is in the
  * store). Cheap when nothing changed since the last cut: returns the same. */
 uint64_t journal_cut(struct sync_journal *j);
+/* The last cut, without cutting. */
+uint64_t journal_last_cut(struct sync_journal *j);
 /* The peer's last acknowledged batch, and recording a new one (which frees
  * journal entries no peer still needs). */
 uint64_t journal_acked(struct sync_journal *j, int peer);

@@ -554,7 +554,8 @@ static int run_live(struct sync_sender *s)
 		if (r < 0)
 			return r;
 		uint64_t age = journal_open_age_ms(j);
-		uint64_t acked = journal_acked(j, s->c.peer), cut = acked;
+		/* batches cut before a connection broke are due at once */
+		uint64_t acked = journal_acked(j, s->c.peer), cut = journal_last_cut(j);
 		if (age >= due || (age && age + 100 >= s->c.max_lag_ms))
 			cut = journal_cut(j);
 		if (cut > acked) {
