@@ -180,10 +180,12 @@ int chan_listen(const char *address, char *err, size_t errlen)
 
 /* ---- plumbing ---- */
 
+/* send() rather than write(): a peer gone away is an error here, never a
+ * SIGPIPE that would end the daemon. */
 static int write_all(int fd, const void *p, size_t n)
 {
 	while (n) {
-		ssize_t w = write(fd, p, n);
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0)
