@@ -150,6 +150,19 @@ static unsigned set_add(struct shard *sh, uint64_t h, uint64_t ino, uint64_t fir
 	return want;
 }
 
+/* Flags the open batch has for (ino, first). Caller holds the shard lock. */
+static unsigned set_has(struct shard *sh, uint64_t h, uint64_t ino, uint64_t first)
+{
+	for (unsigned i = 0; i < 64; i++) {
+		struct slot *s = &sh->s[(h + i) & (SLOTS - 1)];
+		if (!s->flags)
+			return 0;
+		if (s->ino == ino && s->first == first)
+			return s->flags;
+	}
+	return 0;
+}
+
 static void set_clear(struct sync_journal *j)
 {
 	for (int i = 0; i < SHARDS; i++) {
@@ -198,6 +211,18 @@ static unsigned change_entries(const struct change *ch, struct journal_entry out
 	}
 }
 
+/* The shard of (ino, first) and the hash within it. */
+static struct shard *shard_of(struct sync_journal *j, uint64_t ino, uint64_t first, uint64_t *h)
+{
+	uint64_t x = mix(ino, first);
+	*h = x / SHARDS;
+	return &j->shards[x % SHARDS];
+}
+
+/* Entries of a metadata change go into its own batch, unless the open
+ * batch already has them: a file that grows by a thousand writes has one
+ * attribute entry per batch, not a thousand. They are remembered only once
+ * the commit is in (j_done), so a failed commit leaves nothing behind. */
 static void j_stage(void *arg, const struct change *ch, unsigned n, struct meta_batch *b)
 {
 	struct sync_journal *j = arg;
@@ -208,25 +233,48 @@ static void j_stage(void *arg, const struct change *ch, unsigned n, struct meta_
 	for (unsigned i = 0; i < n; i++) {
 		struct journal_entry e[2];
 		unsigned ne = change_entries(&ch[i], e);
-		for (unsigned x = 0; x < ne; x++)
+		for (unsigned x = 0; x < ne; x++) {
+			uint64_t h;
+			struct shard *sh = shard_of(j, e[x].ino, e[x].first, &h);
+			pthread_mutex_lock(&sh->lock);
+			unsigned have = set_has(sh, h, e[x].ino, e[x].first);
+			pthread_mutex_unlock(&sh->lock);
+			/* a range is only known covered if it is the same single chunk */
+			if ((have & e[x].flags) == e[x].flags && e[x].first == e[x].last)
+				continue;
 			put_entry(j, b, seq, e[x].ino, e[x].first, e[x].last, e[x].flags);
+		}
 	}
 }
 
 static void j_done(void *arg, const struct change *ch, unsigned n, int r)
 {
 	struct sync_journal *j = arg;
+
+	for (unsigned i = 0; i < n && r == 0; i++) {
+		struct journal_entry e[2];
+		unsigned ne = change_entries(&ch[i], e);
+		for (unsigned x = 0; x < ne; x++) {
+			uint64_t h;
+			if (e[x].first != e[x].last)
+				continue; /* ranges: not remembered */
+			struct shard *sh = shard_of(j, e[x].ino, e[x].first, &h);
+			pthread_mutex_lock(&sh->lock);
+			set_add(sh, h, e[x].ino, e[x].first, e[x].flags);
+			pthread_mutex_unlock(&sh->lock);
+		}
+	}
 	pthread_rwlock_unlock(&j->cut_lock);
 }
 
 /* A write into chunks that needed no metadata: recorded once per batch. */
 static void note_one(struct sync_journal *j, uint64_t seq, uint64_t ino, uint64_t k)
 {
-	uint64_t h = mix(ino, k);
-	struct shard *sh = &j->shards[h % SHARDS];
+	uint64_t h;
+	struct shard *sh = shard_of(j, ino, k, &h);
 
 	pthread_mutex_lock(&sh->lock);
-	unsigned missing = set_add(sh, h / SHARDS, ino, k, JE_DATA);
+	unsigned missing = set_add(sh, h, ino, k, JE_DATA);
 	pthread_mutex_unlock(&sh->lock);
 	if (!missing)
 		return;
@@ -241,7 +289,7 @@ static void note_one(struct sync_journal *j, uint64_t seq, uint64_t ino, uint64_
 		/* forget it again, so that the next write retries */
 		pthread_mutex_lock(&sh->lock);
 		for (unsigned i = 0; i < 64; i++) {
-			struct slot *s = &sh->s[(h / SHARDS + i) & (SLOTS - 1)];
+			struct slot *s = &sh->s[(h + i) & (SLOTS - 1)];
 			if (s->ino == ino && s->first == k) {
 				s->flags &= ~(unsigned)JE_DATA;
 				break;
@@ -673,6 +721,25 @@ int journal_dirty_drop(struct sync_journal *j, int peer, const struct journal_en
 		uint64_t cur = atomic_load(&j->dirty[peer]);
 		atomic_store(&j->dirty[peer], cur > n ? cur - n : 0);
 	}
+	return r;
+}
+
+int journal_dirty_clear(struct sync_journal *j, int peer)
+{
+	uint8_t lo[80], hi[80];
+	size_t n = pkey(lo, 'd', j->c.peers[peer]);
+	struct meta_batch *b = meta_batch_new();
+	int r;
+
+	if (!b)
+		return -ENOMEM;
+	memcpy(hi, lo, n);
+	hi[0] = 'd' + 1; /* every key of the prefix sorts below */
+	meta_del_range(b, j->c.meta, CF_JOURNAL, lo, n, hi, n);
+	r = meta_commit(j->c.meta, b, 1);
+	meta_batch_free(b);
+	if (!r)
+		atomic_store(&j->dirty[peer], 0);
 	return r;
 }
 

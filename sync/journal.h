@@ -76,6 +76,8 @@ int journal_dirty_read(struct sync_journal *j, int peer, uint64_t ino, uint64_t 
 		       struct journal_entry **out, size_t *n);
 /* Entries shipped and acknowledged: remove them from the dirty set. */
 int journal_dirty_drop(struct sync_journal *j, int peer, const struct journal_entry *e, size_t n);
+/* Empty the peer's dirty set (a full sync covers it). */
+int journal_dirty_clear(struct sync_journal *j, int peer);
 /* Put every chunk of the volume in the peer's dirty set, in effect: a full
  * sync (initial, or after a replica was lost). Stored as a flag with the
  * position reached (inode, chunk), so that it resumes there. */

@@ -64,7 +64,10 @@ struct sync_sender {
 static void set_state(struct sync_sender *s, const char *state, const char *err)
 {
 	pthread_mutex_lock(&s->lock);
-	s->state = state;
+	/* a peer that refuses us stays "refused" while we keep trying */
+	int retrying = !strcmp(state, "connecting") || !strcmp(state, "handshake");
+	if (!(retrying && s->state && !strcmp(s->state, "refused")))
+		s->state = state;
 	if (err)
 		snprintf(s->error, sizeof(s->error), "%.*s", (int)sizeof(s->error) - 1, err);
 	pthread_mutex_unlock(&s->lock);
@@ -423,7 +426,7 @@ static int run_full(struct sync_sender *s)
 	if (pos_ino == 0) {
 		/* from the start: everything up to now is in what we read */
 		seq = journal_cut(j);
-		if ((r = journal_ack(j, s->c.peer, seq)))
+		if ((r = journal_ack(j, s->c.peer, seq)) || (r = journal_dirty_clear(j, s->c.peer)))
 			return r;
 	}
 	set_state(s, "full-sync", NULL);

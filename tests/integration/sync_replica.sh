@@ -28,6 +28,7 @@ cat >> "$pconf" <<EOF
 private_key = $psec
 interval = 200ms
 max_lag = 2s
+journal_max = 64
 
 [peer replica]
 address = 10.239.$n.2:7411
@@ -135,6 +136,24 @@ silt_drop_caches
 check "[ ! -e $R/vms/cut.txt ]" "nothing arrives while the link is down"
 ip -n "$A" link set "v-$A" up
 wait_same "link back: resumed from the last acknowledged batch" 60
+
+say "the journal over its bound: a dirty set, and a resync that drains"
+silt_random "$P/vms/big.img" $((10 << 20))
+wait_same "a new 10 MiB file arrives" 30
+silt_umount "$R" || silt_abort "replica does not unmount"
+folds0=$(json_get "$(silt_ctl -m "$P" sync status --json)" '.peers[0].folds')
+for k in $(seq 0 2 159); do dd if=/dev/urandom of="$P/vms/big.img" bs=64K seek="$k" count=1 conv=notrunc status=none; done
+folded() { # the fold is done by the sender's loop while disconnected
+	st=$(silt_ctl -m "$P" sync status --json)
+	[ "$(json_get "$st" '.peers[0].folds')" -gt "$folds0" ] && [ "$(json_get "$st" '.peers[0].journal_entries')" -le 64 ]
+}
+silt_wait_for 10 folded || true
+check_ge "$(json_get "$st" '.peers[0].folds')" $((folds0 + 1)) "the lagging peer fell back to its dirty set"
+check_ge "$(json_get "$st" '.peers[0].dirty')" 64 "the dirty set holds the chunks"
+check_le "$(json_get "$st" '.peers[0].journal_entries')" 64 "the journal stays within journal_max"
+start_replica
+wait_same "the resync brought the replica up to date" 60
+check_eq "$(json_get "$(silt_ctl -m "$P" sync status --json)" '.peers[0].dirty')" 0 "the dirty set drained"
 
 say "kill -9 of the primary in the middle of writes"
 ( for i in $(seq 1 200); do dd if=/dev/urandom of="$P/vms/disk.img" bs=4K seek=$((RANDOM % 1500)) count=1 conv=notrunc status=none 2>/dev/null || break; done ) &

@@ -115,6 +115,20 @@ static void test_coalesce(void **state)
 	free(e);
 	/* nothing changed: the same cut */
 	assert_int_equal(journal_cut(f->j), cut);
+
+	/* a file that grows by a hundred commits: one attribute entry, and
+	 * the count of entries in the store says so */
+	journal_stats(f->j, 0, &st);
+	uint64_t before = st.entries;
+	for (int i = 0; i < 100; i++)
+		commit_change(f, CHANGE_ATTR, 8, 0, 0);
+	journal_stats(f->j, 0, &st);
+	assert_int_equal(st.entries, before + 1);
+	uint64_t cut2 = journal_cut(f->j);
+	n = read_all(f, cut, cut2, &e);
+	assert_int_equal(n, 1);
+	assert_int_equal(e[0].flags, JE_ATTR);
+	free(e);
 }
 
 /* Batches are ordered; a chunk written again in the next batch is
