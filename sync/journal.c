@@ -7,7 +7,8 @@
  *   "n"                      -> next open seq    written at every cut
  *   "a" peer                 -> acked seq        per peer
  *   "d" len peer ino first   -> last, flags      a peer's dirty set
- *   "f" peer                 -> ""               a peer owes a full sync
+ *   "f" peer                 -> ino, chunk       a peer owes a full sync (from there)
+ *   "r" peer                 -> seq              the peer's position at its first fold
  *
  * Entries of metadata changes go into the change's own batch (stage()), so
  * they are exactly as durable as the change. Data overwritten in place has
@@ -606,6 +607,18 @@ static int fold(struct sync_journal *j, int peer, uint64_t cut)
 	size_t n;
 	int r;
 
+	if (journal_fold_floor(j, peer) == UINT64_MAX) {
+		uint8_t k[80];
+		struct meta_batch *b = meta_batch_new();
+		if (!b)
+			return -ENOMEM;
+		put_u64(b, j->c.meta, k, pkey(k, 'r', j->c.peers[peer]), from);
+		r = meta_commit(j->c.meta, b, 1);
+		meta_batch_free(b);
+		if (r)
+			return r;
+	}
+
 	do {
 		if ((r = journal_read(j, from, cut, 65536, &e, &n, &covered)))
 			return r;
@@ -721,6 +734,29 @@ int journal_dirty_drop(struct sync_journal *j, int peer, const struct journal_en
 		uint64_t cur = atomic_load(&j->dirty[peer]);
 		atomic_store(&j->dirty[peer], cur > n ? cur - n : 0);
 	}
+	return r;
+}
+
+uint64_t journal_fold_floor(struct sync_journal *j, int peer)
+{
+	uint8_t k[80];
+	uint64_t v;
+	return get_u64(j->c.meta, k, pkey(k, 'r', j->c.peers[peer]), &v) ? UINT64_MAX : v;
+}
+
+int journal_fold_floor_clear(struct sync_journal *j, int peer)
+{
+	uint8_t k[80];
+	struct meta_batch *b;
+	int r;
+
+	if (journal_fold_floor(j, peer) == UINT64_MAX)
+		return 0;
+	if (!(b = meta_batch_new()))
+		return -ENOMEM;
+	meta_del(b, j->c.meta, CF_JOURNAL, k, pkey(k, 'r', j->c.peers[peer]));
+	r = meta_commit(j->c.meta, b, 1);
+	meta_batch_free(b);
 	return r;
 }
 

@@ -71,6 +71,12 @@ int journal_read(struct sync_journal *j, uint64_t from, uint64_t to, size_t max,
 /* The bound: fold the peer furthest behind into its dirty set while the
  * journal holds more than max entries. Returns how many peers were folded. */
 int journal_maintain(struct sync_journal *j);
+/* The peer's position before the first fold its replica has not caught up
+ * with since (UINT64_MAX: none): a replica that applied up to at least
+ * this is whole once the dirty set ships. Cleared once a journal batch at
+ * the position was acknowledged after the resync. */
+uint64_t journal_fold_floor(struct sync_journal *j, int peer);
+int journal_fold_floor_clear(struct sync_journal *j, int peer);
 /* The peer's dirty set: up to max entries from (ino, first) on, in order. */
 int journal_dirty_read(struct sync_journal *j, int peer, uint64_t ino, uint64_t first, size_t max,
 		       struct journal_entry **out, size_t *n);

@@ -14,6 +14,9 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#ifndef MIN
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#endif
 #define MIN_GENS(n) ((n) < PROTO_MAX_GENS ? (n) : PROTO_MAX_GENS)
 
 /* ---- writing ---- */
@@ -156,6 +159,21 @@ int proto_encode(const struct proto_msg *m, struct proto_buf *b)
 		put_str(b, m->err.text, strnlen(m->err.text, sizeof(m->err.text) - 1));
 		break;
 	case M_PING:
+		break;
+	case M_VERIFY:
+		put_u64(b, m->verify.ino);
+		put_u64(b, m->verify.size);
+		put_u32(b, m->verify.level);
+		put_u32(b, m->verify.first);
+		put_u32(b, m->verify.count);
+		put(b, m->verify.hashes, (size_t)m->verify.count * 8);
+		break;
+	case M_VDIFF:
+		put_u64(b, m->vdiff.ino);
+		put_u32(b, m->vdiff.level);
+		put_u32(b, m->vdiff.first);
+		put_u32(b, m->vdiff.count);
+		put(b, m->vdiff.bits, (m->vdiff.count + 7) / 8);
 		break;
 	default:
 		return -EINVAL;
@@ -358,6 +376,30 @@ static void get_chunk(struct cur *c, struct msg_chunk *k)
 	c->p += k->plen;
 }
 
+/* VERIFY and VDIFF share their header: inode, (size,) level, first, count. */
+static void get_verify(struct cur *c, struct proto_msg *m)
+{
+	int v = m->type == M_VERIFY;
+	uint64_t ino = get_u64(c, "inode"), size = v ? get_u64(c, "size") : 0;
+	uint32_t level = get_u32(c, "tree level"), first = get_u32(c, "tree node"), count = get_u32(c, "node count");
+	size_t plen = v ? (size_t)count * 8 : ((size_t)count + 7) / 8;
+
+	if (c->why)
+		return;
+	if (!ino_ok(ino) || level >= PROTO_MAX_LEVELS || count == 0 || count > PROTO_MAX_VNODES ||
+	    size > (1ull << 50)) {
+		bad(c, "verify request out of range");
+		return;
+	}
+	if (need(c, plen, "tree hashes"))
+		return;
+	if (v)
+		m->verify = (struct msg_verify){ ino, size, level, first, count, c->p };
+	else
+		m->vdiff = (struct msg_vdiff){ ino, level, first, count, c->p };
+	c->p += plen;
+}
+
 int proto_decode(const void *buf, size_t len, struct proto_msg *m, const char **why)
 {
 	struct cur c = { .p = buf, .end = (const uint8_t *)buf + len };
@@ -428,6 +470,10 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *m, const char **
 		break;
 	case M_PING:
 		break;
+	case M_VERIFY:
+	case M_VDIFF:
+		get_verify(&c, m);
+		break;
 	default:
 		bad(&c, "unknown message type");
 	}
@@ -440,8 +486,8 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *m, const char **
 const char *proto_type_name(int type)
 {
 	static const char *n[] = { "?", "START", "STATE", "BATCH", "NODE", "DENT", "ATTR", "CHUNK",
-				   "END", "ACK", "ERR", "PING" };
-	return type > 0 && type <= M_PING ? n[type] : "?";
+				   "END", "ACK", "ERR", "PING", "VERIFY", "VDIFF" };
+	return type > 0 && type <= M_VDIFF ? n[type] : "?";
 }
 
 /* ---- chunks ---- */
@@ -487,4 +533,43 @@ int proto_chunk_unpack(const struct msg_chunk *c, void *out)
 		return -EBADMSG;
 	}
 	return XXH3_64bits(out, c->len) == c->xxh3 ? 0 : -EBADMSG;
+}
+
+/* ---- checksum trees ---- */
+
+void proto_tree_free(struct proto_tree *t)
+{
+	for (uint32_t l = 0; l < t->levels; l++)
+		free(t->h[l]);
+	memset(t, 0, sizeof(*t));
+}
+
+int proto_tree_build(struct proto_tree *t, uint64_t size, uint32_t chunk_size,
+		     int (*read)(void *ctx, uint64_t k, void *buf, uint32_t len), void *ctx, void *buf)
+{
+	uint64_t n = (size + chunk_size - 1) / chunk_size;
+
+	memset(t, 0, sizeof(*t));
+	n = n ? n : 1; /* an empty file: one leaf, the hash of nothing */
+	for (;;) {
+		if (t->levels == PROTO_MAX_LEVELS || !(t->h[t->levels] = malloc(n * 8))) {
+			proto_tree_free(t);
+			return t->levels == PROTO_MAX_LEVELS ? -EFBIG : -ENOMEM;
+		}
+		t->n[t->levels++] = n;
+		if (n == 1)
+			break;
+		n = (n + PROTO_TREE_FANOUT - 1) / PROTO_TREE_FANOUT;
+	}
+	for (uint64_t k = 0; k < t->n[0]; k++) {
+		uint64_t off = k * chunk_size;
+		uint32_t len = size > off ? (uint32_t)MIN((uint64_t)chunk_size, size - off) : 0;
+		t->h[0][k] = !len ? XXH3_64bits("", 0) : read(ctx, k, buf, len) ? UINT64_MAX : XXH3_64bits(buf, len);
+	}
+	for (uint32_t l = 1; l < t->levels; l++)
+		for (uint64_t i = 0; i < t->n[l]; i++) {
+			uint64_t a = i * PROTO_TREE_FANOUT, b = MIN(a + PROTO_TREE_FANOUT, t->n[l - 1]);
+			t->h[l][i] = XXH3_64bits(t->h[l - 1] + a, (size_t)(b - a) * 8);
+		}
+	return 0;
 }

@@ -11,7 +11,10 @@
  * A session: the sender says START (its volume, its generations), the
  * receiver answers STATE (what it holds, the last batch it applied); then
  * batches: BATCH, any of NODE / DENT / ATTR / CHUNK, END; the receiver
- * applies the batch and answers ACK (or ERR, and closes). */
+ * applies the batch and answers ACK (or ERR, and closes). Outside batches,
+ * a verify: VERIFY carries hashes of a file's checksum tree (one level,
+ * a run of nodes), the receiver answers VDIFF with a bit per node that
+ * differs from its own tree; the sender descends only into those. */
 #ifndef SILT_SYNC_PROTO_H
 #define SILT_SYNC_PROTO_H
 
@@ -30,7 +33,12 @@
 
 enum msg_type {
 	M_START = 1, M_STATE, M_BATCH, M_NODE, M_DENT, M_ATTR, M_CHUNK, M_END, M_ACK, M_ERR, M_PING,
+	M_VERIFY, M_VDIFF,
 };
+
+#define PROTO_TREE_FANOUT 64
+#define PROTO_MAX_VNODES 4096 /* hashes in one VERIFY */
+#define PROTO_MAX_LEVELS 8
 
 /* Batch kinds */
 enum {
@@ -108,6 +116,18 @@ struct msg_ack {
 	uint64_t seq;
 };
 
+struct msg_verify {
+	uint64_t ino, size;            /* the file, and its size on the primary */
+	uint32_t level, first, count;  /* nodes first..first+count-1 of a level (0 = chunks) */
+	const uint8_t *hashes;         /* count little-endian u64 */
+};
+
+struct msg_vdiff {
+	uint64_t ino;
+	uint32_t level, first, count;
+	const uint8_t *bits;           /* bit i: node first+i differs */
+};
+
 struct msg_err {
 	int32_t code;                  /* positive errno */
 	char text[256];
@@ -125,6 +145,8 @@ struct proto_msg {
 		struct msg_end end;
 		struct msg_ack ack;
 		struct msg_err err;
+		struct msg_verify verify;
+		struct msg_vdiff vdiff;
 	};
 };
 
@@ -143,6 +165,19 @@ int proto_encode(const struct proto_msg *m, struct proto_buf *b);
  * alive). 0, or -EBADMSG with why set to a static string. */
 int proto_decode(const void *buf, size_t len, struct proto_msg *m, const char **why);
 const char *proto_type_name(int type);
+
+/* A file's checksum tree, the same on both sides: level 0 is the XXH3 of
+ * each chunk's bytes (zeros for a hole; UINT64_MAX for a chunk that cannot
+ * be read), each level above the XXH3 of up to PROTO_TREE_FANOUT nodes
+ * below, up to one root. read(ctx, k, buf, len) fills chunk k. */
+struct proto_tree {
+	uint32_t levels;
+	uint64_t n[PROTO_MAX_LEVELS];
+	uint64_t *h[PROTO_MAX_LEVELS];
+};
+int proto_tree_build(struct proto_tree *t, uint64_t size, uint32_t chunk_size,
+		     int (*read)(void *ctx, uint64_t k, void *buf, uint32_t len), void *ctx, void *buf);
+void proto_tree_free(struct proto_tree *t);
 
 /* Name a peer may send: 1-255 bytes, no '/', no NUL, not "." or "..". */
 int proto_name_ok(const char *s, size_t len);

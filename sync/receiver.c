@@ -79,6 +79,11 @@ struct sync_receiver {
 	uint64_t file_ino;
 	struct silt_file *file;
 	uint8_t *buf;
+	/* verify: this side's tree of the file asked about */
+	struct proto_tree tree;
+	uint64_t tree_ino, tree_size;
+	int have_tree;
+	struct proto_buf bits;
 
 	pthread_mutex_t lock;    /* status */
 	const char *state;
@@ -478,6 +483,72 @@ static int on_end(struct sync_receiver *r, const struct msg_end *e, const char *
 	return send_msg(r, &m);
 }
 
+/* ---- verify ---- */
+
+static int tree_read(void *ctx, uint64_t k, void *buf, uint32_t len)
+{
+	struct sync_receiver *r = ctx;
+	uint64_t off = k * r->chunk_size;
+	for (uint32_t got = 0; got < len;) {
+		const void *p;
+		ssize_t n = vol_read(r->c.vol, r->file, len - got, (off_t)(off + got), &p);
+		if (n < 0)
+			return (int)n; /* unreadable: a leaf that matches nothing */
+		if (n == 0) {
+			memset((char *)buf + got, 0, len - got);
+			break;
+		}
+		memcpy((char *)buf + got, p, (size_t)n);
+		got += (uint32_t)n;
+	}
+	return 0;
+}
+
+static void drop_tree(struct sync_receiver *r)
+{
+	if (r->have_tree)
+		proto_tree_free(&r->tree);
+	r->have_tree = 0;
+}
+
+/* Our tree of the file (built once per file asked about), compared with
+ * the primary's nodes: a bit for each that differs. A file we lack, or
+ * cannot read, differs everywhere. */
+static int on_verify(struct sync_receiver *r, const struct msg_verify *q)
+{
+	int e = 0;
+
+	if (!r->have_tree || r->tree_ino != q->ino || r->tree_size != q->size) {
+		drop_tree(r);
+		drop_file(r, 0);
+		if (vol_open_file(r->c.vol, q->ino, O_RDONLY, &r->file) == 0) {
+			r->file_ino = q->ino;
+			if (!proto_tree_build(&r->tree, q->size, (uint32_t)r->chunk_size, tree_read, r, r->buf))
+				r->have_tree = 1;
+			drop_file(r, 0);
+		}
+		r->tree_ino = q->ino;
+		r->tree_size = q->size;
+	}
+	size_t nb = (q->count + 7) / 8;
+	uint8_t *bits = calloc(nb, 1);
+	if (!bits)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < q->count; i++) {
+		uint64_t h;
+		memcpy(&h, q->hashes + (size_t)i * 8, 8);
+		uint64_t idx = (uint64_t)q->first + i;
+		if (!r->have_tree || q->level >= r->tree.levels || idx >= r->tree.n[q->level] ||
+		    r->tree.h[q->level][idx] != h)
+			bits[i / 8] |= (uint8_t)(1u << (i % 8));
+	}
+	struct proto_msg m = { .type = M_VDIFF, .vdiff = { .ino = q->ino, .level = q->level, .first = q->first,
+							   .count = q->count, .bits = bits } };
+	e = send_msg(r, &m);
+	free(bits);
+	return e;
+}
+
 /* One message from the connection. */
 static int handle(struct sync_receiver *r, char origin[37])
 {
@@ -501,7 +572,12 @@ static int handle(struct sync_receiver *r, char origin[37])
 	switch (m.type) {
 	case M_PING:
 		return 0;
+	case M_VERIFY:
+		if (r->in_batch)
+			return refuse(r, EPROTO, "verify inside a batch");
+		return on_verify(r, &m.verify);
 	case M_BATCH:
+		drop_tree(r); /* what we hold changes */
 		return on_batch(r, &m.batch);
 	case M_END:
 		return on_end(r, &m.end, origin);
@@ -534,6 +610,7 @@ static void end_conn(struct sync_receiver *r)
 		unlink(tmp); /* a batch cut off: nothing of it applied */
 	}
 	drop_file(r, 1);
+	drop_tree(r);
 	free_ns(r);
 	r->in_batch = 0;
 	r->started = 0;

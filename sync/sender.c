@@ -56,6 +56,8 @@ struct sync_sender {
 	char error[256];
 	uint64_t sent_bytes, data_bytes, chunks, batches, last_ack_wall;
 	uint64_t full_done, full_total;
+	uint64_t verify_runs, verify_files, verify_chunks, verify_differ, verify_last_wall;
+	_Atomic int verify_asked;
 	uint64_t shipping_since_ns; /* first change of the batch on its way, 0 = none */
 	double rate;              /* wire bytes per second, smoothed */
 	uint64_t rate_ns, rate_bytes;
@@ -253,6 +255,7 @@ struct walk {
 	uint64_t *queue, *files; /* directories to list; regular files (for a full sync) */
 	size_t nq, qcap, nfiles, fcap;
 	uint64_t chunks;         /* of all regular files */
+	int quiet;               /* only collect the files, send nothing */
 	int r;
 };
 
@@ -279,10 +282,10 @@ static int walk_entry(void *ctx, const char *name, uint64_t ino, mode_t type, ui
 	if (!strcmp(name, ".") || !strcmp(name, ".."))
 		return 0;
 	snprintf(m.dent.name, sizeof(m.dent.name), "%s", name);
-	if ((w->r = send_msg(w->s, &m)))
+	if (!w->quiet && (w->r = send_msg(w->s, &m)))
 		return 1;
 	int fresh = inoset_add(&w->seen, ino);
-	if (fresh < 0 || (fresh && (w->r = send_node(w->s, ino, &st)))) {
+	if (fresh < 0 || (fresh && (w->r = w->quiet ? vol_getattr(w->s->c.vol, ino, &st) : send_node(w->s, ino, &st)))) {
 		w->r = fresh < 0 ? fresh : w->r;
 		return 1;
 	}
@@ -295,13 +298,15 @@ static int walk_entry(void *ctx, const char *name, uint64_t ino, mode_t type, ui
 	return w->r ? 1 : 0;
 }
 
-/* The whole namespace as NODE and DENT messages, breadth first. */
-static int send_namespace(struct sync_sender *s, struct walk *w)
+/* The whole namespace as NODE and DENT messages, breadth first (quiet:
+ * only the list of regular files). */
+static int walk_namespace(struct sync_sender *s, struct walk *w, int quiet)
 {
 	memset(w, 0, sizeof(*w));
 	w->s = s;
+	w->quiet = quiet;
 	inoset_add(&w->seen, 1);
-	if ((w->r = send_node(s, 1, NULL)) || (w->r = push_u64(&w->queue, &w->nq, &w->qcap, 1)))
+	if ((!quiet && (w->r = send_node(s, 1, NULL))) || (w->r = push_u64(&w->queue, &w->nq, &w->qcap, 1)))
 		return w->r;
 	for (size_t qi = 0; qi < w->nq && !w->r; qi++) {
 		struct silt_dir *d;
@@ -317,6 +322,11 @@ static int send_namespace(struct sync_sender *s, struct walk *w)
 			w->r = r;
 	}
 	return w->r;
+}
+
+static int send_namespace(struct sync_sender *s, struct walk *w)
+{
+	return walk_namespace(s, w, 0);
 }
 
 static void walk_free(struct walk *w)
@@ -426,7 +436,8 @@ static int run_full(struct sync_sender *s)
 	if (pos_ino == 0) {
 		/* from the start: everything up to now is in what we read */
 		seq = journal_cut(j);
-		if ((r = journal_ack(j, s->c.peer, seq)) || (r = journal_dirty_clear(j, s->c.peer)))
+		if ((r = journal_ack(j, s->c.peer, seq)) || (r = journal_dirty_clear(j, s->c.peer)) ||
+		    (r = journal_fold_floor_clear(j, s->c.peer)))
 			return r;
 	}
 	set_state(s, "full-sync", NULL);
@@ -543,6 +554,138 @@ static int ship_journal(struct sync_sender *s, uint64_t cut)
 	return r;
 }
 
+/* ---- verify: compare checksum trees, repair what differs ---- */
+
+struct tree_src {
+	struct sync_sender *s;
+	struct silt_file *f;
+};
+
+static int tree_read(void *ctx, uint64_t k, void *buf, uint32_t len)
+{
+	struct tree_src *t = ctx;
+	uint64_t off = k * t->s->c.chunk_size;
+	for (uint32_t got = 0; got < len;) {
+		const void *p;
+		ssize_t n = vol_read(t->s->c.vol, t->f, len - got, (off_t)(off + got), &p);
+		if (n < 0)
+			return (int)n;
+		if (n == 0) {
+			memset((char *)buf + got, 0, len - got);
+			break;
+		}
+		memcpy((char *)buf + got, p, (size_t)n);
+		got += (uint32_t)n;
+	}
+	return 0;
+}
+
+/* Ask about nodes first..first+count-1 of level; append those that differ. */
+static int ask(struct sync_sender *s, const struct proto_tree *t, uint64_t ino, uint64_t size, uint32_t level,
+	       uint64_t first, uint32_t count, uint64_t **diff, size_t *nd, size_t *cap)
+{
+	struct proto_msg m = { .type = M_VERIFY, .verify = { .ino = ino, .size = size, .level = level,
+							     .first = (uint32_t)first, .count = count,
+							     .hashes = (const uint8_t *)(t->h[level] + first) } };
+	int r = send_msg(s, &m);
+	if (r || (r = recv_msg(s, &m, M_VDIFF)))
+		return r;
+	if (m.vdiff.ino != ino || m.vdiff.level != level || m.vdiff.first != first || m.vdiff.count != count)
+		return -EPROTO;
+	for (uint32_t i = 0; i < count && !r; i++)
+		if (m.vdiff.bits[i / 8] & (1u << (i % 8)))
+			r = push_u64(diff, nd, cap, first + i);
+	return r;
+}
+
+/* One file: descend the tree where it differs; ship the chunks that do. */
+static int verify_file(struct sync_sender *s, uint64_t ino, uint64_t seq)
+{
+	struct proto_tree t;
+	struct tree_src src = { .s = s };
+	struct stat st;
+	uint64_t *cur = NULL, *next = NULL;
+	size_t ncur = 0, ccap = 0, nnext = 0, ncap = 0;
+	int r = vol_getattr(s->c.vol, ino, &st);
+
+	if (r || !S_ISREG(st.st_mode))
+		return r == -ENOENT ? 0 : r;
+	if ((r = vol_open_file(s->c.vol, ino, O_RDONLY, &src.f)))
+		return r == -ENOENT ? 0 : r;
+	r = proto_tree_build(&t, (uint64_t)st.st_size, (uint32_t)s->c.chunk_size, tree_read, &src, s->raw);
+	if (r)
+		goto out;
+	r = ask(s, &t, ino, (uint64_t)st.st_size, t.levels - 1, 0, 1, &cur, &ncur, &ccap);
+	for (uint32_t l = t.levels - 1; l > 0 && !r && ncur; l--) {
+		nnext = 0;
+		for (size_t i = 0; i < ncur && !r; i++) {
+			uint64_t a = cur[i] * PROTO_TREE_FANOUT, b = MIN(a + PROTO_TREE_FANOUT, t.n[l - 1]);
+			r = ask(s, &t, ino, (uint64_t)st.st_size, l - 1, a, (uint32_t)(b - a), &next, &nnext, &ncap);
+		}
+		uint64_t *x = cur; cur = next; next = x;
+		size_t c = ccap; ccap = ncap; ncap = c;
+		ncur = nnext;
+	}
+	if (!r && ncur) {
+		log_warn("replication to %s: verify: inode %llu differs in %zu chunks: repairing",
+			 s->c.name, (unsigned long long)ino, ncur);
+		if (!(r = begin_batch(s, seq, B_RESYNC, 0))) {
+			for (size_t i = 0; i < ncur && !r; i++)
+				r = send_chunk(s, src.f, ino, cur[i], (uint64_t)st.st_size);
+			if (!r)
+				r = end_batch(s, seq);
+		}
+	}
+	pthread_mutex_lock(&s->lock);
+	s->verify_files++;
+	s->verify_chunks += t.n[0];
+	s->verify_differ += r ? 0 : ncur;
+	pthread_mutex_unlock(&s->lock);
+	proto_tree_free(&t);
+out:
+	free(cur);
+	free(next);
+	vol_release(s->c.vol, src.f);
+	return r;
+}
+
+/* Every file; then a journal batch so that the replica is consistent again. */
+static int run_verify(struct sync_sender *s)
+{
+	uint64_t seq = journal_acked(s->c.journal, s->c.peer);
+	struct walk w;
+	int r;
+
+	set_state(s, "verify", NULL);
+	pthread_mutex_lock(&s->lock);
+	s->verify_files = s->verify_chunks = s->verify_differ = 0;
+	pthread_mutex_unlock(&s->lock);
+	if (!(r = walk_namespace(s, &w, 1)))
+		for (size_t i = 0; i < w.nfiles && !r; i++)
+			r = verify_file(s, w.files[i], seq);
+	walk_free(&w);
+	if (!r && !(r = begin_batch(s, seq, B_JOURNAL, 0)))
+		r = end_batch(s, seq);
+	if (r) {
+		atomic_store(&s->verify_asked, 1); /* cut off: again on the next connection */
+		return r;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->verify_runs++;
+	s->verify_last_wall = silt_wall_ns();
+	pthread_mutex_unlock(&s->lock);
+	if (!r)
+		log_info("replication to %s: verify done: %llu files, %llu chunks differed and were repaired",
+			 s->c.name, (unsigned long long)s->verify_files, (unsigned long long)s->verify_differ);
+	set_state(s, "live", NULL);
+	return r;
+}
+
+void sender_verify(struct sync_sender *s)
+{
+	atomic_store(&s->verify_asked, 1);
+}
+
 /* Ship batches as long as connected: cut when the oldest change is due. */
 static int run_live(struct sync_sender *s)
 {
@@ -551,6 +694,10 @@ static int run_live(struct sync_sender *s)
 	int r = 0;
 
 	set_state(s, "live", "");
+	pthread_mutex_lock(&s->lock);
+	if (!s->verify_last_wall)
+		s->verify_last_wall = silt_wall_ns(); /* the first period starts now */
+	pthread_mutex_unlock(&s->lock);
 	while (!atomic_load(&s->stop) && !r) {
 		if ((r = journal_maintain(j)) > 0)
 			return 0; /* fell back to a resync: back to the top */
@@ -570,6 +717,12 @@ static int run_live(struct sync_sender *s)
 			s->shipping_since_ns = 0;
 			pthread_mutex_unlock(&s->lock);
 			idle_ms = 0;
+			continue;
+		}
+		/* nothing to ship: a verify now, if asked for or due */
+		if (atomic_exchange(&s->verify_asked, 0) ||
+		    (s->c.verify_ms && silt_wall_ns() - s->verify_last_wall >= s->c.verify_ms * 1000000ull)) {
+			r = run_verify(s);
 			continue;
 		}
 		nap(s, 50);
@@ -600,7 +753,11 @@ static int exchange_state(struct sync_sender *s)
 		set_state(s, "refused", e);
 		return -EEXIST;
 	}
-	if (!m.state.origin[0] || m.state.applied < acked) {
+	/* behind our position is expected where a fold put the gap into the
+	 * dirty set; anything else is a replica that lost what it applied */
+	uint64_t floor = journal_fold_floor(j, s->c.peer);
+	int covered = m.state.applied < acked && floor != UINT64_MAX && m.state.applied >= floor;
+	if (!m.state.origin[0] || (m.state.applied < acked && !covered)) {
 		/* an empty replica, or one that lost batches it acknowledged */
 		if (journal_full(j, s->c.peer, NULL, NULL) == 0) {
 			log_warn("replication to %s: the peer has %s: full sync", s->c.name,
@@ -631,7 +788,8 @@ static void session(struct sync_sender *s, int fd)
 		/* a resync leaves the replica inconsistent until a journal batch:
 		 * send one (empty, if nothing changed) */
 		uint64_t acked = journal_acked(s->c.journal, s->c.peer);
-		if (!(r = begin_batch(s, acked, B_JOURNAL, 0)) && !(r = end_batch(s, acked)))
+		if (!(r = begin_batch(s, acked, B_JOURNAL, 0)) && !(r = end_batch(s, acked)) &&
+		    !(r = journal_fold_floor_clear(s->c.journal, s->c.peer)))
 			r = run_live(s);
 	}
 	if (r && !atomic_load(&s->stop)) {
@@ -756,13 +914,17 @@ void sender_status(struct sync_sender *s, FILE *o)
 	put_esc(o, s->c.address);
 	fprintf(o, " role=primary state=%s lag_ms=%llu lag_entries=%llu acked=%llu journal_entries=%llu "
 		"dirty=%llu full_sync=%d progress_done=%llu progress_total=%llu throughput=%.0f "
-		"sent_bytes=%llu data_bytes=%llu chunks=%llu batches=%llu last_ack=%llu folds=%llu error=",
+		"sent_bytes=%llu data_bytes=%llu chunks=%llu batches=%llu last_ack=%llu folds=%llu verify_runs=%llu "
+		"verify_files=%llu verify_chunks=%llu verify_differ=%llu verify_last=%llu error=",
 		s->state, (unsigned long long)lag_ms, (unsigned long long)(js.open_seq - 1 > acked ? js.entries : 0),
 		(unsigned long long)acked, (unsigned long long)js.entries, (unsigned long long)js.dirty, full,
 		(unsigned long long)s->full_done, (unsigned long long)s->full_total, s->rate,
 		(unsigned long long)s->sent_bytes, (unsigned long long)s->data_bytes,
 		(unsigned long long)s->chunks, (unsigned long long)s->batches,
-		(unsigned long long)(s->last_ack_wall / 1000000000ull), (unsigned long long)js.folds);
+		(unsigned long long)(s->last_ack_wall / 1000000000ull), (unsigned long long)js.folds,
+		(unsigned long long)s->verify_runs, (unsigned long long)s->verify_files,
+		(unsigned long long)s->verify_chunks, (unsigned long long)s->verify_differ,
+		(unsigned long long)(s->verify_last_wall / 1000000000ull));
 	put_esc(o, s->error[0] ? s->error : "-");
 	fputc('\n', o);
 	pthread_mutex_unlock(&s->lock);

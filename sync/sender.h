@@ -19,11 +19,14 @@ struct sender_conf {
 	char name[64], address[256];
 	uint8_t sk[32], peer_pk[32];
 	uint64_t max_lag_ms, interval_ms, bandwidth;
+	uint64_t verify_ms;        /* a verify this often (0: only when asked) */
 	uint64_t chunk_size;
 };
 
 int sender_start(const struct sender_conf *c, struct sync_sender **out);
 void sender_stop(struct sync_sender *s);
+/* Verify the peer as soon as the journal is shipped (siltctl sync verify). */
+void sender_verify(struct sync_sender *s);
 /* One "peer ..." record of `siltctl sync status`. */
 void sender_status(struct sync_sender *s, FILE *o);
 

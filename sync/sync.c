@@ -101,6 +101,7 @@ static int start_primary(struct silt_sync *s, struct silt_vol *v, const struct s
 		x->max_lag_ms = sc->max_lag_ms;
 		x->interval_ms = sc->interval_ms;
 		x->bandwidth = sc->bandwidth;
+		x->verify_ms = sc->verify_ms;
 		x->chunk_size = cfg->chunk_size;
 		jc.peers[jc.npeers++] = p->name;
 	}
@@ -180,6 +181,14 @@ int sync_ctl(void *arg, const char *req, FILE *o)
 {
 	struct silt_sync *s = arg;
 
+	if (!strcmp(req, "sync verify")) {
+		if (!s || !s->nsenders)
+			return -ENOTSUP; /* only a primary verifies its peers */
+		for (int i = 0; i < s->nsenders; i++)
+			sender_verify(s->senders[i]);
+		fprintf(o, "sync verify=requested peers=%d\n", s->nsenders);
+		return 0;
+	}
 	if (strcmp(req, "sync status"))
 		return -EINVAL;
 	if (!s) {

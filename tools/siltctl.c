@@ -2,7 +2,7 @@
  *
  *   siltctl [-m MOUNTPOINT | -s SOCKET] status [--json]
  *   siltctl [-m MOUNTPOINT | -s SOCKET] where [--json] FILE
- *   siltctl [-m MOUNTPOINT | -s SOCKET] sync status [--json]
+ *   siltctl [-m MOUNTPOINT | -s SOCKET] sync status|verify [--json]
  *   siltctl sync keygen
  *
  * It talks to the daemon's control socket (root only) and renders the
@@ -353,11 +353,12 @@ static int cmd_where(const char *sock, const char *file, int json)
 
 /* "sync status": one record per peer, shown as they come (JSON: numbers
  * where the value is one). */
-static int cmd_sync_status(const char *sock, int json)
+static int cmd_sync(const char *sock, const char *what, int json)
 {
 	struct rec recs[MAX_RECS];
-	char *reply;
-	int r = request(sock, "sync status", &reply), n;
+	char *reply, req[32];
+	snprintf(req, sizeof(req), "sync %s", what);
+	int r = request(sock, req, &reply), n;
 
 	if (r) {
 		fprintf(stderr, "siltctl: %s: %s\n", sock, strerror(-r));
@@ -373,7 +374,9 @@ static int cmd_sync_status(const char *sock, int json)
 	for (int i = 0, first = 1; i < n; i++) {
 		struct rec *rc = &recs[i];
 		if (!json) {
-			if (!strcmp(rc->kind, "sync"))
+			if (!strcmp(rc->kind, "sync") && get(rc, "verify")[0])
+				printf("verify %s for %s peer(s)\n", get(rc, "verify"), get(rc, "peers"));
+			else if (!strcmp(rc->kind, "sync"))
 				printf("role %s\n", get(rc, "role"));
 			else
 				printf("%-10s %-8s %-12s lag %6.1f s  acked %-8s journal %-8s dirty %-6s full %s/%s  %s B/s\n",
@@ -419,7 +422,7 @@ static void usage(FILE *o)
 {
 	fprintf(o, "usage: siltctl [-m MOUNTPOINT | -s SOCKET] status [--json]\n"
 		   "       siltctl [-m MOUNTPOINT | -s SOCKET] where [--json] FILE\n"
-		   "       siltctl [-m MOUNTPOINT | -s SOCKET] sync status [--json]\n"
+		   "       siltctl [-m MOUNTPOINT | -s SOCKET] sync status|verify [--json]\n"
 		   "       siltctl sync keygen\n");
 }
 
@@ -452,7 +455,7 @@ int main(int argc, char **argv)
 		return cmd_keygen();
 	if (!cmd || (strcmp(cmd, "status") && strcmp(cmd, "where") && strcmp(cmd, "sync")) ||
 	    (!strcmp(cmd, "where") && !file) || (!strcmp(cmd, "status") && file) ||
-	    (!strcmp(cmd, "sync") && (!file || strcmp(file, "status")))) {
+	    (!strcmp(cmd, "sync") && (!file || (strcmp(file, "status") && strcmp(file, "verify"))))) {
 		usage(stderr);
 		return 2;
 	}
@@ -478,6 +481,6 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "status"))
 		return cmd_status(sock, mnt[0] ? mnt : NULL, json);
 	if (!strcmp(cmd, "sync"))
-		return cmd_sync_status(sock, json);
+		return cmd_sync(sock, file, json);
 	return cmd_where(sock, file, json);
 }

@@ -21,7 +21,7 @@
  *   [tier X]    path, class, capacity, high_watermark, low_watermark,
  *               compression, write_promote
  *   [sync]      private_key, listen, state, max_lag, interval, bandwidth,
- *               journal_max (replication, sync/)
+ *               journal_max, verify_interval (replication, sync/)
  *   [peer X]    address, public_key
  */
 #include "utils/config.h"
@@ -269,6 +269,16 @@ static int sync_key(struct parse_state *st, struct silt_sync_conf *s, const char
 			return fail(st, st->line, "state = %s: must be an absolute path", value);
 		return text_key(st, s->state, sizeof(s->state) - 64, &s->state_line, key, value);
 	}
+	if (!strcmp(key, "verify_interval")) {
+		if (!strcasecmp(value, "off")) {
+			s->verify_ms = 0;
+		} else if (silt_parse_duration(value, &v) || v < 1000) {
+			return fail(st, st->line, "verify_interval = %s: must be a duration of at least 1s, or off", value);
+		} else {
+			s->verify_ms = v;
+		}
+		return 1;
+	}
 	if (!strcmp(key, "max_lag") || !strcmp(key, "interval")) {
 		if (silt_parse_duration(value, &v) || v < 10 || v > 24ull * 3600 * 1000)
 			return fail(st, st->line, "%s = %s: must be a duration from 10ms to 24h (e.g. 5s)", key, value);
@@ -292,7 +302,7 @@ static int sync_key(struct parse_state *st, struct silt_sync_conf *s, const char
 		return 1;
 	}
 	return fail(st, st->line, "unknown key '%s' in [sync] (expected private_key, listen, state, max_lag, "
-		    "interval, bandwidth, journal_max)", key);
+		    "interval, bandwidth, journal_max, verify_interval)", key);
 }
 
 static int peer_key(struct parse_state *st, struct silt_peer_conf *p, const char *key, const char *value)

@@ -64,6 +64,7 @@ struct silt_sync_conf {
 	uint64_t interval_ms;   /* otherwise cut a batch this often */
 	uint64_t bandwidth;     /* bytes per second on the wire, 0 = no cap */
 	uint64_t journal_max;   /* journal entries before a lagging peer falls back to resync */
+	uint64_t verify_ms;     /* verify peers this often, 0 = only on demand */
 	int npeers;
 	struct silt_peer_conf peers[SILT_MAX_PEERS];
 };

@@ -177,6 +177,32 @@ fusermount3 -uz "$R" 2>/dev/null || umount -l "$R"
 start_replica
 wait_same "replica killed and back: equal again" 60
 
+say "drift: flipped bytes, a missing chunk and a stale chunk on the replica's tier, found and repaired"
+ino=$(stat -c %i "$R/vms/disk.img")
+tf=$(silt_chunk_files "$SILT_TMP/r" "$ino" | head -n1)
+check "[ -f '$tf' ]" "the replica's tier file of disk.img"
+old50=$SILT_TMP/old50
+dd if="$tf" of="$old50" bs=64K skip=50 count=1 status=none
+dd if=/dev/urandom of="$P/vms/disk.img" bs=64K seek=50 count=1 conv=notrunc status=none
+wait_same "chunk 50 changed and shipped" 30
+silt_umount "$R" || silt_abort "replica does not unmount"
+printf '\x55\xaa\x55' | dd of="$tf" bs=1 seek=$((5 * 65536 + 1000)) conv=notrunc status=none
+fallocate -p -o $((9 * 65536)) -l 65536 "$tf"
+dd if="$old50" of="$tf" bs=64K seek=50 count=1 conv=notrunc status=none
+start_replica
+silt_drop_caches
+check "! same" "the injected divergence shows through the replica's mount"
+runs0=$(json_get "$(silt_ctl -m "$P" sync status --json)" '.peers[0].verify_runs')
+check_cmd "siltctl sync verify" silt_ctl -m "$P" sync verify
+silt_wait_for 30 '[ "$(json_get "$(silt_ctl -m "$P" sync status --json)" ".peers[0].verify_runs")" -gt "$runs0" ]' || true
+st=$(silt_ctl -m "$P" sync status --json)
+check_eq "$(json_get "$st" '.peers[0].verify_differ')" 3 "verify found the three damaged chunks"
+check "[ $(json_get "$st" '.peers[0].verify_chunks') -ge 96 ]" "verify looked at every chunk"
+wait_same "verify repaired them: equal again" 30
+check_cmd "siltctl sync verify (again)" silt_ctl -m "$P" sync verify
+silt_wait_for 30 '[ "$(json_get "$(silt_ctl -m "$P" sync status --json)" ".peers[0].verify_runs")" -gt $((runs0 + 1)) ]' || true
+check_eq "$(json_get "$(silt_ctl -m "$P" sync status --json)" '.peers[0].verify_differ')" 0 "a second verify finds nothing"
+
 silt_umount "$P"
 silt_umount "$R"
 silt_summary

@@ -117,6 +117,54 @@ static int decode_dent(uint64_t parent, uint64_t ino, uint32_t type, const char 
 	return r;
 }
 
+static int fake_read(void *ctx, uint64_t k, void *buf, uint32_t len)
+{
+	const uint8_t *data = ctx;
+	if (k == 77)
+		return -EIO; /* unreadable: its leaf matches nothing */
+	memcpy(buf, data + k * 4096, len);
+	return 0;
+}
+
+/* Trees of two copies that differ in one chunk differ along one path only;
+ * a short last chunk counts its own bytes. */
+static void test_tree(void **state)
+{
+	size_t size = 5000 * 4096 + 100;
+	uint8_t *a = calloc(1, size + 4096), *b = calloc(1, size + 4096), buf[4096];
+	struct proto_tree ta, tb;
+	for (size_t i = 0; i < size; i++)
+		a[i] = b[i] = (uint8_t)(i * 31 >> 7);
+	b[3000 * 4096 + 5] ^= 1;
+	assert_int_equal(proto_tree_build(&ta, size, 4096, fake_read, a, buf), 0);
+	assert_int_equal(proto_tree_build(&tb, size, 4096, fake_read, b, buf), 0);
+	assert_int_equal(ta.levels, 4); /* 5001 leaves, 79 nodes, 2, the root */
+	assert_int_equal(ta.n[0], 5001);
+	assert_int_equal(ta.n[ta.levels - 1], 1);
+	assert_true(ta.h[ta.levels - 1][0] != tb.h[tb.levels - 1][0]);
+	int differ = 0;
+	for (uint64_t i = 0; i < ta.n[1]; i++)
+		differ += ta.h[1][i] != tb.h[1][i];
+	assert_int_equal(differ, 1);
+	assert_true(ta.h[1][3000 / 64] != tb.h[1][3000 / 64]);
+	assert_int_equal(ta.h[0][77], UINT64_MAX);
+	proto_tree_free(&ta);
+	proto_tree_free(&tb);
+
+	struct proto_msg m = { .type = M_VERIFY }, o;
+	uint64_t h[3] = { 1, 2, 3 };
+	m.verify = (struct msg_verify){ .ino = 5, .size = 1 << 20, .level = 1, .first = 64, .count = 3,
+					.hashes = (const uint8_t *)h };
+	roundtrip(&m, &o);
+	assert_memory_equal(o.verify.hashes, h, sizeof(h));
+	uint8_t bits[1] = { 5 };
+	m = (struct proto_msg){ .type = M_VDIFF, .vdiff = { .ino = 5, .level = 1, .first = 64, .count = 3, .bits = bits } };
+	roundtrip(&m, &o);
+	assert_int_equal(o.vdiff.bits[0], 5);
+	free(a);
+	free(b);
+}
+
 /* What a hostile peer might send. */
 static void test_refused(void **state)
 {
@@ -372,6 +420,7 @@ int main(void)
 		cmocka_unit_test(test_messages),
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_chunk_checksum),
+		cmocka_unit_test(test_tree),
 		cmocka_unit_test(test_channel),
 		cmocka_unit_test(test_replay),
 		cmocka_unit_test(test_version),
