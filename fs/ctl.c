@@ -24,13 +24,14 @@
 
 struct silt_ctl {
 	struct silt_vol *v;
+	struct ctl_ext ext;
 	int lfd;
 	int stop[2];
 	pthread_t thread;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
-static void put_esc(FILE *o, const char *s)
+void ctl_put_value(FILE *o, const char *s)
 {
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
@@ -66,9 +67,9 @@ static void ctl_placement(struct silt_vol *v, FILE *o)
 static void ctl_status(struct silt_vol *v, FILE *o)
 {
 	fprintf(o, "volume name=");
-	put_esc(o, v->cfg.name);
+	ctl_put_value(o, v->cfg.name);
 	fprintf(o, " uuid=%s chunk_size=%u mountpoint=", v->uuid, v->layout.chunk_size);
-	put_esc(o, v->mountpoint[0] ? v->mountpoint : "-");
+	ctl_put_value(o, v->mountpoint[0] ? v->mountpoint : "-");
 	fprintf(o, " reads=%llu writes=%llu read_bytes=%llu write_bytes=%llu ns_ops=%llu\n",
 		(unsigned long long)atomic_load(&v->reads), (unsigned long long)atomic_load(&v->writes),
 		(unsigned long long)atomic_load(&v->read_bytes),
@@ -84,9 +85,9 @@ static void ctl_status(struct silt_vol *v, FILE *o)
 		struct tier_stats ts;
 		tier_get_stats(v->tiers[i], &ts);
 		fprintf(o, "tier name=");
-		put_esc(o, ts.name);
+		ctl_put_value(o, ts.name);
 		fprintf(o, " class=%s path=", silt_class_name(ts.cls));
-		put_esc(o, ts.path);
+		ctl_put_value(o, ts.path);
 		fprintf(o, " capacity=%llu used=%llu chunks=%llu high_watermark=%u low_watermark=%u compression=",
 			(unsigned long long)ts.capacity, (unsigned long long)ts.used,
 			(unsigned long long)ts.chunks, ts.high_wm, ts.low_wm);
@@ -95,15 +96,15 @@ static void ctl_status(struct silt_vol *v, FILE *o)
 		else
 			fprintf(o, "none");
 		fprintf(o, " state=%s reason=", ts.failed ? "failed" : "active");
-		put_esc(o, ts.failed ? ts.why : "-");
+		ctl_put_value(o, ts.failed ? ts.why : "-");
 		fputc('\n', o);
 	}
 	struct silt_log_where lw;
 	silt_log_where(&lw);
 	fprintf(o, "log destination=%s level=%s path=", silt_log_dest_name(lw.dest), silt_log_level_name(lw.level));
-	put_esc(o, lw.dest == SILT_LOG_TO_FILE ? lw.path : "-");
+	ctl_put_value(o, lw.dest == SILT_LOG_TO_FILE ? lw.path : "-");
 	fprintf(o, " ident=");
-	put_esc(o, lw.dest == SILT_LOG_TO_SYSLOG ? lw.ident : "-");
+	ctl_put_value(o, lw.dest == SILT_LOG_TO_SYSLOG ? lw.ident : "-");
 	fputc('\n', o);
 }
 
@@ -189,7 +190,7 @@ static int ctl_events(struct silt_vol *v, const char *arg, FILE *o)
 	for (long i = 0; i < got; i++) {
 		fprintf(o, "event seq=%llu time=%lld kind=%s text=", (unsigned long long)ev[i].seq,
 			(long long)(ev[i].time_ns / 1000000000), event_kind_name(ev[i].kind));
-		put_esc(o, ev[i].text);
+		ctl_put_value(o, ev[i].text);
 		fputc('\n', o);
 	}
 	free(ev);
@@ -234,7 +235,7 @@ static int ctl_heat(struct silt_vol *v, uint64_t ino, FILE *o)
 			hmax = MAX(hmax, he);
 		}
 		fprintf(o, "run first=%llu last=%llu tier=", (unsigned long long)k, (unsigned long long)end - 1);
-		put_esc(o, e ? tier_name(v->tier_by_id[cm_tier(e)]) : "-");
+		ctl_put_value(o, e ? tier_name(v->tier_by_id[cm_tier(e)]) : "-");
 		fprintf(o, " level=%d heat=%u hot=%d\n", lvl, hmax, hot);
 		k = end;
 	}
@@ -315,7 +316,7 @@ static int ctl_where(struct silt_vol *v, uint64_t ino, FILE *o)
 		struct tier_stats ts;
 		tier_get_stats(v->tiers[i], &ts);
 		fprintf(o, "tier name=");
-		put_esc(o, ts.name);
+		ctl_put_value(o, ts.name);
 		fprintf(o, " class=%s runs=%s chunks=%llu\n", silt_class_name(ts.cls), w->buf ? w->buf : "",
 			(unsigned long long)w->count);
 	}
@@ -327,6 +328,33 @@ out:
 	}
 	inode_put(v, in);
 	return r;
+}
+
+/* An error record: why (what was wrong with the request) when known. */
+static void put_error(FILE *o, int r, const char *why)
+{
+	fprintf(o, "error errno=%d message=", -r);
+	ctl_put_value(o, why && why[0] ? why : r == -EINVAL ? "unknown request or argument" : strerror(-r));
+	fputc('\n', o);
+}
+
+/* A request for the extension (ctl_ext), if its first word is one of its. */
+static int ext_request(const struct ctl_ext *x, const char *req, char **reply, size_t *len)
+{
+	size_t w = strcspn(req, " ");
+	for (int i = 0; i < 2; i++) {
+		if (!x->fn || !x->words[i] || strlen(x->words[i]) != w || strncmp(req, x->words[i], w))
+			continue;
+		FILE *o = open_memstream(reply, len);
+		if (!o)
+			return -ENOMEM;
+		int r = x->fn(x->arg, req, o);
+		if (r)
+			put_error(o, r, NULL);
+		fclose(o);
+		return 1;
+	}
+	return 0;
 }
 
 int vol_ctl(struct silt_vol *v, const char *req, char **reply, size_t *len)
@@ -356,11 +384,8 @@ int vol_ctl(struct silt_vol *v, const char *req, char **reply, size_t *len)
 		r = ctl_events(v, req[6] ? req + 7 : "", o);
 	else
 		r = -EINVAL;
-	if (r) {
-		fprintf(o, "error errno=%d message=", -r);
-		put_esc(o, why[0] ? why : r == -EINVAL ? "unknown request or argument" : strerror(-r));
-		fputc('\n', o);
-	}
+	if (r)
+		put_error(o, r, why);
 	fclose(o);
 	return 0;
 }
@@ -386,7 +411,8 @@ static void serve(struct silt_ctl *c, int fd)
 	log_debug("control socket: request '%s'", req);
 	char *reply = NULL;
 	size_t len = 0;
-	if (vol_ctl(c->v, req, &reply, &len) == 0) {
+	int handled = ext_request(&c->ext, req, &reply, &len);
+	if (handled == 1 || (handled == 0 && vol_ctl(c->v, req, &reply, &len) == 0)) {
 		for (size_t off = 0; off < len;) {
 			/* a client that went away must not kill the daemon */
 			ssize_t w = send(fd, reply + off, len - off, MSG_NOSIGNAL);
@@ -423,7 +449,7 @@ static void *ctl_thread(void *arg)
 	return NULL;
 }
 
-int ctl_start(struct silt_vol *v, const char *path, struct silt_ctl **out)
+int ctl_start(struct silt_vol *v, const char *path, const struct ctl_ext *ext, struct silt_ctl **out)
 {
 	struct silt_ctl *c = calloc(1, sizeof(*c));
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -437,6 +463,8 @@ int ctl_start(struct silt_vol *v, const char *path, struct silt_ctl **out)
 		return -ENAMETOOLONG;
 	}
 	c->v = v;
+	if (ext)
+		c->ext = *ext;
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	snprintf(dir, sizeof(dir), "%s", path);

@@ -73,8 +73,8 @@ static int dentry_get(struct silt_vol *v, uint64_t parent, const char *name, str
 	return 0;
 }
 
-static void dentry_put(struct silt_vol *v, struct meta_batch *b, uint64_t parent, const char *name,
-		       uint64_t ino, uint32_t mode)
+void ns_stage_dentry(struct silt_vol *v, struct meta_batch *b, uint64_t parent, const char *name,
+		     uint64_t ino, uint32_t mode)
 {
 	uint8_t k[8 + NAME_MAX_LEN + 1];
 	struct dent_val dv = { .ino = ino, .mode = mode };
@@ -265,7 +265,7 @@ static int make_node(struct silt_vol *v, uint64_t parent, const char *name, mode
 	if (S_ISLNK(mode))
 		in->rec.size = strlen(target);
 	inode_stage(v, b, in);
-	dentry_put(v, b, parent, name, in->ino, mode & S_IFMT);
+	ns_stage_dentry(v, b, parent, name, in->ino, mode & S_IFMT);
 	touch_dir(v, b, dir, S_ISDIR(mode) ? 1 : 0);
 	r = vol_commit_ns(v, b, 0, in->ino);
 	if (r) {
@@ -381,7 +381,7 @@ int vol_link(struct silt_vol *v, uint64_t ino, uint64_t newparent, const char *n
 	in->rec.ctime = silt_now_wall();
 	inode_stage(v, b, in);
 	pthread_mutex_unlock(&in->lock);
-	dentry_put(v, b, newparent, newname, ino, in->rec.mode & S_IFMT);
+	ns_stage_dentry(v, b, newparent, newname, ino, in->rec.mode & S_IFMT);
 	touch_dir(v, b, dir, 0);
 	r = vol_commit_ns(v, b, 0, ino);
 	meta_batch_free(b);
@@ -535,8 +535,8 @@ int vol_rename(struct silt_vol *v, uint64_t parent, const char *name, uint64_t n
 	}
 	int64_t now = silt_now_wall();
 	if (flags & RENAME_EXCHANGE) {
-		dentry_put(v, b, parent, name, dst->ino, dst->rec.mode & S_IFMT);
-		dentry_put(v, b, newparent, newname, src->ino, src->rec.mode & S_IFMT);
+		ns_stage_dentry(v, b, parent, name, dst->ino, dst->rec.mode & S_IFMT);
+		ns_stage_dentry(v, b, newparent, newname, src->ino, src->rec.mode & S_IFMT);
 		int delta = sdir - ddir; /* subdirectories moving from parent to newparent */
 		if (pd != npd && delta) {
 			touch_dir(v, b, pd, -delta);
@@ -552,7 +552,7 @@ int vol_rename(struct silt_vol *v, uint64_t parent, const char *name, uint64_t n
 		pthread_mutex_unlock(&dst->lock);
 	} else {
 		dentry_del(v, b, parent, name);
-		dentry_put(v, b, newparent, newname, src->ino, src->rec.mode & S_IFMT);
+		ns_stage_dentry(v, b, newparent, newname, src->ino, src->rec.mode & S_IFMT);
 		if (dst)
 			stage_drop_link(v, b, dst);
 		/* parent link counts: a moved directory leaves pd for npd; a
@@ -698,6 +698,13 @@ int vol_statfs(struct silt_vol *v, struct statvfs *sv)
 static size_t xkey(uint8_t *k, uint64_t ino, const char *name)
 {
 	return dkey(k, ino, name);
+}
+
+void ns_stage_xattr(struct silt_vol *v, struct meta_batch *b, uint64_t ino, const char *name,
+		    const void *val, size_t len)
+{
+	uint8_t k[8 + NAME_MAX_LEN + 1];
+	meta_put(b, v->meta, CF_XATTRS, k, xkey(k, ino, name), val, len);
 }
 
 int vol_setxattr(struct silt_vol *v, uint64_t ino, const char *name, const void *val,

@@ -123,6 +123,47 @@ int vol_fsync(struct silt_vol *v, struct silt_file *f, int datasync);
 int vol_fallocate(struct silt_vol *v, struct silt_file *f, int mode, off_t off, off_t len);
 off_t vol_lseek(struct silt_vol *v, struct silt_file *f, off_t off, int whence);
 
+/* For the replication journal (sync/journal.h), which records every change
+ * through the commit point and keeps its records in the volume's own store
+ * (CF_JOURNAL): subscribe before the volume takes user I/O. */
+struct silt_meta;
+struct silt_commit;
+struct silt_meta *vol_meta(struct silt_vol *v);
+struct silt_commit *vol_commit_point(struct silt_vol *v);
+
+/* Replicas (sync/receiver.c): a volume that another volume ships to keeps
+ * that volume's inode numbers, so that a change can name its inode. */
+struct vol_rxattr {
+	const char *name;
+	const void *value;
+	uint32_t len;
+};
+struct vol_rnode {
+	uint64_t ino;
+	uint32_t mode, uid, gid, nlink, rdev;
+	uint64_t size;
+	int64_t atime, mtime, ctime; /* ns since the epoch */
+	const char *symlink;         /* target of a symlink, else "" */
+	uint32_t nxattr;
+	const struct vol_rxattr *xattr;
+};
+struct vol_rdent {
+	uint64_t parent, ino;
+	uint32_t type;               /* S_IFMT bits */
+	const char *name;
+};
+/* Make the whole namespace of v what nodes and dents say, in one commit:
+ * inodes not among nodes go (freed once nothing holds them), the others
+ * take the given attributes (a smaller size truncates), new ones are made
+ * with the given numbers; directory entries and xattrs are replaced whole.
+ * Refused with -EINVAL (nothing changed) unless it is a tree: the root
+ * among the nodes, every entry naming known inodes under a directory, no
+ * directory under two names. */
+int vol_replica_namespace(struct silt_vol *v, const struct vol_rnode *nodes, size_t nn,
+			  const struct vol_rdent *dents, size_t nd);
+/* One inode's attributes and size; -ENOENT if it is not there. */
+int vol_replica_attr(struct silt_vol *v, const struct vol_rnode *n);
+
 /* Operator queries (control socket): text lines of key=value records. */
 int vol_ctl(struct silt_vol *v, const char *request, char **reply, size_t *replylen);
 

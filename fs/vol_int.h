@@ -128,6 +128,12 @@ void meta_dir_of(const struct silt_config *cfg, const char *uuid, char *out, siz
 int check_facts(const struct silt_config *cfg, const char *uuid, const char *mdir,
 		int ids[SILT_MAX_TIERS], char *err, size_t errlen);
 
+/* ns.c: records of a directory entry and an xattr, for replica.c */
+void ns_stage_dentry(struct silt_vol *v, struct meta_batch *b, uint64_t parent, const char *name,
+		     uint64_t ino, uint32_t mode);
+void ns_stage_xattr(struct silt_vol *v, struct meta_batch *b, uint64_t ino, const char *name,
+		    const void *val, size_t len);
+
 /* rw.c: the synchronous data path */
 struct silt_ioctx *vol_ioctx(struct silt_vol *v);
 /* Operator-visible counters, and where the access recorder hooks in. */

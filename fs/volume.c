@@ -32,6 +32,8 @@ int64_t silt_now_wall(void)
 }
 
 const char *vol_uuid(const struct silt_vol *v) { return v->uuid; }
+struct silt_meta *vol_meta(struct silt_vol *v) { return v->meta; }
+struct silt_commit *vol_commit_point(struct silt_vol *v) { return v->commit; }
 
 void vol_set_mountpoint(struct silt_vol *v, const char *mnt)
 {

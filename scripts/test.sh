@@ -21,6 +21,8 @@ echo "== clang, warnings as errors"
 	CC=clang meson setup build-clang --buildtype=debugoptimized -Dwerror=true >/dev/null
 meson compile -C build-clang
 meson test -C build-clang --suite unit --print-errorlogs
+echo "== fuzzing the replication decoder (bounded)"
+meson test -C build-clang --suite fuzz --print-errorlogs
 
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer"
 [ -f build-asan/build.ninja ] ||

@@ -7,7 +7,7 @@
 
 #include <stdio.h>
 
-#define REC_MAX_KV 24
+#define REC_MAX_KV 32
 
 struct rec {
 	char kind[16];

@@ -12,6 +12,7 @@
  * handler); the handlers share the context below, which finds the volume
  * and reports errors, as JSON when --json is given. Exit status: 0, 1 for
  * an error, 2 for a usage error. */
+#include "sync/chan.h"
 #include "tools/client.h"
 #include "tools/render.h"
 #include "utils/config.h"
@@ -527,6 +528,86 @@ static int cmd_events(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
+/* ---- sync (replication, sync/) ----------------------------------------- */
+
+/* Every field of every record of kind, as a JSON list of objects (the
+ * peers' fields differ by role: a number where the value is one). */
+static void json_all_fields(FILE *o, const struct rec *recs, int n, const char *kind)
+{
+	int first = 1;
+
+	fprintf(o, "[");
+	for (int i = 0; i < n; i++) {
+		const struct rec *rc = &recs[i];
+		if (strcmp(rc->kind, kind))
+			continue;
+		fprintf(o, "%s{", first ? "" : ", ");
+		first = 0;
+		for (int k = 0; k < rc->n; k++) {
+			const char *v = rc->val[k];
+			fprintf(o, "%s\"%s\": ", k ? ", " : "", rc->key[k]);
+			if (v[0] && strspn(v, "0123456789") == strlen(v))
+				fprintf(o, "%s", v);
+			else
+				json_str(o, v);
+		}
+		fprintf(o, "}");
+	}
+	fprintf(o, "]");
+}
+
+static void show_peer(const struct rec *rc)
+{
+	printf("%-10s %-8s %-12s lag %6.1f s  acked %-8s journal %-8s dirty %-6s full %s/%s  %s B/s\n",
+	       rec_get(rc, "name"), rec_get(rc, "role"), rec_get(rc, "state"),
+	       (double)rec_u64(rc, "lag_ms") / 1000.0,
+	       rec_get(rc, "acked")[0] ? rec_get(rc, "acked") : rec_get(rc, "applied"),
+	       rec_get(rc, "journal_entries"), rec_get(rc, "dirty"), rec_get(rc, "progress_done"),
+	       rec_get(rc, "progress_total"), rec_get(rc, "throughput"));
+}
+
+static int cmd_keygen(struct ctx *c)
+{
+	char priv[CHAN_KEY_B64], pub[CHAN_KEY_B64];
+
+	if (chan_keygen(priv, pub))
+		return fail(c, EIO, "cannot make a key pair (libsodium)");
+	if (c->json)
+		printf("{\"private_key\": \"%s\", \"public_key\": \"%s\"}\n", priv, pub);
+	else
+		printf("private_key = %s\npublic_key = %s\n", priv, pub);
+	return 0;
+}
+
+static int cmd_sync(struct ctx *c, int argc, char **argv)
+{
+	char req[32];
+
+	if (!strcmp(argv[0], "keygen"))
+		return cmd_keygen(c);
+	if (strcmp(argv[0], "status") && strcmp(argv[0], "verify"))
+		return usage_error(c, "sync: '%s': status, verify or keygen", argv[0]);
+	snprintf(req, sizeof(req), "sync %s", argv[0]);
+	if (find_volume(c, NULL) || query(c, req))
+		return 1;
+	if (c->json) {
+		printf("{\"peers\": ");
+		json_all_fields(stdout, c->recs, c->nrecs, "peer");
+		printf("}\n");
+		return 0;
+	}
+	for (int i = 0; i < c->nrecs; i++) {
+		const struct rec *rc = &c->recs[i];
+		if (!strcmp(rc->kind, "sync") && rec_get(rc, "verify")[0])
+			printf("verify %s for %s peer(s)\n", rec_get(rc, "verify"), rec_get(rc, "peers"));
+		else if (!strcmp(rc->kind, "sync"))
+			printf("role %s\n", rec_get(rc, "role"));
+		else if (!strcmp(rc->kind, "peer"))
+			show_peer(rc);
+	}
+	return 0;
+}
+
 /* ---- log --------------------------------------------------------------- */
 
 /* The last n lines of path (and of path.1 when path has fewer): log lines
@@ -767,6 +848,14 @@ static const struct command commands[] = {
 	  "syslog is shown through journalctl; one in the foreground logs to its\n"
 	  "standard error.",
 	  0, 4, cmd_log },
+	{ "sync", "status|verify|keygen [--json]", "replication: the peers' state, a verify, a key pair",
+	  "status shows each replication peer: its role, state (connecting,\n"
+	  "full-sync, streaming, refused, ...), lag, the last batch acknowledged or\n"
+	  "applied, the journal's entries, the dirty set and the full sync's\n"
+	  "progress. verify compares the chunk checksum trees of both sides now and\n"
+	  "ships what differs. keygen prints a new key pair for [sync] private_key\n"
+	  "and a peer's public_key (no volume needed).",
+	  1, 1, cmd_sync },
 	{ "help", "[COMMAND]", "this list, or what COMMAND does",
 	  "Without COMMAND, lists the commands and options; with it, its usage and\n"
 	  "what it does (the same as siltctl COMMAND --help).",

@@ -18,6 +18,7 @@
 #include "fs/fuse/fuse_ops.h"
 #include "fs/vol.h"
 #include "tools/utab.h"
+#include "sync/sync.h"
 #include "utils/config.h"
 #include "utils/log.h"
 #include "utils/util.h"
@@ -38,7 +39,7 @@
 
 struct opts {
 	const char *config, *mountpoint;
-	int foreground, debug;
+	int foreground, debug, readonly;
 	unsigned threads;
 	char ctl[108];
 	char log_file[4096];   /* -o log_file=: overrides the config's ("" = no) */
@@ -145,6 +146,12 @@ static int parse_o(struct opts *o, const char *list)
 		} else if (!strncmp(opt, "log_level=", 10)) {
 			if ((o->log_level = silt_log_level_parse(opt + 10)) < 0) {
 				fprintf(stderr, "siltfs: -o %s: must be error, warning, info or debug\n", opt);
+				free(dup);
+				return -1;
+			}
+		} else if (!strcmp(opt, "ro")) {
+			o->readonly = 1; /* a replica must be mounted so; libfuse gets it too */
+			if (add_fuse_opt(o, opt)) {
 				free(dup);
 				return -1;
 			}
@@ -471,12 +478,30 @@ int main(int argc, char **argv)
 		return leave(se, &args, 1);
 	}
 	vol_set_mountpoint(fs.vol, mnt);
+	/* replication hooks into the commit point before the volume takes
+	 * user I/O, and the control socket answers for it */
+	struct silt_sync *sync = NULL;
+	if ((r = sync_start(fs.vol, &cfg, &sync, err, sizeof(err)))) {
+		say(SILT_LOG_ERR, "%s", err);
+		vol_close(fs.vol);
+		return leave(se, &args, 1);
+	}
+	if (sync_is_replica(sync) && !o.readonly) {
+		say(SILT_LOG_ERR, "volume %s is a replica ([sync] listen): mount it read-only (-o ro)", cfg.name);
+		sync_stop(sync);
+		vol_close(fs.vol);
+		sync_free(sync);
+		return leave(se, &args, 1);
+	}
+	struct ctl_ext ext = { .words = { "sync" }, .fn = sync_ctl, .arg = sync };
 	if (created)
 		say_created(&cfg, fs.vol);
-	if ((r = ctl_start(fs.vol, o.ctl, &ctl))) {
+	if ((r = ctl_start(fs.vol, o.ctl, &ext, &ctl))) {
 		say(SILT_LOG_ERR, "control socket %s: %s", o.ctl,
 		    r == -EADDRINUSE ? "another siltfs is serving it (already mounted?)" : strerror(-r));
+		sync_stop(sync);
 		vol_close(fs.vol);
+		sync_free(sync);
 		return leave(se, &args, 1);
 	}
 	/* libfuse only takes over signals left at their default; a daemon
@@ -488,7 +513,9 @@ int main(int argc, char **argv)
 	if (fuse_set_signal_handlers(se) || fuse_session_mount(se, mnt)) {
 		say(SILT_LOG_ERR, "cannot mount on %s (see the message above)", mnt);
 		ctl_stop(ctl);
+		sync_stop(sync);
 		vol_close(fs.vol);
+		sync_free(sync);
 		return leave(se, &args, 1);
 	}
 	/* siltctl finds a volume by its mountpoint: point the default name at
@@ -518,7 +545,9 @@ int main(int argc, char **argv)
 	if (ctl_link)
 		unlink(ctl_default);
 	ctl_stop(ctl);
+	sync_stop(sync);
 	vol_close(fs.vol);
+	sync_free(sync); /* after the volume: its last commits reach the journal */
 	log_info("volume %s closed: its tier files and metadata are released", cfg.name);
 	return leave(se, &args, r < 0 ? 1 : 0);
 }

@@ -21,6 +21,9 @@
  *   [placement] policy, migration, epoch, rate, busy_rate, half_life
  *   [tier X]    path, class, capacity, high_watermark, low_watermark,
  *               compression, write_promote
+ *   [sync]      private_key, listen, state, max_lag, interval, bandwidth,
+ *               journal_max, verify_interval (replication, sync/)
+ *   [peer X]    address, public_key
  */
 #include "utils/config.h"
 #include "utils/log.h"
@@ -48,6 +51,7 @@ struct parse_state {
 	int failed;
 	char cur_section[128];
 	struct silt_tier_conf *cur_tier;
+	struct silt_peer_conf *cur_peer;
 	struct { char key[24]; int line; } keys[MAX_KEYS]; /* set so far in this section */
 	int nkeys;
 	int seen_volume, seen_ram, seen_placement;
@@ -220,6 +224,98 @@ static int placement_key(struct parse_state *st, struct silt_placement_conf *p, 
 	return 1;
 }
 
+static int enter_peer(struct parse_state *st, const char *section)
+{
+	struct silt_sync_conf *sc = &st->cfg->sync;
+	const char *name = section + 5;
+
+	while (*name == ' ' || *name == '\t')
+		name++;
+	if (!valid_name(name))
+		return fail(st, st->line, "[%s]: peer name must be 1-63 characters of [A-Za-z0-9._-]", section);
+	for (int i = 0; i < sc->npeers; i++)
+		if (!strcmp(sc->peers[i].name, name))
+			return fail(st, st->line, "peer '%s' is defined twice (first at line %d)", name,
+				    sc->peers[i].line);
+	if (sc->npeers == SILT_MAX_PEERS)
+		return fail(st, st->line, "too many peers (at most %d)", SILT_MAX_PEERS);
+	st->cur_peer = &sc->peers[sc->npeers++];
+	memset(st->cur_peer, 0, sizeof(*st->cur_peer));
+	snprintf(st->cur_peer->name, sizeof(st->cur_peer->name), "%.*s", SILT_NAME_MAX - 1, name);
+	st->cur_peer->line = st->line;
+	return 1;
+}
+
+/* Copy a text value that must fit; *line records where it was given. */
+static int text_key(struct parse_state *st, char *dst, size_t len, int *line, const char *key,
+		    const char *value)
+{
+	if (strlen(value) >= len || !value[0])
+		return fail(st, st->line, "%s = %s: must be 1 to %zu characters", key, value, len - 1);
+	snprintf(dst, len, "%s", value);
+	if (line)
+		*line = st->line;
+	return 1;
+}
+
+static int sync_key(struct parse_state *st, struct silt_sync_conf *s, const char *key, const char *value)
+{
+	uint64_t v;
+
+	if (!strcmp(key, "private_key"))
+		return text_key(st, s->private_key, sizeof(s->private_key), &s->key_line, key, value);
+	if (!strcmp(key, "listen"))
+		return text_key(st, s->listen, sizeof(s->listen), &s->listen_line, key, value);
+	if (!strcmp(key, "state")) {
+		if (value[0] != '/')
+			return fail(st, st->line, "state = %s: must be an absolute path", value);
+		return text_key(st, s->state, sizeof(s->state) - 64, &s->state_line, key, value);
+	}
+	if (!strcmp(key, "verify_interval")) {
+		if (!strcasecmp(value, "off")) {
+			s->verify_ms = 0;
+		} else if (silt_parse_duration(value, &v) || v < 1000) {
+			return fail(st, st->line, "verify_interval = %s: must be a duration of at least 1s, or off", value);
+		} else {
+			s->verify_ms = v;
+		}
+		return 1;
+	}
+	if (!strcmp(key, "max_lag") || !strcmp(key, "interval")) {
+		if (silt_parse_duration(value, &v) || v < 10 || v > 24ull * 3600 * 1000)
+			return fail(st, st->line, "%s = %s: must be a duration from 10ms to 24h (e.g. 5s)", key, value);
+		*(key[0] == 'm' ? &s->max_lag_ms : &s->interval_ms) = v;
+		return 1;
+	}
+	if (!strcmp(key, "bandwidth")) {
+		char *end;
+		double mb = strtod(value, &end);
+		if (end == value || (*end && strcasecmp(end, "MB/s")) || mb < 0 || mb > 1e6)
+			return fail(st, st->line, "bandwidth = %s: must be MB/s (e.g. 100), 0 for no cap", value);
+		s->bandwidth = (uint64_t)(mb * 1e6);
+		return 1;
+	}
+	if (!strcmp(key, "journal_max")) {
+		char *end;
+		unsigned long long n = strtoull(value, &end, 10);
+		if (end == value || *end || n < 16 || n > (1ull << 32))
+			return fail(st, st->line, "journal_max = %s: must be a number of entries, 16 to 2^32", value);
+		s->journal_max = n;
+		return 1;
+	}
+	return fail(st, st->line, "unknown key '%s' in [sync] (expected private_key, listen, state, max_lag, "
+		    "interval, bandwidth, journal_max, verify_interval)", key);
+}
+
+static int peer_key(struct parse_state *st, struct silt_peer_conf *p, const char *key, const char *value)
+{
+	if (!strcmp(key, "address"))
+		return text_key(st, p->address, sizeof(p->address), &p->address_line, key, value);
+	if (!strcmp(key, "public_key"))
+		return text_key(st, p->public_key, sizeof(p->public_key), &p->key_line, key, value);
+	return fail(st, st->line, "unknown key '%s' in [peer %s] (expected address, public_key)", key, p->name);
+}
+
 /* A new section header: decide what it is before any of its keys arrive. */
 static int enter_section(struct parse_state *st, const char *section)
 {
@@ -227,6 +323,7 @@ static int enter_section(struct parse_state *st, const char *section)
 
 	snprintf(st->cur_section, sizeof(st->cur_section), "%s", section);
 	st->cur_tier = NULL;
+	st->cur_peer = NULL;
 	st->nkeys = 0;
 	if (!strcmp(section, "volume")) {
 		if (st->seen_volume++)
@@ -244,6 +341,16 @@ static int enter_section(struct parse_state *st, const char *section)
 			return fail(st, st->line, "[placement] appears twice");
 		return 1;
 	}
+	if (!strcmp(section, "sync")) {
+		if (cfg->sync.present++)
+			return fail(st, st->line, "[sync] appears twice");
+		cfg->sync.line = st->line;
+		return 1;
+	}
+	if (!strncmp(section, "peer", 4) && (section[4] == ' ' || section[4] == '\t'))
+		return enter_peer(st, section);
+	if (!strcmp(section, "peer"))
+		return fail(st, st->line, "[peer] needs a name: [peer NAME]");
 	if (!strncmp(section, "tier", 4) && (section[4] == ' ' || section[4] == '\t')) {
 		const char *name = section + 5;
 		while (*name == ' ' || *name == '\t')
@@ -270,7 +377,8 @@ static int enter_section(struct parse_state *st, const char *section)
 	}
 	if (!strcmp(section, "tier"))
 		return fail(st, st->line, "[tier] needs a name: [tier NAME]");
-	return fail(st, st->line, "unknown section [%s] (expected [volume], [ram], [placement] or [tier NAME])", section);
+	return fail(st, st->line, "unknown section [%s] (expected [volume], [ram], [placement], [tier NAME], "
+		    "[sync] or [peer NAME])", section);
 }
 
 static int handle_key(struct parse_state *st, const char *section, const char *key,
@@ -350,6 +458,10 @@ static int handle_key(struct parse_state *st, const char *section, const char *k
 
 	if (!strcmp(section, "placement"))
 		return placement_key(st, &cfg->placement, key, value, line);
+	if (!strcmp(section, "sync"))
+		return sync_key(st, &cfg->sync, key, value);
+	if (st->cur_peer)
+		return peer_key(st, st->cur_peer, key, value);
 
 	struct silt_tier_conf *t = st->cur_tier;
 	if (!t) /* cannot happen: every other section was refused at its header */
@@ -429,6 +541,14 @@ void silt_placement_defaults(struct silt_placement_conf *p)
 	p->half_life_s = 60;
 }
 
+void silt_sync_defaults(struct silt_sync_conf *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->max_lag_ms = 5000;
+	s->interval_ms = 1000;
+	s->journal_max = 1u << 20;
+}
+
 /* The checks that need the whole file; each names the line it is about. */
 static int check_tier(const struct silt_config *cfg, int i, char *err, size_t errlen)
 {
@@ -501,6 +621,17 @@ static int check_whole(const struct parse_state *st, char *err, size_t errlen)
 	for (int i = 0; i < cfg->ntiers; i++)
 		if ((r = check_tier(cfg, i, err, errlen)))
 			return r;
+	for (int i = 0; i < cfg->sync.npeers; i++)
+		if (!cfg->sync.peers[i].public_key[0]) {
+			snprintf(err, errlen, "%s:%d: [peer %s] has no public_key", path, cfg->sync.peers[i].line,
+				 cfg->sync.peers[i].name);
+			return -EINVAL;
+		}
+	if (cfg->sync.npeers && !cfg->sync.present) {
+		snprintf(err, errlen, "%s:%d: [peer %s] without a [sync] section (which holds this host's private_key)",
+			 path, cfg->sync.peers[0].line, cfg->sync.peers[0].name);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -516,6 +647,7 @@ int silt_config_load(const char *path, struct silt_config *cfg, char *err, size_
 	silt_placement_defaults(&cfg->placement);
 	cfg->log_level = SILT_LOG_INFO;
 	cfg->log_max_size = SILT_LOG_MAX_SIZE;
+	silt_sync_defaults(&cfg->sync);
 	err[0] = '\0';
 
 	st.fp = fopen(path, "r");

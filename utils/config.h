@@ -40,6 +40,35 @@ struct silt_placement_conf {
 	uint32_t half_life_s;   /* heat halves every this many seconds */
 };
 
+/* [sync] and [peer NAME]: replication (sync/). Keys and addresses are kept
+ * as text with their line and checked by sync/ when it starts, so that its
+ * errors still name the line. */
+#define SILT_MAX_PEERS 8
+struct silt_peer_conf {
+	char name[SILT_NAME_MAX];
+	char address[256];      /* host:port to ship to; "" = a peer that ships to us */
+	char public_key[64];    /* base64 X25519 public key (44 characters) */
+	int line, address_line, key_line;
+};
+
+struct silt_sync_conf {
+	int present;            /* the config has a [sync] section */
+	int line;
+	char private_key[64];   /* base64 X25519 secret key of this host */
+	int key_line;
+	char listen[256];       /* host:port: this volume receives (a replica) */
+	int listen_line;
+	char state[4096];       /* receiver state (spool, last applied batch) */
+	int state_line;
+	uint64_t max_lag_ms;    /* ship at once when the oldest unshipped change is this old */
+	uint64_t interval_ms;   /* otherwise cut a batch this often */
+	uint64_t bandwidth;     /* bytes per second on the wire, 0 = no cap */
+	uint64_t journal_max;   /* journal entries before a lagging peer falls back to resync */
+	uint64_t verify_ms;     /* verify peers this often, 0 = only on demand */
+	int npeers;
+	struct silt_peer_conf peers[SILT_MAX_PEERS];
+};
+
 struct silt_config {
 	char file[4096];
 	char name[SILT_NAME_MAX];
@@ -51,6 +80,7 @@ struct silt_config {
 	char log_file[4096];    /* "" = auto: syslog if present, else /var/log/siltfs/<name>.log */
 	int log_level;          /* enum silt_log_level (utils/log.h), default info */
 	uint64_t log_max_size;  /* rotate the log file above this; 0 = never */
+	struct silt_sync_conf sync;
 	int ntiers;
 	struct silt_tier_conf tiers[SILT_MAX_TIERS];
 };
@@ -62,5 +92,6 @@ int silt_config_load(const char *path, struct silt_config *cfg, char *err, size_
 const char *silt_class_name(enum silt_tier_class c);
 /* What [placement] holds when the config says nothing. */
 void silt_placement_defaults(struct silt_placement_conf *p);
+void silt_sync_defaults(struct silt_sync_conf *s);
 
 #endif

@@ -1,7 +1,9 @@
 /* The commit point (see commit.h).
  *
- * Subscribers are a fixed array written before any I/O and only read
- * afterwards, so the hot path takes no lock. The read-only latch is one
+ * Subscribers are a fixed array, only appended to, so the hot path takes
+ * no lock. The count is published with release order after the entry is
+ * written: a subscriber that registers while background threads (the
+ * migration engine) already commit is seen whole or not yet at all. The read-only latch is one
  * atomic: once set it stays set until the volume is mounted again, because
  * after a failed write RocksDB itself refuses further writes (its
  * background error) and retrying would only repeat the failure. */
@@ -16,7 +18,7 @@
 struct silt_commit {
 	struct silt_meta *meta;
 	struct commit_sub subs[COMMIT_MAX_SUBS];
-	unsigned nsubs;
+	_Atomic unsigned nsubs;
 	_Atomic int failed; /* 0, or the errno of the first failed write */
 };
 
@@ -38,9 +40,12 @@ void commit_close(struct silt_commit *c)
 
 int commit_subscribe(struct silt_commit *c, const struct commit_sub *s)
 {
-	if (c->nsubs == COMMIT_MAX_SUBS)
+	unsigned n = atomic_load_explicit(&c->nsubs, memory_order_relaxed);
+
+	if (n == COMMIT_MAX_SUBS)
 		return -ENOSPC;
-	c->subs[c->nsubs++] = *s;
+	c->subs[n] = *s;
+	atomic_store_explicit(&c->nsubs, n + 1, memory_order_release);
 	return 0;
 }
 
@@ -65,15 +70,17 @@ int commit_apply(struct silt_commit *c, struct meta_batch *b, int sync,
 {
 	int r;
 
+	unsigned nsubs = atomic_load_explicit(&c->nsubs, memory_order_acquire);
+
 	if (atomic_load(&c->failed))
 		return -EROFS;
-	for (unsigned i = 0; i < c->nsubs; i++)
+	for (unsigned i = 0; i < nsubs; i++)
 		if (c->subs[i].stage)
 			c->subs[i].stage(c->subs[i].arg, ch, n, b);
 	r = meta_commit(c->meta, b, sync);
 	if (r && r != -ENOSPC) /* ENOSPC: refused before the store saw it */
 		r = note_failure(c, r, "a write");
-	for (unsigned i = 0; i < c->nsubs; i++)
+	for (unsigned i = 0; i < nsubs; i++) /* the same ones: done() pairs with stage() */
 		if (c->subs[i].done)
 			c->subs[i].done(c->subs[i].arg, ch, n, r);
 	return r;
@@ -81,7 +88,9 @@ int commit_apply(struct silt_commit *c, struct meta_batch *b, int sync,
 
 void commit_note(struct silt_commit *c, const struct change *ch)
 {
-	for (unsigned i = 0; i < c->nsubs; i++)
+	unsigned nsubs = atomic_load_explicit(&c->nsubs, memory_order_acquire);
+
+	for (unsigned i = 0; i < nsubs; i++)
 		if (c->subs[i].note)
 			c->subs[i].note(c->subs[i].arg, ch);
 }

@@ -50,7 +50,8 @@ struct silt_commit;
 
 int commit_open(struct silt_meta *m, struct silt_commit **out);
 void commit_close(struct silt_commit *c);
-/* Before the volume takes I/O; at most COMMIT_MAX_SUBS. */
+/* Before the volume takes user I/O (the engine's own background commits
+ * may already run); at most COMMIT_MAX_SUBS. */
 #define COMMIT_MAX_SUBS 4
 int commit_subscribe(struct silt_commit *c, const struct commit_sub *s);
 

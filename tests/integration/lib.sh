@@ -69,6 +69,8 @@ SILT_CGROUPS=()     # memory cgroups made through silt_memcg_make, "DIR:kill" or
 SILT_AT_EXIT=()     # commands silt_at_exit registered
 SILT_INSTALLED=()   # files silt_install_system put into the system
 SILT_INSTALL_DIRS=() # folders it created for them
+SILT_NETNS=()       # every network namespace made through silt_netns_pair (removed with their veths)
+SILT_IN_NS=""       # silt_mount_fg runs the daemon in this network namespace when set
 SILT_LAST_ERR=""    # stderr file of the last silt_mount / silt_mount_fg
 SILT_FG_PID=""      # pid of the last silt_mount_fg daemon
 
@@ -378,9 +380,9 @@ silt_mount_fg() {
 	# A script's background jobs start with SIGINT/SIGQUIT ignored, and
 	# libfuse then keeps them ignored: env restores the default dispositions.
 	if [ -n "$opts" ]; then
-		env --default-signal=INT,QUIT "$SILTFS" "$conf" "$mnt" -f -o "$opts" </dev/null >/dev/null 2>"$SILT_LAST_ERR" &
+		${SILT_IN_NS:+nsenter --net=/run/netns/$SILT_IN_NS} env --default-signal=INT,QUIT "$SILTFS" "$conf" "$mnt" -f -o "$opts" </dev/null >/dev/null 2>"$SILT_LAST_ERR" &
 	else
-		env --default-signal=INT,QUIT "$SILTFS" "$conf" "$mnt" -f </dev/null >/dev/null 2>"$SILT_LAST_ERR" &
+		${SILT_IN_NS:+nsenter --net=/run/netns/$SILT_IN_NS} env --default-signal=INT,QUIT "$SILTFS" "$conf" "$mnt" -f </dev/null >/dev/null 2>"$SILT_LAST_ERR" &
 	fi
 	SILT_FG_PID=$!
 	SILT_PIDS+=("$SILT_FG_PID")
@@ -404,6 +406,24 @@ silt_forget_pid() {
 		keep+=("$p")
 	done
 	SILT_PIDS=("${keep[@]}")
+}
+
+# silt_netns_pair NS1 NS2 ADDR1 ADDR2: two network namespaces (hosts in
+# miniature) joined by a veth pair named v-NS1/v-NS2, with ADDR1/ADDR2
+# (CIDR) on them; removed at exit, also on failure. Daemons started with
+# SILT_IN_NS=NS run in NS's network only (nsenter --net: mounts stay
+# visible, unlike ip netns exec).
+silt_netns_pair() {
+	local a=$1 b=$2
+	ip netns add "$a" && SILT_NETNS+=("$a")
+	ip netns add "$b" && SILT_NETNS+=("$b")
+	ip link add "v-$a" netns "$a" type veth peer name "v-$b" netns "$b"
+	ip -n "$a" addr add "$3" dev "v-$a"
+	ip -n "$b" addr add "$4" dev "v-$b"
+	ip -n "$a" link set lo up
+	ip -n "$b" link set lo up
+	ip -n "$a" link set "v-$a" up
+	ip -n "$b" link set "v-$b" up
 }
 
 # silt_wait_pids_gone SECONDS PID...: wait until none of the PIDs runs.
@@ -808,6 +828,8 @@ silt_cleanup() {
 		silt_wait_pids_gone 5 "${pids[@]}" || silt_kill_our_daemons KILL >/dev/null
 	fi
 	for ((i = ${#SILT_CGROUPS[@]} - 1; i >= 0; i--)); do silt_memcg_remove "${SILT_CGROUPS[$i]%:*}"; done
+	# network namespaces (their veths go with them)
+	for d in "${SILT_NETNS[@]}"; do ip netns del "$d" 2>/dev/null; done
 	# control sockets left behind by daemons killed with SIGKILL
 	rm -f /run/siltfs/*"$(basename "$SILT_TMP")"*.sock 2>/dev/null
 	for ((i = ${#SILT_AT_EXIT[@]} - 1; i >= 0; i--)); do eval "${SILT_AT_EXIT[$i]}"; done

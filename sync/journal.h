@@ -1,0 +1,101 @@
+/* The replication journal: every change of a volume, recorded for each
+ * peer through the engine's commit point (fs/meta/commit.h), in RocksDB
+ * (CF_JOURNAL), so that it survives kill -9.
+ *
+ * The journal records *what* changed (a chunk range of an inode, an
+ * inode's attributes, the namespace), never the bytes: the sender reads
+ * the current state when it ships. Changes fall into numbered batches; a
+ * chunk changed a thousand times in one batch is one entry, recorded by
+ * the first write only (an in-memory set per open batch). The sender cuts
+ * the open batch (journal_cut) and ships everything up to the cut that the
+ * peer has not acknowledged (journal_read), coalesced again across batches.
+ *
+ * Bounded: when the entries exceed journal_max, the peer furthest behind is
+ * folded into its dirty set (one key per chunk range, unordered, never more
+ * keys than the volume has chunks) and resyncs from it (journal_dirty_*).
+ * Writers never wait for the sender: the only lock they share with it is
+ * held by the cut for the time it takes to switch batch numbers. */
+#ifndef SILT_SYNC_JOURNAL_H
+#define SILT_SYNC_JOURNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct silt_meta;
+struct silt_commit;
+struct sync_journal;
+
+/* What an entry says changed. */
+enum {
+	JE_DATA = 1,  /* chunks first..last of ino: content (or hole) */
+	JE_ATTR = 2,  /* ino's attributes (size, mode, owner, times) */
+	JE_NS = 4,    /* the namespace (names, links, xattrs): ship a snapshot */
+};
+#define JE_INODE UINT64_MAX /* first of an attribute or namespace entry */
+
+struct journal_entry {
+	uint64_t ino, first, last;
+	unsigned flags;
+};
+
+struct journal_conf {
+	struct silt_meta *meta;
+	struct silt_commit *commit;
+	const char *peers[8];   /* peers we ship to */
+	int npeers;
+	uint64_t max_entries;
+};
+
+/* Open (counting what a previous run left) and subscribe to the commit
+ * point. Free with journal_free() only after the volume is closed: the
+ * engine's last commits (at unmount) still reach the journal. */
+int journal_open(const struct journal_conf *c, struct sync_journal **out);
+void journal_free(struct sync_journal *j);
+
+/* Close the open batch; returns its number (every entry <= it is in the
+ * store). Cheap when nothing changed since the last cut: returns the same. */
+uint64_t journal_cut(struct sync_journal *j);
+/* The last cut, without cutting. */
+uint64_t journal_last_cut(struct sync_journal *j);
+/* The peer's last acknowledged batch, and recording a new one (which frees
+ * journal entries no peer still needs). */
+uint64_t journal_acked(struct sync_journal *j, int peer);
+int journal_ack(struct sync_journal *j, int peer, uint64_t seq);
+/* Entries of batches (from, to], merged (sorted by inode and chunk, ranges
+ * joined, flags or'ed) into a malloc'd array; at most max entries, and the
+ * batch number actually covered in *covered (< to when max was reached at
+ * a batch boundary). */
+int journal_read(struct sync_journal *j, uint64_t from, uint64_t to, size_t max,
+		 struct journal_entry **out, size_t *n, uint64_t *covered);
+
+/* The bound: fold the peer furthest behind into its dirty set while the
+ * journal holds more than max entries. Returns how many peers were folded. */
+int journal_maintain(struct sync_journal *j);
+/* The peer's position before the first fold its replica has not caught up
+ * with since (UINT64_MAX: none): a replica that applied up to at least
+ * this is whole once the dirty set ships. Cleared once a journal batch at
+ * the position was acknowledged after the resync. */
+uint64_t journal_fold_floor(struct sync_journal *j, int peer);
+int journal_fold_floor_clear(struct sync_journal *j, int peer);
+/* The peer's dirty set: up to max entries from (ino, first) on, in order. */
+int journal_dirty_read(struct sync_journal *j, int peer, uint64_t ino, uint64_t first, size_t max,
+		       struct journal_entry **out, size_t *n);
+/* Entries shipped and acknowledged: remove them from the dirty set. */
+int journal_dirty_drop(struct sync_journal *j, int peer, const struct journal_entry *e, size_t n);
+/* Empty the peer's dirty set (a full sync covers it). */
+int journal_dirty_clear(struct sync_journal *j, int peer);
+/* Put every chunk of the volume in the peer's dirty set, in effect: a full
+ * sync (initial, or after a replica was lost). Stored as a flag with the
+ * position reached (inode, chunk), so that it resumes there. */
+int journal_set_full(struct sync_journal *j, int peer, int on, uint64_t ino, uint64_t chunk);
+/* 1 (with the position, if ino/chunk are not NULL), 0, or -errno. */
+int journal_full(struct sync_journal *j, int peer, uint64_t *ino, uint64_t *chunk);
+/* Age of the oldest change not yet cut, in ms (0: none). */
+uint64_t journal_open_age_ms(struct sync_journal *j);
+
+struct journal_stats {
+	uint64_t open_seq, entries, dirty, folds, noted, recorded;
+};
+void journal_stats(struct sync_journal *j, int peer, struct journal_stats *st);
+
+#endif
