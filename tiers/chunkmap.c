@@ -459,13 +459,21 @@ static void gate_leave(struct cmap_file *cf)
 	}
 }
 
+/* Counted in unless the file is quiesced: 1, or 0 (not counted). */
+static int gate_try(struct cmap_file *cf)
+{
+	atomic_fetch_add(&cf->inflight, 1);
+	if (!atomic_load(&cf->quiesced))
+		return 1;
+	gate_leave(cf);
+	return 0;
+}
+
 static void gate_enter(struct silt_cmap *cm, struct cmap_file *cf)
 {
 	for (;;) {
-		atomic_fetch_add(&cf->inflight, 1);
-		if (!atomic_load(&cf->quiesced))
+		if (gate_try(cf))
 			return;
-		gate_leave(cf);
 		silt_aio_flush(cm->conf.aio);
 		pthread_mutex_lock(&cf->gate_lock);
 		while (atomic_load(&cf->quiesced))
@@ -526,8 +534,8 @@ static void latch_take(struct latch *l, enum cmap_pin_mode mode)
 	}
 }
 
-int cmap_pin(struct silt_cmap *cm, struct cmap_file *cf, uint64_t k0, uint64_t k1,
-	     enum cmap_pin_mode mode, struct cmap_pin *p)
+static int pin(struct silt_cmap *cm, struct cmap_file *cf, uint64_t k0, uint64_t k1,
+	       enum cmap_pin_mode mode, struct cmap_pin *p, int held)
 {
 	uint64_t g0 = k0 >> cm->gshift, g1 = k1 >> cm->gshift;
 	int excl = mode == CMAP_EXCL || mode == CMAP_SWITCH;
@@ -537,7 +545,10 @@ int cmap_pin(struct silt_cmap *cm, struct cmap_file *cf, uint64_t k0, uint64_t k
 	p->n = 0;
 	if (g1 - g0 >= CMAP_PIN_MAX)
 		return -E2BIG;
-	gate_enter(cm, cf);
+	if (!held)
+		gate_enter(cm, cf);
+	else if (!gate_try(cf))
+		return -EAGAIN;
 	/* ascending order: pins never wait in a cycle */
 	for (uint64_t g = g0; g <= g1; g++) {
 		struct bucket *b = bucket_of(cm, cf->ino, g);
@@ -555,6 +566,18 @@ int cmap_pin(struct silt_cmap *cm, struct cmap_file *cf, uint64_t k0, uint64_t k
 		p->l[p->n++] = l;
 	}
 	return 0;
+}
+
+int cmap_pin(struct silt_cmap *cm, struct cmap_file *cf, uint64_t k0, uint64_t k1,
+	     enum cmap_pin_mode mode, struct cmap_pin *p)
+{
+	return pin(cm, cf, k0, k1, mode, p, 0);
+}
+
+int cmap_pin_more(struct silt_cmap *cm, struct cmap_file *cf, uint64_t k0, uint64_t k1,
+		  enum cmap_pin_mode mode, struct cmap_pin *p)
+{
+	return pin(cm, cf, k0, k1, mode, p, 1);
 }
 
 void cmap_unpin(struct silt_cmap *cm, struct cmap_pin *p)

@@ -112,6 +112,13 @@ struct cmap_pin {
  * the range has more latch groups than a pin holds. */
 int cmap_pin(struct silt_cmap *cm, struct cmap_file *cf, uint64_t k0, uint64_t k1,
 	     enum cmap_pin_mode mode, struct cmap_pin *p);
+/* The same for a thread that already holds pins (of this file or any): it
+ * must not wait at the gate of a file being quiesced, whose quiescer waits
+ * for every pin of the file to go (the mover's batch did, and hung with a
+ * fallocate). -EAGAIN instead while the file is quiesced; latch waits are
+ * safe (ascending order). */
+int cmap_pin_more(struct silt_cmap *cm, struct cmap_file *cf, uint64_t k0, uint64_t k1,
+		  enum cmap_pin_mode mode, struct cmap_pin *p);
 void cmap_unpin(struct silt_cmap *cm, struct cmap_pin *p);
 
 /* A watch keeps chunk k's generation counted without pinning it: a move

@@ -490,7 +490,8 @@ static int move_begin(struct silt_migrate *m, struct move *mv)
 		return -ESTALE;
 	if ((r = tier_reserve(m->c.by_id[mv->to], !mv->promote)))
 		return r;
-	if ((r = cmap_pin(m->c.cmap, mv->cf, mv->k, mv->k, CMAP_READ, &mv->pin))) {
+	/* the batch's earlier moves hold their pins: never wait at a gate */
+	if ((r = cmap_pin_more(m->c.cmap, mv->cf, mv->k, mv->k, CMAP_READ, &mv->pin))) {
 		tier_release(m->c.by_id[mv->to], 1);
 		return r;
 	}
@@ -636,7 +637,7 @@ static void run_batch(struct silt_migrate *m, struct move *mv, unsigned n)
 		mv[i].sums = m->sums + (size_t)i * MAX_SUMS;
 		if ((r = move_begin(m, &mv[i])) == 0)
 			stage_intent(m, b, &mv[i], 1);
-		else if (r == -EBUSY)
+		else if (r == -EBUSY || r == -EAGAIN)
 			atomic_fetch_add(&m->raced, 1);
 	}
 	r = commit_internal(m->c.commit, b, 0);

@@ -285,6 +285,41 @@ static void test_quiesce(void **state)
 	finish_pinner(&p);
 }
 
+/* The mover's batch in miniature: this thread holds a pin of the file
+ * while a quiescer (fallocate, truncate) waits for every pin to go; a
+ * further pin must not wait at the closed gate (the quiescer waits for this
+ * thread: both forever, as fsx under churn found), it is refused. */
+static void *watchdog(void *arg);
+
+static void test_pin_more_while_quiescing(void **state)
+{
+	struct fixture *f = *state;
+	struct quiescer q = { .f = f };
+	struct cmap_pin a, b;
+	pthread_t wd;
+
+	assert_int_equal(pthread_create(&wd, NULL, watchdog, NULL), 0);
+
+	assert_int_equal(cmap_pin(f->cm, f->cf, 3, 3, CMAP_READ, &a), 0);
+	assert_int_equal(cmap_pin_more(f->cm, f->cf, 9, 9, CMAP_READ, &b), 0); /* gate open: fine */
+	cmap_unpin(f->cm, &b);
+	assert_int_equal(pthread_create(&q.th, NULL, quiesce_thread, &q), 0);
+	/* (until the quiescer has closed the gate: it does so at once) */
+	int r = 0;
+	for (int i = 0; i < 200 && (r = cmap_pin_more(f->cm, f->cf, 9, 9, CMAP_READ, &b)) == 0; i++) {
+		cmap_unpin(f->cm, &b);
+		usleep(10 * 1000);
+	}
+	assert_int_equal(r, -EAGAIN);
+	assert_int_equal(atomic_load(&q.done), 0);
+	cmap_unpin(f->cm, &a);
+	pthread_join(q.th, NULL);
+	assert_int_equal(atomic_load(&q.done), 1);
+	cmap_file_resume(f->cm, f->cf);
+	pthread_cancel(wd);
+	pthread_join(wd, NULL);
+}
+
 /* ---- flush before wait ---- */
 
 struct io_done {
@@ -308,7 +343,7 @@ static void *watchdog(void *arg)
 {
 	(void)arg;
 	sleep(20);
-	fprintf(stderr, "test_chunkmap: hung for 20 s: a pin waited for I/O its own thread held\n");
+	fprintf(stderr, "test_chunkmap: hung for 20 s: a pin waited for what its own thread held\n");
 	abort();
 }
 
@@ -357,6 +392,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pin_modes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_generations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quiesce, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pin_more_while_quiescing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wait_sends_held_io, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
