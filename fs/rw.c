@@ -411,6 +411,23 @@ ssize_t vol_read(struct silt_vol *v, struct silt_file *f, size_t size, off_t off
 	return (ssize_t)len;
 }
 
+int vol_read_full(struct silt_vol *v, struct silt_file *f, void *buf, size_t len, off_t off)
+{
+	for (size_t got = 0; got < len;) {
+		const void *p;
+		ssize_t n = vol_read(v, f, len - got, off + (off_t)got, &p);
+		if (n < 0)
+			return (int)n;
+		if (n == 0) { /* the end of the file */
+			memset((char *)buf + got, 0, len - got);
+			break;
+		}
+		memcpy((char *)buf + got, p, (size_t)n);
+		got += (size_t)n;
+	}
+	return 0;
+}
+
 /* ---- write ---- */
 
 /* One write of at most SILT_IOBUF bytes, its chunks pinned exclusively. */

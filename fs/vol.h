@@ -92,6 +92,9 @@ int vol_create(struct silt_vol *v, uint64_t parent, const char *name, mode_t mod
 void vol_release(struct silt_vol *v, struct silt_file *f);
 /* Reads into the calling thread's I/O buffer; *data points at the bytes. */
 ssize_t vol_read(struct silt_vol *v, struct silt_file *f, size_t size, off_t off, const void **data);
+/* len bytes at off into buf, zeros past the end of the file: 0 or -errno
+ * (for readers inside the daemon: replication, verify). */
+int vol_read_full(struct silt_vol *v, struct silt_file *f, void *buf, size_t len, off_t off);
 ssize_t vol_write(struct silt_vol *v, struct silt_file *f, const void *buf, size_t size, off_t off);
 /* The asynchronous path for aligned I/O of up to 1 MiB on chunks that
  * already have a home on one plain tier: the call returns at once and

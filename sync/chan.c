@@ -287,6 +287,19 @@ static int start_streams(struct sync_chan *c, const uint8_t dhs[96], const uint8
 	return 0;
 }
 
+/* The end of a handshake: the ephemeral secret and the shared secrets
+ * wiped, the channel handed out on success (r 0) or freed. */
+static int handshake_end(struct sync_chan *c, uint8_t esk[32], uint8_t dhs[96], int r, struct sync_chan **out)
+{
+	sodium_memzero(esk, 32);
+	sodium_memzero(dhs, 96);
+	if (r)
+		chan_free(c);
+	else
+		*out = c;
+	return r;
+}
+
 int chan_client(int fd, const uint8_t sk[32], const uint8_t peer_pk[32], struct sync_chan **out,
 		char *err, size_t errlen)
 {
@@ -317,17 +330,9 @@ int chan_client(int fd, const uint8_t sk[32], const uint8_t peer_pk[32], struct 
 		r = -EPROTO;
 		goto fail;
 	}
-	if ((r = start_streams(c, dhs, hc, hs, 1, err, errlen)))
-		goto fail;
-	sodium_memzero(esk, sizeof(esk));
-	sodium_memzero(dhs, sizeof(dhs));
-	*out = c;
-	return 0;
+	r = start_streams(c, dhs, hc, hs, 1, err, errlen);
 fail:
-	sodium_memzero(esk, sizeof(esk));
-	sodium_memzero(dhs, sizeof(dhs));
-	chan_free(c);
-	return r;
+	return handshake_end(c, esk, dhs, r, out);
 }
 
 int chan_server(int fd, const uint8_t sk[32], const uint8_t (*allowed)[32], int nallowed, int *which,
@@ -372,17 +377,9 @@ int chan_server(int fd, const uint8_t sk[32], const uint8_t (*allowed)[32], int 
 		r = -EPROTO;
 		goto fail;
 	}
-	if ((r = start_streams(c, dhs, hc, hs, 0, err, errlen)))
-		goto fail;
-	sodium_memzero(esk, sizeof(esk));
-	sodium_memzero(dhs, sizeof(dhs));
-	*out = c;
-	return 0;
+	r = start_streams(c, dhs, hc, hs, 0, err, errlen);
 fail:
-	sodium_memzero(esk, sizeof(esk));
-	sodium_memzero(dhs, sizeof(dhs));
-	chan_free(c);
-	return r;
+	return handshake_end(c, esk, dhs, r, out);
 }
 
 int chan_send(struct sync_chan *c, const void *msg, size_t len)

@@ -488,20 +488,9 @@ static int on_end(struct sync_receiver *r, const struct msg_end *e, const char *
 static int tree_read(void *ctx, uint64_t k, void *buf, uint32_t len)
 {
 	struct sync_receiver *r = ctx;
-	uint64_t off = k * r->chunk_size;
-	for (uint32_t got = 0; got < len;) {
-		const void *p;
-		ssize_t n = vol_read(r->c.vol, r->file, len - got, (off_t)(off + got), &p);
-		if (n < 0)
-			return (int)n; /* unreadable: a leaf that matches nothing */
-		if (n == 0) {
-			memset((char *)buf + got, 0, len - got);
-			break;
-		}
-		memcpy((char *)buf + got, p, (size_t)n);
-		got += (uint32_t)n;
-	}
-	return 0;
+
+	/* unreadable (damaged): a leaf that matches nothing */
+	return vol_read_full(r->c.vol, r->file, buf, len, (off_t)(k * r->chunk_size));
 }
 
 static void drop_tree(struct sync_receiver *r)

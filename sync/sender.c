@@ -353,18 +353,9 @@ static int send_chunk(struct sync_sender *s, struct silt_file *f, uint64_t ino, 
 		m.chunk.codec = CODEC_HOLE;
 		m.chunk.xxh3 = 0;
 	} else {
-		for (uint32_t got = 0; got < len;) {
-			const void *p;
-			ssize_t n = vol_read(s->c.vol, f, len - got, (off_t)(off + got), &p);
-			if (n < 0)
-				return (int)n;
-			if (n == 0) { /* shrank meanwhile: zeros, the size will say */
-				memset(s->raw + got, 0, len - got);
-				break;
-			}
-			memcpy(s->raw + got, p, (size_t)n);
-			got += (uint32_t)n;
-		}
+		/* (a file that shrank meanwhile reads as zeros: the size will say) */
+		if ((r = vol_read_full(s->c.vol, f, s->raw, len, (off_t)off)))
+			return r;
 		if ((r = proto_chunk_pack(s->raw, len, 1, s->z, &m.chunk)))
 			return r;
 	}
@@ -565,20 +556,8 @@ struct tree_src {
 static int tree_read(void *ctx, uint64_t k, void *buf, uint32_t len)
 {
 	struct tree_src *t = ctx;
-	uint64_t off = k * t->s->c.chunk_size;
-	for (uint32_t got = 0; got < len;) {
-		const void *p;
-		ssize_t n = vol_read(t->s->c.vol, t->f, len - got, (off_t)(off + got), &p);
-		if (n < 0)
-			return (int)n;
-		if (n == 0) {
-			memset((char *)buf + got, 0, len - got);
-			break;
-		}
-		memcpy((char *)buf + got, p, (size_t)n);
-		got += (uint32_t)n;
-	}
-	return 0;
+
+	return vol_read_full(t->s->c.vol, t->f, buf, len, (off_t)(k * t->s->c.chunk_size));
 }
 
 /* Ask about nodes first..first+count-1 of level; append those that differ. */
