@@ -160,7 +160,12 @@ static int parse_reply(struct ctx *c)
 /* Ask the daemon; its records land in c->recs. */
 static int query(struct ctx *c, const char *req)
 {
-	int r = client_request(c->sock, req, &c->reply, NULL);
+	int r;
+
+	free(c->reply); /* the last answer's records go with it */
+	c->reply = NULL;
+	c->nrecs = 0;
+	r = client_request(c->sock, req, &c->reply, NULL);
 
 	if ((r == -ENOENT || r == -ECONNREFUSED) && c->m.mnt[0])
 		return fail(c, -r, "the daemon of %s is not running (no answer on %s): umount %s, then mount it again",
