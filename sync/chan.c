@@ -287,6 +287,22 @@ static int start_streams(struct sync_chan *c, const uint8_t dhs[96], const uint8
 	return 0;
 }
 
+/* The start of a handshake: a channel on fd, a fresh ephemeral key pair
+ * (its secret in esk) and this side's hello made of both public keys. */
+static int handshake_begin(int fd, const uint8_t sk[32], uint8_t esk[32], uint8_t hello[HELLO_LEN],
+			   struct sync_chan **c)
+{
+	uint8_t pk[32], epk[32];
+
+	if (sodium_init() < 0 || new_chan(fd, c))
+		return -ENOMEM;
+	chan_public_of(sk, pk);
+	randombytes_buf(esk, 32);
+	chan_public_of(esk, epk);
+	make_hello(hello, pk, epk);
+	return 0;
+}
+
 /* The end of a handshake: the ephemeral secret and the shared secrets
  * wiped, the channel handed out on success (r 0) or freed. */
 static int handshake_end(struct sync_chan *c, uint8_t esk[32], uint8_t dhs[96], int r, struct sync_chan **out)
@@ -303,16 +319,12 @@ static int handshake_end(struct sync_chan *c, uint8_t esk[32], uint8_t dhs[96], 
 int chan_client(int fd, const uint8_t sk[32], const uint8_t peer_pk[32], struct sync_chan **out,
 		char *err, size_t errlen)
 {
-	uint8_t pk[32], esk[32], epk[32], hc[HELLO_LEN], hs[HELLO_LEN], dhs[96];
+	uint8_t esk[32], hc[HELLO_LEN], hs[HELLO_LEN], dhs[96];
 	struct sync_chan *c;
 	int r;
 
-	if (sodium_init() < 0 || (r = new_chan(fd, &c)))
-		return -ENOMEM;
-	chan_public_of(sk, pk);
-	randombytes_buf(esk, sizeof(esk));
-	chan_public_of(esk, epk);
-	make_hello(hc, pk, epk);
+	if ((r = handshake_begin(fd, sk, esk, hc, &c)))
+		return r;
 	if ((r = write_all(fd, hc, sizeof(hc))) || (r = read_all(fd, hs, sizeof(hs)))) {
 		snprintf(err, errlen, r == -ECONNRESET ? "the peer closed the connection during the "
 			 "handshake (our key not among its peers?)" : "handshake: %s", strerror(-r));
@@ -338,16 +350,12 @@ fail:
 int chan_server(int fd, const uint8_t sk[32], const uint8_t (*allowed)[32], int nallowed, int *which,
 		struct sync_chan **out, char *err, size_t errlen)
 {
-	uint8_t pk[32], esk[32], epk[32], hc[HELLO_LEN], hs[HELLO_LEN], dhs[96];
+	uint8_t esk[32], hc[HELLO_LEN], hs[HELLO_LEN], dhs[96];
 	struct sync_chan *c;
 	int r;
 
-	if (sodium_init() < 0 || (r = new_chan(fd, &c)))
-		return -ENOMEM;
-	chan_public_of(sk, pk);
-	randombytes_buf(esk, sizeof(esk));
-	chan_public_of(esk, epk);
-	make_hello(hs, pk, epk);
+	if ((r = handshake_begin(fd, sk, esk, hs, &c)))
+		return r;
 	if ((r = read_all(fd, hc, sizeof(hc)))) {
 		snprintf(err, errlen, "handshake: %s", strerror(-r));
 		goto fail;
