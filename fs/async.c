@@ -39,6 +39,7 @@ struct aio_req {
 	uint64_t fill_version;
 	uint32_t len;                    /* the caller's bytes */
 	int nseg, nout;
+	uint64_t start_ns;               /* when the request came (its latency) */
 	char *seg[SILT_AIO_IOV_MAX];
 	struct iovec iov[SILT_AIO_IOV_MAX];  /* what the disk reads or writes */
 	struct iovec out[SILT_AIO_IOV_MAX];  /* a read's reply */
@@ -229,6 +230,7 @@ static void aio_complete(void *arg, int res)
 	if (rq->fill && !res)
 		ram_fill_end(v->ram, rq->in->ino, rq->k0, rq->fill_version, rq->iov, rq->nseg);
 	cmap_unpin(v->cmap, &rq->pin);
+	data_note_done(v, rq->write, rq->start_ns, res ? res : (ssize_t)rq->len);
 	if (res)
 		rq->done(rq->arg, NULL, 0, res);
 	else if (rq->write)
@@ -294,9 +296,10 @@ static int want_fill(struct silt_vol *v, struct inode *in, const struct cmap_pin
  * (len of the caller's bytes): nothing of its last use may survive. */
 static void setup_req(struct silt_vol *v, struct aio_req *rq, struct inode *in, const struct cmap_pin *pin,
 		      int write, uint64_t k0, uint64_t k1, uint64_t r0, uint64_t r1, uint64_t len,
-		      vol_io_done done, void *arg)
+		      uint64_t start_ns, vol_io_done done, void *arg)
 {
 	rq->v = v;
+	rq->start_ns = start_ns;
 	rq->in = in;
 	rq->pin = *pin;
 	rq->write = write;
@@ -312,9 +315,9 @@ static void setup_req(struct silt_vol *v, struct aio_req *rq, struct inode *in, 
 
 static void setup_read(struct silt_vol *v, struct aio_req *rq, struct inode *in, const struct cmap_pin *pin,
 		       uint64_t k0, uint64_t k1, uint64_t r0, uint64_t r1, off_t off, uint64_t len,
-		       vol_io_done done, void *arg)
+		       uint64_t start_ns, vol_io_done done, void *arg)
 {
-	setup_req(v, rq, in, pin, 0, k0, k1, r0, r1, len, done, arg);
+	setup_req(v, rq, in, pin, 0, k0, k1, r0, r1, len, start_ns, done, arg);
 	map_reply(rq, (uint32_t)((uint64_t)off - r0), (uint32_t)len);
 }
 
@@ -324,7 +327,7 @@ int vol_read_async(struct silt_vol *v, struct silt_file *f, size_t size, off_t o
 	struct inode *in = f->ino;
 	struct cmap_pin pin;
 	struct aio_req *rq;
-	uint64_t a0, a1, len, fsize;
+	uint64_t a0, a1, len, fsize, t0 = silt_now_ns();
 	int tid;
 
 	if (off < 0 || size == 0 || size > SILT_IOBUF)
@@ -348,10 +351,11 @@ int vol_read_async(struct silt_vol *v, struct silt_file *f, size_t size, off_t o
 	if (ram_enabled(v->ram)) {
 		if (!(rq = req_get(v->apool, nsegs(a1 - a0))))
 			goto again;
-		setup_read(v, rq, in, &pin, k0, k1, a0, a1, off, len, done, arg);
+		setup_read(v, rq, in, &pin, k0, k1, a0, a1, off, len, t0, done, arg);
 		if (ram_serve(v, rq, a0, a1)) {
 			cmap_unpin(v->cmap, &pin);
 			data_note_access(v, in, k0, k1, 0, len);
+			data_note_done(v, 0, t0, (ssize_t)len);
 			done(arg, rq->out, rq->nout, (ssize_t)len);
 			req_put(v->apool, rq);
 			return 0;
@@ -365,7 +369,7 @@ int vol_read_async(struct silt_vol *v, struct silt_file *f, size_t size, off_t o
 	uint64_t r1 = fill ? r0 + v->layout.chunk_size : a1;
 	if (!(rq = req_get(v->apool, nsegs(r1 - r0))))
 		goto again;
-	setup_read(v, rq, in, &pin, k0, k1, r0, r1, off, len, done, arg);
+	setup_read(v, rq, in, &pin, k0, k1, r0, r1, off, len, t0, done, arg);
 	rq->fill = fill;
 	rq->fill_version = version;
 	if (submit(v, rq, tid, r0)) {
@@ -385,7 +389,7 @@ int vol_write_async(struct silt_vol *v, struct silt_file *f, const void *buf, si
 	struct inode *in = f->ino;
 	struct cmap_pin pin;
 	struct aio_req *rq;
-	uint64_t k0, k1;
+	uint64_t k0, k1, t0 = silt_now_ns();
 	int tid;
 
 	/* whole blocks inside the file on chunks that have a home: no
@@ -409,7 +413,7 @@ int vol_write_async(struct silt_vol *v, struct silt_file *f, const void *buf, si
 	pthread_mutex_unlock(&in->lock);
 	if (!(rq = req_get(v->apool, nsegs(size))))
 		goto again;
-	setup_req(v, rq, in, &pin, 1, k0, k1, (uint64_t)off, (uint64_t)off + size, size, done, arg);
+	setup_req(v, rq, in, &pin, 1, k0, k1, (uint64_t)off, (uint64_t)off + size, size, t0, done, arg);
 	for (int i = 0; i < rq->nseg; i++)
 		memcpy(rq->seg[i], (const char *)buf + (size_t)i * SEG_SIZE, rq->iov[i].iov_len);
 	tfiles_mark_dirty(cmap_files(in->cf), tid);

@@ -153,6 +153,17 @@ static int ctl_migrate(struct silt_vol *v, const char *arg, FILE *o, char *why)
 	return 0;
 }
 
+/* The scrubber's record; its stats into st. */
+static void put_scrub(struct silt_scrub *s, FILE *o, struct scrub_stats *st)
+{
+	scrub_stats(s, st);
+	fprintf(o, "scrub running=%d passes=%llu total=%llu checked=%llu damaged=%llu unreadable=%llu "
+		"cancelled=%d started=%lld finished=%lld\n", st->running, (unsigned long long)st->passes,
+		(unsigned long long)st->total, (unsigned long long)st->checked, (unsigned long long)st->damaged,
+		(unsigned long long)st->unreadable, st->cancelled, (long long)(st->started_ns / 1000000000),
+		(long long)(st->finished_ns / 1000000000));
+}
+
 /* "scrub [start|cancel]": the scrubber's progress and findings. */
 static int ctl_scrub(struct silt_vol *v, const char *arg, FILE *o)
 {
@@ -167,12 +178,7 @@ static int ctl_scrub(struct silt_vol *v, const char *arg, FILE *o)
 		return -EINVAL;
 	if (r)
 		return r;
-	scrub_stats(v->scrub, &st);
-	fprintf(o, "scrub running=%d passes=%llu total=%llu checked=%llu damaged=%llu unreadable=%llu "
-		"cancelled=%d started=%lld finished=%lld\n", st.running, (unsigned long long)st.passes,
-		(unsigned long long)st.total, (unsigned long long)st.checked, (unsigned long long)st.damaged,
-		(unsigned long long)st.unreadable, st.cancelled, (long long)(st.started_ns / 1000000000),
-		(long long)(st.finished_ns / 1000000000));
+	put_scrub(v->scrub, o, &st);
 	return 0;
 }
 
@@ -195,6 +201,48 @@ static int ctl_events(struct silt_vol *v, const char *arg, FILE *o)
 	}
 	free(ev);
 	return got < 0 ? (int)got : 0;
+}
+
+/* "metrics": everything status says, and the counters only metrics shows:
+ * requests by kind with their latency histograms, checksum mismatches by
+ * tier (found by reads and by the scrubber), events by kind, the scrubber.
+ * siltctl renders them in Prometheus's text format. */
+static void ctl_metrics(struct silt_vol *v, FILE *o)
+{
+	static const char *const ops[2] = { "read", "write" };
+	_Atomic uint64_t *const bytes[2] = { &v->read_bytes, &v->write_bytes };
+	struct scrub_stats st;
+	uint64_t ev[EVENT__COUNT];
+
+	ctl_status(v, o);
+	for (int w = 0; w < 2; w++) {
+		struct histo *h = &v->latency[w];
+		uint64_t n[HISTO_BUCKETS + 1], reqs = 0;
+		/* requests are the observations (a read at the end of the file,
+		 * which touches nothing, is one too), read once for both */
+		for (unsigned b = 0; b <= HISTO_BUCKETS; b++)
+			reqs += n[b] = atomic_load(&h->n[b]);
+		fprintf(o, "io op=%s requests=%llu bytes=%llu errors=%llu sum_ns=%llu bounds_us=", ops[w],
+			(unsigned long long)reqs, (unsigned long long)atomic_load(bytes[w]),
+			(unsigned long long)atomic_load(&v->io_errors[w]), (unsigned long long)atomic_load(&h->sum_ns));
+		for (unsigned b = 0; b < HISTO_BUCKETS; b++)
+			fprintf(o, "%s%llu", b ? "," : "", (unsigned long long)histo_bound_us(b));
+		fprintf(o, " buckets=");
+		for (unsigned b = 0; b <= HISTO_BUCKETS; b++)
+			fprintf(o, "%s%llu", b ? "," : "", (unsigned long long)n[b]);
+		fputc('\n', o);
+	}
+	put_scrub(v->scrub, o, &st);
+	for (int i = 0; i < v->ntiers; i++) {
+		int id = tier_id(v->tiers[i]);
+		fprintf(o, "checksum tier=");
+		ctl_put_value(o, tier_name(v->tiers[i]));
+		fprintf(o, " read=%llu scrub=%llu\n", (unsigned long long)atomic_load(&v->csum_errors[id]),
+			(unsigned long long)st.found[id]);
+	}
+	events_counts(v->events, ev);
+	for (int k = 0; k < EVENT__COUNT; k++)
+		fprintf(o, "events kind=%s count=%llu\n", event_kind_name((enum event_kind)k), (unsigned long long)ev[k]);
 }
 
 /* A chunk's heat as a level: 0 cold, 1 (1-3 accesses a half-life), 2
@@ -372,6 +420,8 @@ int vol_ctl(struct silt_vol *v, const char *req, char **reply, size_t *len)
 		r = ctl_where(v, ino, o);
 	else if (sscanf(req, "heat %llu", &ino) == 1)
 		r = ctl_heat(v, ino, o);
+	else if (!strcmp(req, "metrics"))
+		ctl_metrics(v, o);
 	else if (!strcmp(req, "policy"))
 		ctl_placement(v, o);
 	else if (!strncmp(req, "policy ", 7))

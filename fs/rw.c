@@ -131,14 +131,16 @@ void data_note_access(struct silt_vol *v, struct inode *in, uint64_t k0, uint64_
 
 #define MAX_SUMS CHUNK_SUMS_MAX
 
-/* A damaged chunk: said once per read, in the log and in the event log,
- * which name the inode, the chunk, the block when it is one, and the tier. */
+/* A damaged chunk: said once per read, in the log and the event log (which
+ * name the inode, the chunk, the block when it is one, and the tier), and
+ * counted per tier (siltctl metrics). */
 static int corrupt(struct silt_vol *v, struct inode *in, uint64_t k, int tid, int block)
 {
 	char blk[24] = "";
 
 	if (block >= 0)
 		snprintf(blk, sizeof(blk), " block %d", block);
+	atomic_fetch_add_explicit(&v->csum_errors[tid], 1, memory_order_relaxed);
 	log_err("inode %llu chunk %llu%s on tier %s: checksum mismatch, returning EIO",
 		(unsigned long long)in->ino, (unsigned long long)k, blk, tier_name(v->tier_by_id[tid]));
 	vol_event(v, EVENT_CHECKSUM, "inode %llu chunk %llu%s on tier %s: checksum mismatch",
@@ -369,7 +371,14 @@ static int read_range(struct silt_vol *v, struct inode *in, struct silt_ioctx *c
 	return r;
 }
 
-ssize_t vol_read(struct silt_vol *v, struct silt_file *f, size_t size, off_t off, const void **data)
+void data_note_done(struct silt_vol *v, int write, uint64_t start_ns, ssize_t res)
+{
+	histo_add(&v->latency[write], silt_now_ns() - start_ns);
+	if (res < 0)
+		atomic_fetch_add_explicit(&v->io_errors[write], 1, memory_order_relaxed);
+}
+
+static ssize_t read_request(struct silt_vol *v, struct silt_file *f, size_t size, off_t off, const void **data)
 {
 	struct inode *in = f->ino;
 	struct silt_ioctx *ctx = vol_ioctx(v);
@@ -426,6 +435,15 @@ int vol_read_full(struct silt_vol *v, struct silt_file *f, void *buf, size_t len
 		got += (size_t)n;
 	}
 	return 0;
+}
+
+ssize_t vol_read(struct silt_vol *v, struct silt_file *f, size_t size, off_t off, const void **data)
+{
+	uint64_t t0 = silt_now_ns();
+	ssize_t r = read_request(v, f, size, off, data);
+
+	data_note_done(v, 0, t0, r);
+	return r;
 }
 
 /* ---- write ---- */
@@ -735,7 +753,7 @@ out:
 	return (ssize_t)size;
 }
 
-ssize_t vol_write(struct silt_vol *v, struct silt_file *f, const void *buf, size_t size, off_t off)
+static ssize_t write_request(struct silt_vol *v, struct silt_file *f, const void *buf, size_t size, off_t off)
 {
 	size_t done = 0;
 
@@ -755,6 +773,15 @@ ssize_t vol_write(struct silt_vol *v, struct silt_file *f, const void *buf, size
 		done += (size_t)r;
 	}
 	return (ssize_t)done;
+}
+
+ssize_t vol_write(struct silt_vol *v, struct silt_file *f, const void *buf, size_t size, off_t off)
+{
+	uint64_t t0 = silt_now_ns();
+	ssize_t r = write_request(v, f, buf, size, off);
+
+	data_note_done(v, 1, t0, r);
+	return r;
 }
 
 /* ---- fsync ---- */

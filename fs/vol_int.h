@@ -23,6 +23,7 @@
 #include "tiers/scrub.h"
 #include "predictor/heat.h"
 #include "tiers/tier.h"
+#include "utils/histo.h"
 #include "utils/util.h"
 
 #define SILT_IOBUF (1u << 20)    /* largest FUSE request we accept (max_write/max_read) */
@@ -85,6 +86,12 @@ struct silt_vol {
 	struct async_pool *apool;      /* requests and buffers of the asynchronous path */
 
 	_Atomic uint64_t reads, writes, read_bytes, write_bytes;
+	/* for siltctl metrics: requests that failed and how long requests took
+	 * ([0] reads, [1] writes: data_note_done), checksum mismatches that
+	 * reads found (by tier id) */
+	_Atomic uint64_t io_errors[2];
+	struct histo latency[2];
+	_Atomic uint64_t csum_errors[SILT_MAX_TIERS];
 };
 
 /* inode.c: the inode table */
@@ -139,6 +146,10 @@ struct silt_ioctx *vol_ioctx(struct silt_vol *v);
 /* Operator-visible counters, and where the access recorder hooks in. */
 void data_note_access(struct silt_vol *v, struct inode *in, uint64_t k0, uint64_t k1,
 		      int write, size_t bytes);
+/* A read (write = 0) or write request that began at start_ns (silt_now_ns)
+ * ended with res (bytes or -errno): its latency and errors counted, without
+ * a lock (utils/histo.h). */
+void data_note_done(struct silt_vol *v, int write, uint64_t start_ns, ssize_t res);
 /* Write-promote: a write into a chunk on tier id tid should first move it
  * to this tier id (the write target, faster); -1 if not. */
 int data_promote_target(struct silt_vol *v, int tid);

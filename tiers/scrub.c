@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@ struct silt_scrub {
 	int thread_live;
 	_Atomic int running, cancel;
 	_Atomic uint64_t passes, total, checked, damaged, unreadable;
+	_Atomic uint64_t found[SILT_MAX_TIERS]; /* damaged chunks since mount, by tier id */
 	_Atomic int cancelled;
 	_Atomic int64_t started_ns, finished_ns;
 };
@@ -64,12 +66,15 @@ static void check_chunk(struct silt_scrub *s, struct cmap_file *cf, uint64_t ino
 		const char *tier = tier_name(s->c.io.by_id[cm_tier(e)]);
 		r = chunk_read_whole(&s->c.io, s->ctx, cf, k, e, s->buf, &bad);
 		if (r == -EIO && !tier_failed(s->c.io.by_id[cm_tier(e)])) {
+			char blk[24] = "";
+			if (bad >= 0)
+				snprintf(blk, sizeof(blk), " block %d", bad);
 			atomic_fetch_add(&s->damaged, 1);
-			log_err("scrub: inode %llu chunk %llu on tier %s is damaged (block %d)",
-				(unsigned long long)ino, (unsigned long long)k, tier, bad);
-			events_add(s->c.events, EVENT_CHECKSUM, "scrub: inode %llu chunk %llu on tier %s: "
-				   "checksum mismatch (block %d)", (unsigned long long)ino, (unsigned long long)k,
-				   tier, bad);
+			atomic_fetch_add(&s->found[cm_tier(e)], 1);
+			log_err("scrub: inode %llu chunk %llu%s on tier %s is damaged",
+				(unsigned long long)ino, (unsigned long long)k, blk, tier);
+			events_add(s->c.events, EVENT_CHECKSUM, "scrub: inode %llu chunk %llu%s on tier %s: "
+				   "checksum mismatch", (unsigned long long)ino, (unsigned long long)k, blk, tier);
 		} else if (r && r != -ESTALE) {
 			atomic_fetch_add(&s->unreadable, 1);
 			log_err("scrub: inode %llu chunk %llu on tier %s cannot be read: %s",
@@ -216,4 +221,6 @@ void scrub_stats(struct silt_scrub *s, struct scrub_stats *st)
 	st->cancelled = atomic_load(&s->cancelled);
 	st->started_ns = atomic_load(&s->started_ns);
 	st->finished_ns = atomic_load(&s->finished_ns);
+	for (int i = 0; i < SILT_MAX_TIERS; i++)
+		st->found[i] = atomic_load(&s->found[i]);
 }

@@ -30,6 +30,7 @@ struct scrub_stats {
 	uint64_t damaged, unreadable;  /* checksum mismatches; I/O errors */
 	int cancelled;
 	int64_t started_ns, finished_ns; /* wall clock; 0 = not yet */
+	uint64_t found[SILT_MAX_TIERS];  /* damaged chunks found since mount, by tier id */
 };
 
 int scrub_open(const struct scrub_conf *c, struct silt_scrub **out);

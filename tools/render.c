@@ -254,3 +254,145 @@ void render_table(FILE *o, const struct rec *recs, int n, const char *kind, cons
 			fprintf(o, "%*s%s\n", note->indent, "", rec_get(&recs[i], note->key));
 	}
 }
+
+/* ---- Prometheus ---- */
+
+#define PLABELS_MAX 12
+
+struct plabels {
+	int n;
+	char name[PLABELS_MAX][32];
+	char lit[PLABELS_MAX][64];   /* what spec says after '=' */
+	const char *val[PLABELS_MAX];
+};
+
+/* Add the pairs of spec ("a=b,c=d"): b the value itself, or (from_rec)
+ * the key of r that holds it. */
+static void labels_add(struct plabels *l, const char *spec, const struct rec *r, int from_rec)
+{
+	for (const char *p = spec; p && *p && l->n < PLABELS_MAX;) {
+		const char *eq = strchr(p, '='), *end = strchr(p, ',');
+		if (!end)
+			end = p + strlen(p);
+		if (!eq || eq > end)
+			break;
+		snprintf(l->name[l->n], sizeof(l->name[0]), "%.*s", (int)(eq - p), p);
+		snprintf(l->lit[l->n], sizeof(l->lit[0]), "%.*s", (int)(end - eq - 1), eq + 1);
+		l->val[l->n] = from_rec ? rec_get(r, l->lit[l->n]) : l->lit[l->n];
+		l->n++;
+		p = *end ? end + 1 : end;
+	}
+}
+
+static void prom_escaped(FILE *o, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			fprintf(o, "\\%c", *s);
+		else if (*s == '\n')
+			fputs("\\n", o);
+		else
+			fputc(*s, o);
+	}
+}
+
+/* One sample line (or JSON object): name+suffix{labels[,le]} value. */
+static void prom_sample(FILE *o, int json, int *first, const char *name, const char *suffix,
+			const struct plabels *l, const char *le, const char *value)
+{
+	if (json) {
+		fprintf(o, "%s{\"name\": \"%s%s\", \"labels\": {", *first ? "" : ", ", name, suffix);
+		for (int i = 0; i < l->n; i++) {
+			fprintf(o, "%s\"%s\": ", i ? ", " : "", l->name[i]);
+			json_str(o, l->val[i]);
+		}
+		if (le) {
+			fprintf(o, "%s\"le\": ", l->n ? ", " : "");
+			json_str(o, le);
+		}
+		fprintf(o, "}, \"value\": %s}", value);
+	} else {
+		fprintf(o, "%s%s", name, suffix);
+		if (l->n || le) {
+			fputc('{', o);
+			for (int i = 0; i < l->n; i++) {
+				fprintf(o, "%s%s=\"", i ? "," : "", l->name[i]);
+				prom_escaped(o, l->val[i]);
+				fputc('"', o);
+			}
+			if (le)
+				fprintf(o, "%sle=\"%s\"", l->n ? "," : "", le);
+			fputc('}', o);
+		}
+		fprintf(o, " %s\n", value);
+	}
+	*first = 0;
+}
+
+/* A histogram sample: cumulative buckets, +Inf, _sum (seconds), _count. */
+static void prom_histogram(FILE *o, int json, int *first, const struct pmetric *m, const struct rec *r,
+			   const struct plabels *l)
+{
+	char *counts = strdup(rec_get(r, m->key)), *bounds = strdup(rec_get(r, m->bounds));
+	char *sc = NULL, *sb = NULL, le[32], val[32];
+	unsigned long long total = 0;
+
+	for (char *c = counts ? strtok_r(counts, ",", &sc) : NULL; c; c = strtok_r(NULL, ",", &sc)) {
+		char *b = bounds ? strtok_r(sb ? NULL : bounds, ",", &sb) : NULL;
+		total += strtoull(c, NULL, 10);
+		if (b)
+			snprintf(le, sizeof(le), "%g", (double)strtoull(b, NULL, 10) / 1e6);
+		else
+			snprintf(le, sizeof(le), "+Inf");
+		snprintf(val, sizeof(val), "%llu", total);
+		prom_sample(o, json, first, m->name, "_bucket", l, le, val);
+		if (!b)
+			break;
+	}
+	snprintf(val, sizeof(val), "%.9f", (double)rec_u64(r, m->sum) / 1e9);
+	prom_sample(o, json, first, m->name, "_sum", l, NULL, val);
+	snprintf(val, sizeof(val), "%llu", total);
+	prom_sample(o, json, first, m->name, "_count", l, NULL, val);
+	free(counts);
+	free(bounds);
+}
+
+void render_prom(FILE *o, const struct rec *recs, int n, const struct pmetric *table, const char *global,
+		 int json)
+{
+	static const char *const types[] = { "counter", "gauge", "histogram" };
+	int first_family = 1, first = 1;
+
+	if (json)
+		fputs("{\"metrics\": [", o);
+	for (const struct pmetric *m = table; m->name; m++) {
+		int same = m > table && !strcmp(m[-1].name, m->name);
+		if (!same && json) {
+			fprintf(o, "%s{\"name\": \"%s\", \"type\": \"%s\", \"help\": ", first_family ? "" : "]}, ",
+				m->name, types[m->type]);
+			json_str(o, m->help);
+			fputs(", \"samples\": [", o);
+			first_family = 0;
+			first = 1;
+		} else if (!same) {
+			fprintf(o, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name, types[m->type]);
+		}
+		for (int i = 0; i < n; i++) {
+			struct plabels l = { 0 };
+			char val[32];
+			if (strcmp(recs[i].kind, m->kind))
+				continue;
+			labels_add(&l, global, NULL, 0);
+			labels_add(&l, m->labels, &recs[i], 1);
+			labels_add(&l, m->fixed, NULL, 0);
+			if (m->type == P_HISTOGRAM) {
+				prom_histogram(o, json, &first, m, &recs[i], &l);
+				continue;
+			}
+			snprintf(val, sizeof(val), "%llu", rec_u64(&recs[i], m->key));
+			prom_sample(o, json, &first, m->name, "", &l, NULL, val);
+		}
+	}
+	if (json)
+		fputs(first_family ? "]}\n" : "]}]}\n", o);
+}

@@ -66,4 +66,25 @@ struct rownote { const char *when, *unless, *key; int indent; };
 void render_table(FILE *o, const struct rec *recs, int n, const char *kind, const struct column *cols,
 		  const struct rownote *note);
 
+/* Prometheus's text exposition format (or, with json, the same samples as
+ * JSON): a metric family per row of table, ended by a row without name.
+ * Each record of the row's kind is a sample of it, its value the record's
+ * key; consecutive rows of one name are one family (HELP and TYPE once),
+ * told apart by their fixed labels. Labels are "label=reckey,..." (values
+ * from the record), fixed ones "label=value,...", and the global ones
+ * (e.g. "volume=vm") go on every sample. A histogram's key holds the
+ * counts of its buckets (comma-separated, the last one +Inf), `bounds` the
+ * buckets' upper bounds in microseconds and `sum` the sum in nanoseconds:
+ * it is rendered in seconds, cumulative, with _sum and _count. */
+enum ptype { P_COUNTER, P_GAUGE, P_HISTOGRAM };
+struct pmetric {
+	const char *name, *help;
+	enum ptype type;
+	const char *kind, *key;
+	const char *labels, *fixed;
+	const char *bounds, *sum;   /* P_HISTOGRAM */
+};
+void render_prom(FILE *o, const struct rec *recs, int n, const struct pmetric *table, const char *global,
+		 int json);
+
 #endif

@@ -489,6 +489,95 @@ static int cmd_scrub(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
+/* ---- metrics ----------------------------------------------------------- */
+
+#define TIER_LABELS "tier=name,class=class"
+static const struct pmetric metrics_table[] = {
+	{ "siltfs_volume_info", "The volume: name, uuid (always 1)", P_GAUGE, "volume", "one", "uuid=uuid" },
+	{ "siltfs_chunk_size_bytes", "Chunk size", P_GAUGE, "volume", "chunk_size" },
+	{ "siltfs_namespace_operations_total", "Namespace changes committed (create, rename, unlink, ...)",
+	  P_COUNTER, "volume", "ns_ops" },
+	{ "siltfs_io_requests_total", "Read and write requests served", P_COUNTER, "io", "requests", "op=op" },
+	{ "siltfs_io_bytes_total", "Bytes read and written by requests", P_COUNTER, "io", "bytes", "op=op" },
+	{ "siltfs_io_errors_total", "Read and write requests that failed", P_COUNTER, "io", "errors", "op=op" },
+	{ "siltfs_io_latency_seconds", "Time from a request's arrival in the engine to its answer", P_HISTOGRAM,
+	  "io", "buckets", "op=op", .bounds = "bounds_us", .sum = "sum_ns" },
+	{ "siltfs_tier_info", "A tier: class, compression, state (always 1)", P_GAUGE, "tier", "one",
+	  TIER_LABELS ",compression=compression,state=state" },
+	{ "siltfs_tier_failed", "1 when the tier failed (siltctl status says why)", P_GAUGE, "tier", "failed",
+	  TIER_LABELS },
+	{ "siltfs_tier_capacity_bytes", "What the tier can hold now", P_GAUGE, "tier", "capacity", TIER_LABELS },
+	{ "siltfs_tier_used_bytes", "Bytes the tier's chunks take (what compression saves not counted)", P_GAUGE,
+	  "tier", "used", TIER_LABELS },
+	{ "siltfs_tier_chunks", "Chunks living on the tier", P_GAUGE, "tier", "chunks", TIER_LABELS },
+	{ "siltfs_tier_high_watermark_percent", "New chunks go elsewhere above this share of the capacity",
+	  P_GAUGE, "tier", "high_watermark", TIER_LABELS },
+	{ "siltfs_tier_low_watermark_percent", "The migration engine drains the tier down to this share",
+	  P_GAUGE, "tier", "low_watermark", TIER_LABELS },
+	{ "siltfs_checksum_errors_total", "Chunks that failed their checksum, by tier and by who found it",
+	  P_COUNTER, "checksum", "read", "tier=tier", "source=read" },
+	{ "siltfs_checksum_errors_total", "", P_COUNTER, "checksum", "scrub", "tier=tier", "source=scrub" },
+	{ "siltfs_ram_size_bytes", "RAM tier budget", P_GAUGE, "ram", "size" },
+	{ "siltfs_ram_used_bytes", "RAM tier bytes in use", P_GAUGE, "ram", "used" },
+	{ "siltfs_ram_hits_total", "Reads the RAM tier answered", P_COUNTER, "ram", "hits" },
+	{ "siltfs_ram_misses_total", "Reads the RAM tier could not answer", P_COUNTER, "ram", "misses" },
+	{ "siltfs_ram_fills_total", "Chunks copied into the RAM tier", P_COUNTER, "ram", "fills" },
+	{ "siltfs_ram_evictions_total", "Chunks dropped from the RAM tier for room", P_COUNTER, "ram", "evictions" },
+	{ "siltfs_ram_invalidations_total", "RAM tier copies dropped because the chunk was written", P_COUNTER, "ram",
+	  "invalidations" },
+	{ "siltfs_placement_accesses_recorded_total", "Accesses the placement policy learned from", P_COUNTER,
+	  "placement", "recorded" },
+	{ "siltfs_placement_accesses_dropped_total", "Accesses lost to a full recording ring", P_COUNTER,
+	  "placement", "dropped" },
+	{ "siltfs_placement_resident_chunks", "Chunks in the policy's fast set", P_GAUGE, "placement", "resident" },
+	{ "siltfs_migration_epochs_total", "Migration epochs run", P_COUNTER, "placement", "epochs" },
+	{ "siltfs_migration_moves_total", "Chunks moved between tiers, by direction", P_COUNTER, "placement",
+	  "promoted", NULL, "direction=up" },
+	{ "siltfs_migration_moves_total", "", P_COUNTER, "placement", "demoted", NULL, "direction=down" },
+	{ "siltfs_migration_moved_bytes_total", "Bytes moved between tiers", P_COUNTER, "placement", "moved_bytes" },
+	{ "siltfs_migration_raced_total", "Moves dropped because a write came in between (redone later)", P_COUNTER,
+	  "placement", "raced" },
+	{ "siltfs_migration_failed_total", "Moves that failed", P_COUNTER, "placement", "failed" },
+	{ "siltfs_migration_pending_chunks", "Moves planned, not yet carried out", P_GAUGE, "placement", "pending" },
+	{ "siltfs_migration_pending_bytes", "Bytes of the moves planned, not yet carried out", P_GAUGE, "placement",
+	  "pending_bytes" },
+	{ "siltfs_migration_rate_bytes_per_second", "Migration rate over the last seconds", P_GAUGE, "placement",
+	  "rate" },
+	{ "siltfs_migration_busy", "1 while foreground I/O is busy (the busy rate limit applies)", P_GAUGE,
+	  "placement", "busy" },
+	{ "siltfs_scrub_running", "1 while a scrub pass runs", P_GAUGE, "scrub", "running" },
+	{ "siltfs_scrub_passes_total", "Scrub passes finished", P_COUNTER, "scrub", "passes" },
+	{ "siltfs_scrub_checked_chunks", "Chunks the current or last pass verified", P_GAUGE, "scrub", "checked" },
+	{ "siltfs_scrub_damaged_chunks", "Damaged chunks the current or last pass found", P_GAUGE, "scrub",
+	  "damaged" },
+	{ "siltfs_scrub_unreadable_chunks", "Chunks the current or last pass could not read", P_GAUGE, "scrub",
+	  "unreadable" },
+	{ "siltfs_scrub_last_finished_timestamp_seconds", "When the last pass ended (0: none yet)", P_GAUGE, "scrub",
+	  "finished" },
+	{ "siltfs_events_total", "Events raised (siltctl events), by kind", P_COUNTER, "events", "count",
+	  "kind=kind" },
+	{ 0 } };
+
+static int cmd_metrics(struct ctx *c, int argc, char **argv)
+{
+	char global[96];
+	struct rec *vol;
+
+	if (find_volume(c, NULL) || query(c, "metrics"))
+		return 1;
+	if (!(vol = recs_find(c->recs, c->nrecs, "volume")))
+		return fail(c, EPROTO, "the daemon's answer has no volume record");
+	/* values metrics derive from the records */
+	for (int i = 0; i < c->nrecs; i++) {
+		rec_set(&c->recs[i], "one", "1");
+		if (!strcmp(c->recs[i].kind, "tier"))
+			rec_set(&c->recs[i], "failed", strcmp(rec_get(&c->recs[i], "state"), "active") ? "1" : "0");
+	}
+	snprintf(global, sizeof(global), "volume=%s", rec_get(vol, "name"));
+	render_prom(stdout, c->recs, c->nrecs, metrics_table, global, c->json);
+	return 0;
+}
+
 /* ---- events ------------------------------------------------------------ */
 
 static const struct jfield event_json[] = {
@@ -846,6 +935,14 @@ static const struct command commands[] = {
 	  "tier failures, policy changes, scrub results. The log is kept in the\n"
 	  "volume's metadata (the last 1000 events).",
 	  0, 2, cmd_events },
+	{ "metrics", "[--json]", "the volume's counters in Prometheus's text format",
+	  "Prints the volume's metrics in Prometheus's text exposition format: I/O\n"
+	  "requests, bytes, errors and latency histograms, tiers (capacity, use,\n"
+	  "chunks, state), the RAM tier, migrations, checksum errors by tier,\n"
+	  "the scrubber, events by kind. Every sample carries a volume label. For\n"
+	  "node_exporter's textfile collector: siltctl metrics > DIR/vm.prom.$$ &&\n"
+	  "mv DIR/vm.prom.$$ DIR/vm.prom. --json prints the same samples as JSON.",
+	  0, 0, cmd_metrics },
 	{ "log", "[-n LINES] [-c CONFIG] [--json]", "the last lines of the daemon's log",
 	  "Shows the last LINES (default 20) lines of the daemon's log file, also\n"
 	  "after the daemon died (the mount's config names the file). With -c, the\n"

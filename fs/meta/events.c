@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@ struct silt_events {
 	struct silt_commit *commit;
 	pthread_mutex_t lock;
 	uint64_t next;      /* sequence number of the next event */
+	_Atomic uint64_t added[EVENT__COUNT]; /* since open, by kind */
 };
 
 static const char *const kind_names[EVENT__COUNT] = {
@@ -104,10 +106,18 @@ void events_add(struct silt_events *e, enum event_kind kind, const char *fmt, ..
 		meta_del(b, e->meta, CF_FACTS, key, sizeof(key));
 	}
 	struct change ch = { .kind = CHANGE_EVENT };
-	if (commit_apply(e->commit, b, 0, &ch, 1) == 0)
+	if (commit_apply(e->commit, b, 0, &ch, 1) == 0) {
 		e->next++;
+		atomic_fetch_add(&e->added[kind < EVENT__COUNT ? kind : EVENT_VOLUME], 1);
+	}
 	pthread_mutex_unlock(&e->lock);
 	meta_batch_free(b);
+}
+
+void events_counts(struct silt_events *e, uint64_t out[EVENT__COUNT])
+{
+	for (int i = 0; i < EVENT__COUNT; i++)
+		out[i] = atomic_load(&e->added[i]);
 }
 
 long events_last(struct silt_events *e, struct silt_event *out, size_t n)

@@ -44,6 +44,8 @@ void events_add(struct silt_events *e, enum event_kind kind, const char *fmt, ..
 	__attribute__((format(printf, 3, 4)));
 /* The last n events, oldest first, into out (at most n); the count. */
 long events_last(struct silt_events *e, struct silt_event *out, size_t n);
+/* Events added since the log was opened (this mount), by kind. */
+void events_counts(struct silt_events *e, uint64_t out[EVENT__COUNT]);
 const char *event_kind_name(enum event_kind kind);
 
 #endif
