@@ -521,6 +521,8 @@ static size_t merge(struct journal_entry *e, size_t n)
 {
 	size_t o = 0;
 
+	if (!n)
+		return 0; /* (e may be NULL: qsort's arguments may not) */
 	qsort(e, n, sizeof(*e), cmp_entry);
 	for (size_t i = 0; i < n; i++) {
 		struct journal_entry *p = o ? &e[o - 1] : NULL;
