@@ -229,6 +229,11 @@ static void aio_complete(void *arg, int res)
 	}
 	if (rq->fill && !res)
 		ram_fill_end(v->ram, rq->in->ino, rq->k0, rq->fill_version, rq->iov, rq->nseg);
+	/* a write is a change once it is on the tier, not when it is sent: the
+	 * replication journal's sender reads the chunk after this note (and
+	 * reads do not wait for writes in flight) */
+	if (rq->write && !res)
+		data_note_access(v, rq->in, rq->k0, rq->k1, 1, rq->len);
 	cmap_unpin(v->cmap, &rq->pin);
 	data_note_done(v, rq->write, rq->start_ns, res ? res : (ssize_t)rq->len);
 	if (res)
@@ -421,7 +426,6 @@ int vol_write_async(struct silt_vol *v, struct silt_file *f, const void *buf, si
 		req_put(v->apool, rq);
 		goto again;
 	}
-	data_note_access(v, in, k0, k1, 1, size);
 	return 0;
 again:
 	cmap_unpin(v->cmap, &pin);

@@ -6,7 +6,7 @@
  *   "e" seq ino first        -> last, flags      an entry of batch seq
  *   "n"                      -> next open seq    written at every cut
  *   "a" peer                 -> acked seq        per peer
- *   "d" len peer ino first   -> last, flags      a peer's dirty set
+ *   "d" len peer ino first   -> last, flags, stamp  a peer's dirty set
  *   "f" peer                 -> ino, chunk       a peer owes a full sync (from there)
  *   "r" peer                 -> seq              the peer's position at its first fold
  *
@@ -57,7 +57,11 @@ struct sync_journal {
 	_Atomic uint64_t noted, recorded, folds;
 	uint64_t acked[MAXPEER];
 	_Atomic uint64_t dirty[MAXPEER]; /* keys in each dirty set */
-	pthread_mutex_t peer_lock;       /* acked[], dirty set changes */
+	/* A fold stamps every dirty key it writes, so that a resync that read
+	 * a key drops it only if no fold rewrote it since (another peer's
+	 * sender may fold this peer while it resyncs) */
+	uint64_t stamp;
+	pthread_mutex_t peer_lock;       /* acked[], dirty set changes, stamp */
 	struct shard *shards;
 };
 
@@ -93,6 +97,8 @@ static void eval(uint8_t v[9], uint64_t last, unsigned flags)
 	silt_put_be64(v, last);
 	v[8] = (uint8_t)flags;
 }
+
+#define DVAL_LEN 17 /* a dirty key's value: an entry's, and the fold's stamp */
 
 static int get_u64(struct silt_meta *m, const void *k, size_t kl, uint64_t *out)
 {
@@ -387,6 +393,7 @@ int journal_open(const struct journal_conf *c, struct sync_journal **out)
 	pthread_rwlock_init(&j->cut_lock, &ra);
 	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&j->peer_lock, NULL);
+	j->stamp = silt_wall_ns(); /* above any stamp a previous run wrote */
 	for (int i = 0; i < SHARDS; i++)
 		pthread_mutex_init(&j->shards[i].lock, NULL);
 	if ((r = load_state(j))) {
@@ -514,6 +521,8 @@ static size_t merge(struct journal_entry *e, size_t n)
 {
 	size_t o = 0;
 
+	if (!n)
+		return 0; /* (e may be NULL: qsort's arguments may not) */
 	qsort(e, n, sizeof(*e), cmp_entry);
 	for (size_t i = 0; i < n; i++) {
 		struct journal_entry *p = o ? &e[o - 1] : NULL;
@@ -543,15 +552,17 @@ static int push(struct journal_entry **a, size_t *n, size_t *cap, const struct j
 	return 0;
 }
 
+/* An entry (value: last, flags) or a dirty key (and its stamp). */
 static int decode_entry(const char *k, size_t kl, const char *v, size_t vl, size_t off,
 			struct journal_entry *e)
 {
-	if (kl != off + 16 || vl != 9)
+	if (kl != off + 16 || (vl != 9 && vl != DVAL_LEN))
 		return -EUCLEAN;
 	e->ino = silt_get_be64((const uint8_t *)k + off);
 	e->first = silt_get_be64((const uint8_t *)k + off + 8);
 	e->last = silt_get_be64((const uint8_t *)v);
 	e->flags = (uint8_t)v[8];
+	e->stamp = vl == DVAL_LEN ? silt_get_be64((const uint8_t *)v + 9) : 0;
 	return 0;
 }
 
@@ -628,15 +639,17 @@ static int fold(struct sync_journal *j, int peer, uint64_t cut)
 			return -ENOMEM;
 		}
 		uint64_t added = 0;
+		pthread_mutex_lock(&j->peer_lock);
+		uint64_t stamp = ++j->stamp;
 		for (size_t i = 0; i < n; i++) {
-			uint8_t k[96], val[9];
+			uint8_t k[96], val[DVAL_LEN];
 			size_t kl = dkey(k, j->c.peers[peer], e[i].ino, e[i].first);
 			char *old;
 			size_t ol;
 			unsigned flags = e[i].flags;
 			uint64_t last = e[i].last;
 			if (meta_get(j->c.meta, CF_JOURNAL, k, kl, &old, &ol) == 0) {
-				if (ol == 9) {
+				if (ol == 9 || ol == DVAL_LEN) {
 					last = MAX(last, silt_get_be64((uint8_t *)old));
 					flags |= (uint8_t)old[8];
 				}
@@ -645,9 +658,11 @@ static int fold(struct sync_journal *j, int peer, uint64_t cut)
 				added++;
 			}
 			eval(val, last, flags);
-			meta_put(b, j->c.meta, CF_JOURNAL, k, kl, val, 9);
+			silt_put_be64(val + 9, stamp);
+			meta_put(b, j->c.meta, CF_JOURNAL, k, kl, val, DVAL_LEN);
 		}
 		r = meta_commit(j->c.meta, b, 0);
+		pthread_mutex_unlock(&j->peer_lock);
 		meta_batch_free(b);
 		free(e);
 		if (r)
@@ -717,22 +732,40 @@ int journal_dirty_read(struct sync_journal *j, int peer, uint64_t ino, uint64_t 
 	return r < 0 ? r : 0;
 }
 
+/* Keys a fold rewrote since they were read stay: the change it folded
+ * may have come after what the resync sent. */
 int journal_dirty_drop(struct sync_journal *j, int peer, const struct journal_entry *e, size_t n)
 {
 	struct meta_batch *b = meta_batch_new();
-	int r;
+	size_t dropped = 0;
+	int r = 0;
 
 	if (!b)
 		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
+	pthread_mutex_lock(&j->peer_lock);
+	for (size_t i = 0; i < n && !r; i++) {
 		uint8_t k[96];
-		meta_del(b, j->c.meta, CF_JOURNAL, k, dkey(k, j->c.peers[peer], e[i].ino, e[i].first));
+		size_t kl = dkey(k, j->c.peers[peer], e[i].ino, e[i].first), vl;
+		char *v;
+		struct journal_entry now;
+		if ((r = meta_get(j->c.meta, CF_JOURNAL, k, kl, &v, &vl))) {
+			r = r == -ENOENT ? 0 : r;
+			continue;
+		}
+		r = decode_entry((const char *)k, kl, v, vl, kl - 16, &now);
+		free(v);
+		if (!r && now.stamp == e[i].stamp) {
+			meta_del(b, j->c.meta, CF_JOURNAL, k, kl);
+			dropped++;
+		}
 	}
-	r = meta_commit(j->c.meta, b, 1);
+	if (!r)
+		r = meta_commit(j->c.meta, b, 1);
+	pthread_mutex_unlock(&j->peer_lock);
 	meta_batch_free(b);
 	if (!r) {
 		uint64_t cur = atomic_load(&j->dirty[peer]);
-		atomic_store(&j->dirty[peer], cur > n ? cur - n : 0);
+		atomic_store(&j->dirty[peer], cur > dropped ? cur - dropped : 0);
 	}
 	return r;
 }

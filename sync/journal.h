@@ -36,6 +36,7 @@ enum {
 struct journal_entry {
 	uint64_t ino, first, last;
 	unsigned flags;
+	uint64_t stamp;         /* a dirty key's: which fold wrote it last */
 };
 
 struct journal_conf {
@@ -80,7 +81,8 @@ int journal_fold_floor_clear(struct sync_journal *j, int peer);
 /* The peer's dirty set: up to max entries from (ino, first) on, in order. */
 int journal_dirty_read(struct sync_journal *j, int peer, uint64_t ino, uint64_t first, size_t max,
 		       struct journal_entry **out, size_t *n);
-/* Entries shipped and acknowledged: remove them from the dirty set. */
+/* Entries shipped and acknowledged: remove them from the dirty set, but
+ * not those a fold rewrote since they were read (their stamp). */
 int journal_dirty_drop(struct sync_journal *j, int peer, const struct journal_entry *e, size_t n);
 /* Empty the peer's dirty set (a full sync covers it). */
 int journal_dirty_clear(struct sync_journal *j, int peer);

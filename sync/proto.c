@@ -43,7 +43,8 @@ static void put(struct proto_buf *b, const void *p, size_t n)
 		b->p = np;
 		b->cap = nc;
 	}
-	memcpy(b->p + b->len, p, n);
+	if (n) /* (a hole has no payload: p may be NULL, memcpy's may not) */
+		memcpy(b->p + b->len, p, n);
 	b->len += n;
 }
 

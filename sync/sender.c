@@ -388,6 +388,23 @@ static int send_range(struct sync_sender *s, uint64_t ino, uint64_t first, uint6
 	return r;
 }
 
+/* What entries say changed: with attrs, the attributes first (a file's
+ * new chunks come with its new size, and the replica keeps nothing past
+ * the end it knows; read now, the size covers every write the entries
+ * record), then the data. */
+static int send_entries(struct sync_sender *s, const struct journal_entry *e, size_t n, int attrs)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < n && !r && attrs; i++)
+		if ((e[i].flags & JE_ATTR) && e[i].first == JE_INODE)
+			r = send_attr(s, e[i].ino);
+	for (size_t i = 0; i < n && !r; i++)
+		if ((e[i].flags & JE_DATA) && e[i].first != JE_INODE)
+			r = send_range(s, e[i].ino, e[i].first, e[i].last);
+	return r;
+}
+
 /* ---- batches ---- */
 
 static int begin_batch(struct sync_sender *s, uint64_t seq, unsigned kind, int ns)
@@ -499,11 +516,8 @@ static int run_resync(struct sync_sender *s)
 	do {
 		if ((r = journal_dirty_read(j, s->c.peer, 0, 0, 64, &e, &n)) || !n)
 			break;
-		if (!(r = begin_batch(s, seq, B_RESYNC, 0))) {
-			for (size_t i = 0; i < n && !r; i++)
-				r = e[i].first == JE_INODE ? send_attr(s, e[i].ino)
-							   : send_range(s, e[i].ino, e[i].first, e[i].last);
-		}
+		if (!(r = begin_batch(s, seq, B_RESYNC, 0)))
+			r = send_entries(s, e, n, 1);
 		if (!r && !(r = end_batch(s, seq)))
 			r = journal_dirty_drop(j, s->c.peer, e, n);
 		pthread_mutex_lock(&s->lock);
@@ -531,12 +545,8 @@ static int ship_journal(struct sync_sender *s, uint64_t cut)
 	r = begin_batch(s, covered, B_JOURNAL, ns);
 	if (!r && ns)
 		r = send_namespace(s, &w);
-	for (size_t i = 0; i < n && !r; i++) {
-		if ((e[i].flags & JE_ATTR) && !ns && e[i].first == JE_INODE)
-			r = send_attr(s, e[i].ino);
-		else if ((e[i].flags & JE_DATA) && e[i].first != JE_INODE)
-			r = send_range(s, e[i].ino, e[i].first, e[i].last);
-	}
+	if (!r)
+		r = send_entries(s, e, n, !ns);
 	if (!r)
 		r = end_batch(s, covered);
 	if (!r)

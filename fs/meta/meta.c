@@ -328,7 +328,8 @@ struct meta_iter *meta_iter_new(struct silt_meta *m, enum meta_cf cf,
 		return NULL;
 	}
 	it->it = rocksdb_create_iterator_cf(m->db, m->ro, m->cf[cf]);
-	memcpy(it->prefix, prefix, plen);
+	if (plen) /* (no prefix may be NULL: memcpy's arguments may not) */
+		memcpy(it->prefix, prefix, plen);
 	it->plen = plen;
 	return it;
 }

@@ -798,7 +798,7 @@ silt_watchdog_start() {
 # Cleanup (EXIT trap)
 
 silt_cleanup() {
-	local rc=$? i m d p pids=()
+	local rc=$? i m d p f pids=()
 	trap - EXIT INT TERM
 	set +e
 	[ -n "${SILT_WATCHDOG_PID:-}" ] && kill "$SILT_WATCHDOG_PID" 2>/dev/null
@@ -831,6 +831,14 @@ silt_cleanup() {
 		silt_wait_pids_gone 5 "${pids[@]}" || silt_kill_our_daemons KILL >/dev/null
 	fi
 	for ((i = ${#SILT_CGROUPS[@]} - 1; i >= 0; i--)); do silt_memcg_remove "${SILT_CGROUPS[$i]%:*}"; done
+	# sanitizer reports our daemons printed (in an ASan build UBSan's go to
+	# stderr whatever log_path says): the test fails, and shows them
+	for f in $(grep -lE "runtime error:|ERROR: (Address|Leak|UndefinedBehavior)Sanitizer" \
+		"$SILT_TMP"/mount-err.* 2>/dev/null); do
+		echo "  FAIL a daemon's sanitizer report ($f):"
+		grep -E -A30 "runtime error:|ERROR: (Address|Leak|UndefinedBehavior)Sanitizer" "$f" | head -n 40
+		rc=1
+	done
 	# network namespaces (their veths go with them)
 	for d in "${SILT_NETNS[@]}"; do ip netns del "$d" 2>/dev/null; done
 	# control sockets left behind by daemons killed with SIGKILL

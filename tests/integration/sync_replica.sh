@@ -112,6 +112,13 @@ st=$(silt_ctl -m "$P" sync status --json)
 check "[ $(json_get "$st" '.peers[0].chunks') -lt $((96 + 48 + 20)) ]" \
 	"coalesced: 50 writes to one chunk did not ship it 50 times"
 
+say "a file that grows in a later batch"
+# its new chunks and its new size travel in one batch; the size must be
+# applied first, or the replica drops the chunks past its old end
+silt_random "$SILT_TMP/tail" $((700 << 10))
+cat "$SILT_TMP/tail" >> "$P/vms/sparse.img"
+wait_same "an append to an existing file arrives whole" 30
+
 say "a wrong key: refused, logged, nothing applied"
 silt_umount "$R" || silt_abort "replica does not unmount"
 replica_conf "$wrong"

@@ -277,6 +277,39 @@ static void test_bound_and_drain(void **state)
 	free(e);
 }
 
+/* A fold that rewrites a dirty key while a resync has it in flight (another
+ * peer's sender folds this peer): the resync's drop keeps the key, whose
+ * newer change it may not have sent. */
+static void test_refold_in_flight(void **state)
+{
+	struct fixture *f = *state;
+	struct journal_entry *e, *e2;
+	size_t n, n2;
+
+	close_all(f);
+	f->max = 4;
+	open_all(f, 0);
+	for (uint64_t k = 0; k < 8; k++)
+		note(f, 50, 2 * k, 2 * k);
+	journal_cut(f->j);
+	assert_int_equal(journal_maintain(f->j), 1);
+	assert_int_equal(journal_dirty_read(f->j, 0, 0, 0, 64, &e, &n), 0);
+	assert_int_equal(n, 8);
+	/* while those are "on the wire": chunk 6 changes again and is folded */
+	for (uint64_t k = 0; k < 8; k++)
+		note(f, 60, 2 * k, 2 * k);
+	note(f, 50, 6, 6);
+	journal_cut(f->j);
+	assert_int_equal(journal_maintain(f->j), 1);
+	assert_int_equal(journal_dirty_drop(f->j, 0, e, n), 0);
+	free(e);
+	assert_int_equal(journal_dirty_read(f->j, 0, 0, 0, 64, &e2, &n2), 0);
+	assert_int_equal(n2, 9); /* the 8 of inode 60, and 50's chunk 6 */
+	assert_int_equal(e2[0].ino, 50);
+	assert_int_equal(e2[0].first, 6);
+	free(e2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -285,6 +318,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_survives_kill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ack_trims, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bound_and_drain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refold_in_flight, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
