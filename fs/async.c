@@ -409,7 +409,7 @@ int vol_write_async(struct silt_vol *v, struct silt_file *f, const void *buf, si
 	pthread_mutex_lock(&in->lock);
 	/* a write that should promote its chunks first goes the synchronous way */
 	if ((uint64_t)off + size > in->rec.size || (tid = single_run(v, in, k0, k1)) < 0 ||
-	    data_promote_target(v, tid) >= 0) {
+	    data_promote_target(v, in->ino, tid) >= 0) {
 		pthread_mutex_unlock(&in->lock);
 		goto again;
 	}

@@ -8,6 +8,7 @@
  * One thread ("silt-ctl") serves the socket; ctl_stop wakes it through a
  * pipe and joins it. */
 #include "fs/ctl.h"
+#include "fs/pins.h"
 #include "fs/vol_int.h"
 #include "utils/log.h"
 
@@ -95,7 +96,9 @@ static void ctl_status(struct silt_vol *v, FILE *o)
 			fprintf(o, "zstd:%d", ts.zstd_level);
 		else
 			fprintf(o, "none");
-		fprintf(o, " state=%s reason=", ts.failed ? "failed" : "active");
+		struct evac_stats es;
+		migrate_evac_stats(v->mig, ts.id, &es);
+		fprintf(o, " state=%s evac_total=%llu reason=", ts.state_name, (unsigned long long)es.total);
 		ctl_put_value(o, ts.failed ? ts.why : "-");
 		fputc('\n', o);
 	}
@@ -151,6 +154,62 @@ static int ctl_migrate(struct silt_vol *v, const char *arg, FILE *o, char *why)
 	fprintf(o, "epoch moved=%ld\n", n);
 	ctl_placement(v, o);
 	return 0;
+}
+
+/* The tier called name (its id), or -1 with why said. */
+static int tier_named(struct silt_vol *v, const char *name, char *why)
+{
+	for (int i = 0; i < v->ntiers; i++)
+		if (!strcmp(tier_name(v->tiers[i]), name))
+			return tier_id(v->tiers[i]);
+	snprintf(why, WHY_LEN, "this volume has no tier called %s", name);
+	return -1;
+}
+
+/* "evacuate [cancel] TIER": start (or resume) moving every chunk off a
+ * tier, or stop; then (and for "evacuate status TIER") where it is. */
+static int ctl_evacuate(struct silt_vol *v, const char *arg, FILE *o, char *why)
+{
+	int cancel = !strncmp(arg, "cancel ", 7), status = !strncmp(arg, "status ", 7);
+	int tid = tier_named(v, arg + (cancel || status ? 7 : 0), why), r = 0;
+	struct evac_stats es;
+
+	if (tid < 0)
+		return -ENOENT;
+	if (cancel)
+		r = migrate_evacuate_cancel(v->mig, tid, why, WHY_LEN);
+	else if (!status)
+		r = migrate_evacuate(v->mig, tid, why, WHY_LEN);
+	if (r)
+		return r;
+	migrate_evac_stats(v->mig, tid, &es);
+	struct tier_stats ts;
+	tier_get_stats(v->tier_by_id[tid], &ts);
+	fprintf(o, "evacuation tier=");
+	ctl_put_value(o, ts.name);
+	fprintf(o, " state=%s running=%d total=%llu left=%llu\n", ts.state_name, es.running,
+		(unsigned long long)es.total, (unsigned long long)es.left);
+	return 0;
+}
+
+/* "pin INO TIER", "unpin INO", "pins". */
+static int ctl_pin(struct silt_vol *v, const char *req, FILE *o, char *why)
+{
+	unsigned long long ino;
+	char tier[SILT_NAME_MAX + 1];
+	int tid;
+
+	if (!strcmp(req, "pins")) {
+		pins_report(v, o);
+		return 0;
+	}
+	if (sscanf(req, "unpin %llu", &ino) == 1)
+		return pins_set(v, ino, -1, o, why, WHY_LEN);
+	if (sscanf(req, "pin %llu %64s", &ino, tier) != 2)
+		return -EINVAL;
+	if ((tid = tier_named(v, tier, why)) < 0)
+		return -ENOENT;
+	return pins_set(v, ino, tid, o, why, WHY_LEN);
 }
 
 /* The scrubber's record; its stats into st. */
@@ -432,6 +491,10 @@ int vol_ctl(struct silt_vol *v, const char *req, char **reply, size_t *len)
 		r = ctl_scrub(v, req[5] ? req + 6 : "", o);
 	else if (!strcmp(req, "events") || !strncmp(req, "events ", 7))
 		r = ctl_events(v, req[6] ? req + 7 : "", o);
+	else if (!strncmp(req, "evacuate ", 9))
+		r = ctl_evacuate(v, req + 9, o, why);
+	else if (!strcmp(req, "pins") || !strncmp(req, "pin ", 4) || !strncmp(req, "unpin ", 6))
+		r = ctl_pin(v, req, o, why);
 	else
 		r = -EINVAL;
 	if (r)

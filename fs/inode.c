@@ -4,6 +4,7 @@
  * each carries its record and, once opened, its chunk map (tiers/chunkmap.h:
  * where its chunks are, its tier files, its pins). The last reference out
  * persists dirty times and, for an unlinked inode, frees its data. */
+#include "fs/pins.h"
 #include "fs/vol_int.h"
 #include "utils/log.h"
 
@@ -221,8 +222,6 @@ void inode_stage_orphan(struct silt_vol *v, struct meta_batch *b, uint64_t ino, 
 }
 
 /* The inode is gone from the namespace and from the kernel: free it all in
- * one batch (records, xattrs, chunk map) after unlinking its tier files. */
-/* The inode is gone from the namespace and from the kernel: free it all in
  * one batch (records, xattrs, chunk map), then its tier files. */
 static int inode_destroy(struct silt_vol *v, struct inode *in)
 {
@@ -242,8 +241,11 @@ static int inode_destroy(struct silt_vol *v, struct inode *in)
 	meta_del(b, v->meta, CF_INODES, k, 8);
 	meta_del_range(b, v->meta, CF_XATTRS, k, 8, kend, 8);
 	inode_stage_orphan(v, b, in->ino, 0);
-	if (!r && !(r = vol_commit(v, b, 0, CHANGE_NS, in->ino, 0, 0)))
+	pins_stage_forget(v, b, in->ino);
+	if (!r && !(r = vol_commit(v, b, 0, CHANGE_NS, in->ino, 0, 0))) {
+		pins_forget_done(v, in->ino);
 		r = cmap_txn_publish(&t); /* then the tier files go */
+	}
 	cmap_txn_end(&t);
 	pthread_mutex_unlock(&in->lock);
 	cmap_file_resume(v->cmap, in->cf);

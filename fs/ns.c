@@ -29,11 +29,6 @@
 #define RENAME_EXCHANGE (1 << 1)
 #endif
 
-struct dent_val {
-	uint64_t ino;
-	uint32_t mode;
-} __attribute__((packed));
-
 struct silt_dir {
 	uint64_t ino;
 	size_t n;

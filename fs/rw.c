@@ -484,12 +484,13 @@ static int read_edge(struct wr *w, uint64_t blk, char *dst)
 	return r;
 }
 
-int data_promote_target(struct silt_vol *v, int tid)
+int data_promote_target(struct silt_vol *v, uint64_t ino, int tid)
 {
 	if (!tier_write_promotes(v->tier_by_id[tid]) || v->rank_of_id[tid] == 0)
 		return -1;
-	int t = alloc_target(v->alloc);
-	return t >= 0 && v->rank_of_id[t] < v->rank_of_id[tid] ? t : -1;
+	uint8_t allowed = bounds_allowed(v->bounds, ino); /* never out of the file's bound */
+	int t = alloc_target(v->alloc, allowed);
+	return t >= 0 && (allowed & (1u << t)) && v->rank_of_id[t] < v->rank_of_id[tid] ? t : -1;
 }
 
 /* Write-promote: chunks of the range on a slower tier move to the write
@@ -499,20 +500,26 @@ static void promote_range(struct wr *w)
 {
 	for (uint64_t k = w->k0; k <= w->k1; k++) {
 		uint8_t e = cmap_get(w->in->cf, k);
-		int to = e ? data_promote_target(w->v, cm_tier(e)) : -1;
+		int to = e ? data_promote_target(w->v, w->in->ino, cm_tier(e)) : -1;
 		if (to >= 0)
 			migrate_promote(w->v->mig, w->ctx, w->in->cf, k, to);
 	}
 }
 
-/* Reserve a home for every chunk of the range that has none. */
+/* Reserve a home for every chunk of the range that has none, inside the
+ * file's placement bound when there is room there. */
 static int place_new(struct wr *w)
 {
+	uint8_t allowed = bounds_allowed(w->v->bounds, w->in->ino);
+	int outside = 0;
+
 	for (uint64_t k = w->k0; k <= w->k1; k++) {
 		w->newtier[k - w->k0] = 0;
 		if (cmap_get(w->in->cf, k))
 			continue;
-		int tid = alloc_chunk(w->v->alloc);
+		int tid = alloc_chunk(w->v->alloc, allowed, &outside);
+		if (outside) /* spilled: the placer brings it back */
+			bounds_settle(w->v->bounds, w->in->ino, 0);
 		if (tid < 0)
 			return tid;
 		w->newtier[k - w->k0] = (uint8_t)(tid + 1);

@@ -111,12 +111,15 @@ static int prepare_slot(struct silt_vol *v, struct inode *in, int tid, uint64_t 
 static int falloc_window(struct silt_vol *v, struct inode *in, struct cmap_txn *t,
 			 uint64_t w, uint64_t we, uint8_t *placed, const struct block_sum *zero_sums)
 {
-	int r = 0;
+	uint8_t allowed = bounds_allowed(v->bounds, in->ino);
+	int r = 0, outside = 0;
 
 	for (uint64_t k = w; k < we && !r; k++) {
 		if (cmap_get(in->cf, k))
 			continue;
-		int tid = alloc_chunk(v->alloc);
+		int tid = alloc_chunk(v->alloc, allowed, &outside);
+		if (outside) /* spilled: the placer brings it back */
+			bounds_settle(v->bounds, in->ino, 0);
 		if (tid < 0)
 			return tid;
 		placed[k - w] = (uint8_t)(tid + 1);

@@ -14,6 +14,7 @@
 #include "fs/vol.h"
 #include "tiers/aio.h"
 #include "tiers/alloc.h"
+#include "tiers/bounds.h"
 #include "tiers/chunkio.h"
 #include "tiers/chunkmap.h"
 #include "tiers/io.h"
@@ -61,6 +62,7 @@ struct silt_vol {
 	struct silt_events *events; /* what an operator should know happened */
 	struct silt_cmap *cmap;     /* where chunks live */
 	struct silt_alloc *alloc;   /* where new chunks go */
+	struct silt_bounds *bounds; /* tiers each file may use (pins: fs/pins.h) */
 	struct chunkio cio;         /* whole chunks read and written, guarded */
 	struct heat *heat;          /* how chunks are used; the placement policy */
 	struct silt_migrate *mig;   /* moves chunks between tiers */
@@ -150,9 +152,10 @@ void data_note_access(struct silt_vol *v, struct inode *in, uint64_t k0, uint64_
  * ended with res (bytes or -errno): its latency and errors counted, without
  * a lock (utils/histo.h). */
 void data_note_done(struct silt_vol *v, int write, uint64_t start_ns, ssize_t res);
-/* Write-promote: a write into a chunk on tier id tid should first move it
- * to this tier id (the write target, faster); -1 if not. */
-int data_promote_target(struct silt_vol *v, int tid);
+/* Write-promote: a write into a chunk of ino on tier id tid should first
+ * move it to this tier id (the write target, faster, inside the file's
+ * placement bound); -1 if not. */
+int data_promote_target(struct silt_vol *v, uint64_t ino, int tid);
 /* Make [from, from+len) of chunk k read as zeros (punch, or rewrite of a
  * compressed chunk). Caller has the file quiesced. */
 int data_zero_in_chunk(struct silt_vol *v, struct inode *in, uint64_t k, uint64_t from,

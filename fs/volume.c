@@ -7,6 +7,7 @@
  * volume. Then the chunk map is scanned once to count each tier's chunks and
  * inodes orphaned by a crash (unlinked while open) are freed. */
 #include "fs/inuse.h"
+#include "fs/pins.h"
 #include "fs/vol_int.h"
 #include "tiers/blocksum.h"
 #include "utils/log.h"
@@ -580,7 +581,7 @@ static int start_placement(struct silt_vol *v, char *err, size_t errlen)
 	struct migrate_conf mc = {
 		.meta = v->meta, .commit = v->commit, .cmap = v->cmap, .alloc = v->alloc,
 		.layout = &v->layout, .order = v->tiers, .ntiers = v->ntiers, .by_id = v->tier_by_id,
-		.zlevel = v->zlevel, .heat = v->heat,
+		.zlevel = v->zlevel, .heat = v->heat, .bounds = v->bounds, .events = v->events,
 		.files = { .get = mig_file_get, .put = mig_file_put, .ctx = v },
 		.fg_ops = { &v->reads, &v->writes },
 		.epoch_ms = pc->epoch_ms, .rate = pc->rate, .busy_rate = pc->busy_rate, .mode = mode,
@@ -588,6 +589,10 @@ static int start_placement(struct silt_vol *v, char *err, size_t errlen)
 	if ((r = migrate_recover(&mc, &settled))) {
 		snprintf(err, errlen, "metadata %s: cannot settle interrupted chunk moves: %s", v->meta_dir,
 			 strerror(-r));
+		return r;
+	}
+	if ((r = pins_load(v))) {
+		snprintf(err, errlen, "metadata %s: cannot read the pins: %s", v->meta_dir, strerror(-r));
 		return r;
 	}
 	if ((r = migrate_start(&mc, &v->mig))) {
@@ -621,6 +626,7 @@ static int start_engine(struct silt_vol *v, char *err, size_t errlen)
 	struct cmap_conf cc = { .meta = v->meta, .aio = v->aio, .layout = &v->layout,
 				.tier_by_id = v->tier_by_id };
 	if ((r = cmap_open(&cc, &v->cmap)) || (r = alloc_open(v->tiers, v->ntiers, &v->alloc)) ||
+	    (r = bounds_open(&v->bounds)) ||
 	    (r = async_pool_new(&v->apool)) || (r = ram_open(v->cfg.ram_size, v->layout.chunk_size, &v->ram))) {
 		snprintf(err, errlen, "cannot set up the data path: %s", strerror(-r));
 		return r;
@@ -739,6 +745,7 @@ void vol_close(struct silt_vol *v)
 	heat_stop(v->heat);
 	ram_close(v->ram);
 	alloc_close(v->alloc);
+	bounds_close(v->bounds);
 	cmap_close(v->cmap);
 	events_close(v->events);
 	commit_close(v->commit);

@@ -30,22 +30,34 @@ void alloc_close(struct silt_alloc *a)
 	free(a);
 }
 
-int alloc_chunk(struct silt_alloc *a)
+/* The first tier, fastest first, of the mask under its high watermark,
+ * else with any room; reserving it when asked. */
+static int pick(struct silt_alloc *a, uint8_t mask, int reserve)
 {
 	for (int over_wm = 0; over_wm < 2; over_wm++)
-		for (int i = 0; i < a->n; i++)
-			if (tier_reserve(a->order[i], over_wm) == 0)
-				return tier_id(a->order[i]);
+		for (int i = 0; i < a->n; i++) {
+			struct silt_tier *t = a->order[i];
+			if (!(mask & (1u << tier_id(t))))
+				continue;
+			if (reserve ? tier_reserve(t, over_wm) == 0 : tier_has_room(t, over_wm))
+				return tier_id(t);
+		}
 	return -ENOSPC;
 }
 
-int alloc_target(struct silt_alloc *a)
+int alloc_chunk(struct silt_alloc *a, uint8_t allowed, int *outside)
 {
-	for (int over_wm = 0; over_wm < 2; over_wm++)
-		for (int i = 0; i < a->n; i++)
-			if (tier_has_room(a->order[i], over_wm))
-				return tier_id(a->order[i]);
-	return -ENOSPC;
+	int tid = pick(a, allowed, 1);
+
+	if (tid == -ENOSPC && allowed != BOUND_ALL && (tid = pick(a, (uint8_t)~allowed, 1)) >= 0 && outside)
+		*outside = 1;
+	return tid;
+}
+
+int alloc_target(struct silt_alloc *a, uint8_t allowed)
+{
+	int tid = pick(a, allowed, 0);
+	return tid == -ENOSPC && allowed != BOUND_ALL ? pick(a, (uint8_t)~allowed, 0) : tid;
 }
 
 void alloc_unreserve(struct silt_alloc *a, int tid, uint64_t n)

@@ -6,11 +6,15 @@
  *                      moves point into these; released at the epoch's end)
  *   struct victims     cold chunks found on one tier by walking the chunk
  *                      map in the store from a cursor, coldest first
+ *   struct tier_room   what each tier may still take, as an epoch plans
  *   struct silt_migrate the plan of the current epoch, the buffers and the
  *                      io_uring of the engine, the pace, the statistics
  *
  * One epoch at a time (run_lock): the engine's thread runs them every
- * epoch_ms, siltctl can run one at once (migrate_run_epoch).
+ * epoch_ms, siltctl can run one at once (migrate_run_epoch). An epoch
+ * plans, in this order: moves into files' placement bounds (plan_bounds),
+ * the evacuation of a tier (plan_evacuation), then the policy's. The
+ * evacuation's state changes under evac_lock, never held across I/O.
  *
  * Why moves are checked by generation rather than by holding the chunk
  * exclusively: a copy from a slow tier takes milliseconds, and a VM's
@@ -35,6 +39,7 @@
 #include <linux/falloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -69,6 +74,8 @@ struct move {
 	uint64_t ino, k;
 	int from, to;                 /* tier ids */
 	int promote;
+	int over_wm;                  /* may fill the new tier past its high watermark */
+	int evac;                     /* part of an evacuation (dropped if it is cancelled) */
 	struct cmap_file *cf;
 	struct cmap_pin pin;          /* READ, while the copy is made */
 	struct cmap_watch w;
@@ -83,6 +90,7 @@ struct move {
 struct victim {
 	uint64_t ino, k;
 	unsigned heat;
+	uint8_t allowed;              /* the tier ids its file may use */
 };
 
 struct victims {
@@ -116,6 +124,12 @@ struct silt_migrate {
 	uint8_t hot_tiers[HOT_MAX];
 	uint8_t churn_cursor[16];
 	int idx_of_id[SILT_MAX_TIERS];
+	uint64_t bound_inos[64];      /* files planned into their bounds, this epoch */
+	/* evacuation */
+	pthread_mutex_t evac_lock;    /* the states below and the tiers' */
+	_Atomic int evac_tid;         /* the tier being evacuated, -1 none */
+	uint64_t evac_total[SILT_MAX_TIERS];
+	uint8_t evac_cursor[16];
 	/* pace */
 	uint64_t last_ns, last_ops;
 	double tokens;
@@ -290,11 +304,19 @@ static int plan_claim(struct silt_migrate *m, uint64_t ino, uint64_t k)
 	return 1;
 }
 
-static int add_move(struct silt_migrate *m, uint64_t ino, uint64_t k, int from, int to, int promote)
+static int plan_full(const struct silt_migrate *m)
 {
-	if (m->nplan + m->npromos >= PLAN_MAX || !plan_claim(m, ino, k))
+	return m->nplan + m->npromos >= PLAN_MAX;
+}
+
+/* over_wm: the move may fill its tier to capacity (demotions always may) */
+static int add_move(struct silt_migrate *m, uint64_t ino, uint64_t k, int from, int to, int promote,
+		    int over_wm, int evac)
+{
+	if (plan_full(m) || !plan_claim(m, ino, k))
 		return 0;
-	struct move mv = { .ino = ino, .k = k, .from = from, .to = to, .promote = promote };
+	struct move mv = { .ino = ino, .k = k, .from = from, .to = to, .promote = promote,
+			   .over_wm = over_wm || !promote, .evac = evac };
 	/* promotions go after every demotion: those make their room */
 	if (promote)
 		m->promos[m->npromos++] = mv;
@@ -332,8 +354,11 @@ static void scan_victims(struct silt_migrate *m, int tid)
 		memcpy(vs->cursor, k, 16);
 		if (heat_contains(m->c.heat, ino, ck))
 			continue;
+		struct file_bound fb = { .allowed = BOUND_ALL };
+		bounds_get(m->c.bounds, ino, &fb);
 		vs->v[vs->n].ino = ino;
 		vs->v[vs->n].k = ck;
+		vs->v[vs->n].allowed = fb.allowed;
 		vs->v[vs->n++].heat = heat_of(m->c.heat, ino, ck);
 	}
 	if (vs->n < VICTIM_MAX) /* reached the end: start over next time */
@@ -342,15 +367,18 @@ static void scan_victims(struct silt_migrate *m, int tid)
 	qsort(vs->v, vs->n, sizeof(vs->v[0]), cmp_heat);
 }
 
-/* The next cold chunk of tier tid, not planned yet; 0 if none. */
-static int next_victim(struct silt_migrate *m, int tid, uint64_t *ino, uint64_t *k)
+/* The next cold chunk of tier tid whose file may go to tier id `to`, not
+ * planned yet; 0 if none. */
+static int next_victim(struct silt_migrate *m, int tid, int to, uint64_t *ino, uint64_t *k)
 {
 	struct victims *vs = &m->vict[tid];
 
 	for (int scans = 0; scans < 2; scans++) {
 		while (vs->next < vs->n) {
 			*ino = vs->v[vs->next].ino;
-			*k = vs->v[vs->next++].k;
+			*k = vs->v[vs->next].k;
+			if (!(vs->v[vs->next++].allowed & (1u << to)))
+				continue; /* its file must stay above */
 			if (plan_claim(m, *ino, *k))
 				return 1;
 		}
@@ -371,8 +399,10 @@ static unsigned victim_heat(struct silt_migrate *m, int tid)
 
 struct tier_room {
 	int64_t room[SILT_MAX_TIERS];  /* chunks each tier (by order) may still take under its high wm */
+	int64_t spare[SILT_MAX_TIERS]; /* ... and up to its capacity */
 	int64_t over[SILT_MAX_TIERS];  /* chunks above its low wm once the high wm is crossed */
 	uint64_t caps[SILT_MAX_TIERS];
+	int usable[SILT_MAX_TIERS];    /* takes chunks: active, not failed */
 };
 
 static void measure(struct silt_migrate *m, struct tier_room *tr)
@@ -383,10 +413,12 @@ static void measure(struct silt_migrate *m, struct tier_room *tr)
 		struct tier_stats st;
 		tier_get_stats(m->c.order[i], &st);
 		uint64_t hw = st.capacity / 100 * st.high_wm / cs, lw = st.capacity / 100 * st.low_wm / cs;
-		tr->caps[i] = st.failed ? 0 : hw;
+		int ok = tr->usable[i] = tier_usable(m->c.order[i]);
+		tr->caps[i] = ok ? hw : 0;
 		uint64_t held = st.used / cs; /* in slots: compressed chunks take less */
-		tr->room[i] = st.failed ? 0 : (int64_t)hw - (int64_t)held;
-		tr->over[i] = held > hw ? (int64_t)(held - lw) : 0;
+		tr->room[i] = ok ? (int64_t)hw - (int64_t)held : 0;
+		tr->spare[i] = ok ? (int64_t)(st.capacity / cs) - (int64_t)held : 0;
+		tr->over[i] = ok && held > hw ? (int64_t)(held - lw) : 0;
 	}
 }
 
@@ -396,58 +428,180 @@ static int plan_demotion(struct silt_migrate *m, struct tier_room *tr, int t)
 	uint64_t ino, k;
 
 	for (int d = t + 1; d < m->c.ntiers; d++) {
-		if (tr->room[d] <= 0 && d != m->c.ntiers - 1)
+		if (!tr->usable[d] || (tr->room[d] <= 0 && d != m->c.ntiers - 1))
 			continue;
-		if (!next_victim(m, tier_id(m->c.order[t]), &ino, &k))
-			return 0;
-		if (m->nplan + m->npromos >= PLAN_MAX)
+		if (!next_victim(m, tier_id(m->c.order[t]), tier_id(m->c.order[d]), &ino, &k))
+			continue; /* none that may go there: the next tier down */
+		if (plan_full(m))
 			return 0;
 		m->plan[m->nplan++] = (struct move){ .ino = ino, .k = k, .from = tier_id(m->c.order[t]),
-						     .to = tier_id(m->c.order[d]) };
+						     .to = tier_id(m->c.order[d]), .over_wm = 1 };
 		tr->room[t]++;
 		tr->room[d]--;
+		tr->spare[t]++;
+		tr->spare[d]--;
 		return 1;
 	}
 	return 0;
 }
 
-static void plan_policy(struct silt_migrate *m)
+/* The tier index nearest to d (slower first) that the bound allows and
+ * that takes chunks; -1 if none. */
+static int clamp_to_bound(struct silt_migrate *m, uint8_t allowed, int d)
+{
+	int n = m->c.ntiers;
+
+	for (int dist = 0; dist < n; dist++)
+		for (int s = 1; s >= -1; s -= 2) {
+			int i = d + s * dist;
+			if (i >= 0 && i < n && (allowed & (1u << tier_id(m->c.order[i]))) && tier_usable(m->c.order[i]))
+				return i;
+			if (!dist)
+				break;
+		}
+	return -1;
+}
+
+static void plan_policy(struct silt_migrate *m, struct tier_room *tr)
 {
 	uint64_t *keys = m->hot_keys;
-	uint8_t *want = m->hot_tiers;
-	struct tier_room tr;
 	int n = m->c.ntiers, full[SILT_MAX_TIERS] = { 0 };
 
-	measure(m, &tr);
-	long nhot = heat_place(m->c.heat, tr.caps, (unsigned)(n - 1), keys, want, HOT_MAX);
-	for (long i = 0; i < nhot && m->nplan + m->npromos < PLAN_MAX; i++) {
+	long nhot = heat_place(m->c.heat, tr->caps, (unsigned)(n - 1), keys, m->hot_tiers, HOT_MAX);
+	for (long i = 0; i < nhot && !plan_full(m); i++) {
 		uint64_t ino = PRED_KEY_FILE(keys[i]), k = PRED_KEY_CHUNK(keys[i]);
-		int d = want[i];
+		int d = clamp_to_bound(m, bounds_allowed(m->c.bounds, ino), m->hot_tiers[i]);
 		struct cmap_file *cf;
 		uint8_t e;
-		if (d >= n - 1 || full[d] || !(cf = file_ref(m, ino)) || !(e = cmap_get(cf, k)))
+		if (d < 0 || d >= n - 1 || full[d] || !(cf = file_ref(m, ino)) || !(e = cmap_get(cf, k)))
 			continue;
 		int c = m->idx_of_id[cm_tier(e)];
 		if (c <= d)
 			continue; /* where it belongs, or faster */
 		unsigned h = heat_of(m->c.heat, ino, k);
 		if (h < PROMOTE_MIN_HEAT ||
-		    (tr.room[d] <= 0 && victim_heat(m, tier_id(m->c.order[d])) >= h))
+		    (tr->room[d] <= 0 && victim_heat(m, tier_id(m->c.order[d])) >= h))
 			continue; /* not worth its move (yet) */
-		if (tr.room[d] <= 0 && !plan_demotion(m, &tr, d)) {
+		if (tr->room[d] <= 0 && !plan_demotion(m, tr, d)) {
 			full[d] = 1; /* nothing colder to make room with */
 			continue;
 		}
-		if (add_move(m, ino, k, cm_tier(e), tier_id(m->c.order[d]), 1)) {
-			tr.room[d]--;
-			tr.room[c]++;
+		if (add_move(m, ino, k, cm_tier(e), tier_id(m->c.order[d]), 1, 0, 0)) {
+			tr->room[d]--;
+			tr->room[c]++;
 		}
 	}
 	/* tiers above their high watermark drain to the low one, coldest first */
 	for (int t = 0; t < n - 1; t++)
-		for (int64_t i = 0; i < tr.over[t] && m->nplan + m->npromos < PLAN_MAX; i++)
-			if (!plan_demotion(m, &tr, t))
+		for (int64_t i = 0; i < tr->over[t] && !plan_full(m); i++)
+			if (!plan_demotion(m, tr, t))
 				break;
+}
+
+/* The tier index for a chunk leaving tier index `from` that takes it now:
+ * inside the file's bound when any tier there has room, nearest in speed
+ * (slower first), under the high watermark before up to capacity; -1 if
+ * none. Counts the chunk in. */
+static int dest_for(struct silt_migrate *m, struct tier_room *tr, uint8_t allowed, int from)
+{
+	int n = m->c.ntiers;
+
+	for (int pass = 0; pass < 4; pass++) {
+		uint8_t mask = pass < 2 ? allowed : (uint8_t)~allowed;
+		int64_t *room = pass % 2 ? tr->spare : tr->room;
+		if (pass >= 2 && allowed == BOUND_ALL)
+			break;
+		for (int dist = 1; dist < n; dist++)
+			for (int s = 1; s >= -1; s -= 2) {
+				int i = from + s * dist;
+				if (i < 0 || i >= n || !tr->usable[i] || room[i] <= 0 ||
+				    !(mask & (1u << tier_id(m->c.order[i]))))
+					continue;
+				tr->room[i]--;
+				tr->spare[i]--;
+				return i;
+			}
+	}
+	return -1;
+}
+
+/* Chunks outside their file's bound (a pin just set, a spill while the
+ * allowed tiers were full) go inside it. A file whose chunks are all
+ * inside is settled and not looked at again until its bound changes or a
+ * chunk spills; one whose allowed tiers all refuse chunks (evacuated,
+ * failed) is left where it is. */
+static void plan_bounds(struct silt_migrate *m, struct tier_room *tr)
+{
+	size_t n = bounds_unsettled(m->c.bounds, m->bound_inos, 64);
+
+	for (size_t i = 0; i < n && !plan_full(m); i++) {
+		uint64_t ino = m->bound_inos[i];
+		struct file_bound fb;
+		struct cmap_file *cf;
+		int outside = 0, stuck = 0;
+		if (bounds_get(m->c.bounds, ino, &fb) || !(cf = file_ref(m, ino)))
+			continue;
+		for (uint64_t k = cmap_next_mapped(cf, 0); k != UINT64_MAX && !plan_full(m);
+		     k = cmap_next_mapped(cf, k + 1)) {
+			int tid = cm_tier(cmap_get(cf, k));
+			if (tid >= SILT_MAX_TIERS || (fb.allowed & (1u << tid)))
+				continue;
+			outside++;
+			int c = m->idx_of_id[tid], d = clamp_to_bound(m, fb.allowed, c);
+			if (d < 0 || d == c) {
+				stuck = 1; /* no allowed tier takes chunks now */
+				break;
+			}
+			if (tr->spare[d] <= 0)
+				break; /* no room there yet: the next epoch */
+			if (add_move(m, ino, k, tid, tier_id(m->c.order[d]), d < c, 1, 0)) {
+				tr->room[d]--;
+				tr->spare[d]--;
+				tr->room[c]++;
+				tr->spare[c]++;
+			}
+		}
+		if (!outside || stuck)
+			bounds_settle(m->c.bounds, ino, 1);
+	}
+}
+
+static int evac_left(struct silt_migrate *m, int tid)
+{
+	struct tier_stats st;
+	tier_get_stats(m->c.by_id[tid], &st);
+	return st.chunks > 0;
+}
+
+/* The chunks of the tier being evacuated, from a cursor in the store's
+ * chunk map, each to the nearest tier that takes it. */
+static void plan_evacuation(struct silt_migrate *m, struct tier_room *tr)
+{
+	int tid = atomic_load(&m->evac_tid);
+	struct meta_iter *it;
+	const char *k, *v;
+	size_t kl, vl, seen = 0;
+	int r = 1;
+
+	if (tid < 0 || !(it = meta_iter_new(m->c.meta, CF_CHUNKS, "", 0)))
+		return;
+	meta_iter_start_at(it, m->evac_cursor, 16);
+	while (!plan_full(m) && seen++ < SCAN_MAX && (r = meta_iter_next(it, &k, &kl, &v, &vl)) == 1) {
+		if (kl != 16 || vl < 1 || (uint8_t)v[0] != tid)
+			continue;
+		uint64_t ino = silt_get_be64((const uint8_t *)k), ck = silt_get_be64((const uint8_t *)k + 8);
+		int from = m->idx_of_id[tid], d = dest_for(m, tr, bounds_allowed(m->c.bounds, ino), from);
+		if (d < 0)
+			break; /* the others are full: the next epoch finds room, or cancel */
+		memcpy(m->evac_cursor, k, 16);
+		if (!add_move(m, ino, ck, tid, tier_id(m->c.order[d]), d < from, 1, 1)) {
+			tr->room[d]++;
+			tr->spare[d]++;
+		}
+	}
+	if (r == 0) /* the end: start over (moves that raced are found again) */
+		memset(m->evac_cursor, 0, sizeof(m->evac_cursor));
+	meta_iter_free(it);
 }
 
 /* Tests: every chunk to the next tier (round robin), as far as room allows. */
@@ -461,13 +615,13 @@ static void plan_churn(struct silt_migrate *m)
 	if (!it)
 		return;
 	meta_iter_start_at(it, m->churn_cursor, 16);
-	while (m->nplan + m->npromos < PLAN_MAX && (r = meta_iter_next(it, &k, &kl, &v, &vl)) == 1) {
+	while (!plan_full(m) && (r = meta_iter_next(it, &k, &kl, &v, &vl)) == 1) {
 		if (kl != 16 || vl < 1 || (uint8_t)v[0] >= SILT_MAX_TIERS || !m->c.by_id[(uint8_t)v[0]])
 			continue;
 		int from = (uint8_t)v[0], to = tier_id(m->c.order[(m->idx_of_id[from] + 1) % m->c.ntiers]);
 		memcpy(m->churn_cursor, k, 16);
 		add_move(m, silt_get_be64((const uint8_t *)k), silt_get_be64((const uint8_t *)k + 8), from, to,
-			 m->idx_of_id[to] < m->idx_of_id[from]);
+			 m->idx_of_id[to] < m->idx_of_id[from], 0, 0);
 	}
 	if (r == 0) /* the end: start over */
 		memset(m->churn_cursor, 0, sizeof(m->churn_cursor));
@@ -488,7 +642,9 @@ static int move_begin(struct silt_migrate *m, struct move *mv)
 	mv->entry = cmap_get(mv->cf, mv->k);
 	if (!mv->entry || cm_tier(mv->entry) != mv->from || tier_failed(m->c.by_id[mv->from]))
 		return -ESTALE;
-	if ((r = tier_reserve(m->c.by_id[mv->to], !mv->promote)))
+	if (mv->evac && atomic_load(&m->evac_tid) != mv->from)
+		return -ECANCELED;
+	if ((r = tier_reserve(m->c.by_id[mv->to], mv->over_wm)))
 		return r;
 	/* the batch's earlier moves hold their pins: never wait at a gate */
 	if ((r = cmap_pin_more(m->c.cmap, mv->cf, mv->k, mv->k, CMAP_READ, &mv->pin))) {
@@ -730,6 +886,179 @@ static void note_rate(struct silt_migrate *m)
 	}
 }
 
+/* ---- evacuation ---- */
+
+/* Record tier tid's state in the store, durably: an evacuation resumes at
+ * the next mount, an evacuated tier stays empty. Caller holds evac_lock. */
+static int save_state(struct silt_migrate *m, int tid, enum tier_state st)
+{
+	struct meta_batch *b = meta_batch_new();
+	uint8_t key[K_TIERSTATE_LEN];
+	struct tier_state_rec rec = { .state = (uint8_t)st, .total = m->evac_total[tid] };
+	int r;
+
+	if (!b)
+		return -ENOMEM;
+	memcpy(key, K_TIERSTATE_PREFIX, sizeof(K_TIERSTATE_PREFIX) - 1);
+	key[K_TIERSTATE_LEN - 1] = (uint8_t)tid;
+	if (st == TIER_ACTIVE)
+		meta_del(b, m->c.meta, CF_FACTS, key, sizeof(key));
+	else
+		meta_put(b, m->c.meta, CF_FACTS, key, sizeof(key), &rec, sizeof(rec));
+	r = commit_internal(m->c.commit, b, 1);
+	meta_batch_free(b);
+	if (!r)
+		tier_set_state(m->c.by_id[tid], st);
+	return r;
+}
+
+/* At start: the states the last mount left. */
+static void load_states(struct silt_migrate *m)
+{
+	for (int i = 0; i < m->c.ntiers; i++) {
+		int tid = tier_id(m->c.order[i]);
+		uint8_t key[K_TIERSTATE_LEN];
+		char *val;
+		size_t len;
+		memcpy(key, K_TIERSTATE_PREFIX, sizeof(K_TIERSTATE_PREFIX) - 1);
+		key[K_TIERSTATE_LEN - 1] = (uint8_t)tid;
+		if (meta_get(m->c.meta, CF_FACTS, key, sizeof(key), &val, &len))
+			continue;
+		struct tier_state_rec rec = { 0 };
+		memcpy(&rec, val, MIN(len, sizeof(rec)));
+		free(val);
+		if (rec.state != TIER_EVACUATING && rec.state != TIER_EVACUATED)
+			continue;
+		tier_set_state(m->c.order[i], (enum tier_state)rec.state);
+		m->evac_total[tid] = rec.total;
+		if (rec.state == TIER_EVACUATING && atomic_load(&m->evac_tid) < 0) {
+			atomic_store(&m->evac_tid, tid);
+			log_info("tier %s: resuming its evacuation", tier_name(m->c.order[i]));
+		}
+	}
+}
+
+/* After an epoch: the tier being evacuated holds nothing any more. */
+static void evac_check_done(struct silt_migrate *m)
+{
+	pthread_mutex_lock(&m->evac_lock);
+	int tid = atomic_load(&m->evac_tid);
+	if (tid >= 0 && !evac_left(m, tid) && save_state(m, tid, TIER_EVACUATED) == 0) {
+		atomic_store(&m->evac_tid, -1);
+		log_info("tier %s is evacuated: its %llu chunks are on the other tiers", tier_name(m->c.by_id[tid]),
+			 (unsigned long long)m->evac_total[tid]);
+		events_add(m->c.events, EVENT_EVACUATE, "tier %s evacuated: %llu chunks moved off it",
+			   tier_name(m->c.by_id[tid]), (unsigned long long)m->evac_total[tid]);
+	}
+	pthread_mutex_unlock(&m->evac_lock);
+}
+
+/* Whether the other usable tiers can take every chunk of tid, up to their
+ * capacity; else why not. */
+static int evac_fits(struct silt_migrate *m, int tid, char *why, size_t len)
+{
+	uint32_t cs = m->c.layout->chunk_size;
+	struct tier_stats st;
+	uint64_t room = 0, need;
+	char a[32], b[32];
+
+	tier_get_stats(m->c.by_id[tid], &st);
+	need = st.chunks;
+	for (int i = 0; i < m->c.ntiers; i++) {
+		struct tier_stats o;
+		if (tier_id(m->c.order[i]) == tid || !tier_usable(m->c.order[i]))
+			continue;
+		tier_get_stats(m->c.order[i], &o);
+		uint64_t cap = o.capacity / cs, held = (o.used + cs - 1) / cs;
+		room += cap > held ? cap - held : 0;
+	}
+	if (room >= need)
+		return 0;
+	snprintf(why, len, "tier %s holds %llu chunks (%s) but the other tiers have room for %llu (%s): "
+		 "free or add space there first; nothing was moved", st.name, (unsigned long long)need,
+		 silt_fmt_size(need * cs, a, sizeof(a)), (unsigned long long)room, silt_fmt_size(room * cs, b, sizeof(b)));
+	return -ENOSPC;
+}
+
+int migrate_evacuate(struct silt_migrate *m, int tid, char *why, size_t len)
+{
+	struct silt_tier *t = m->c.by_id[tid];
+	int r = 0, cur;
+
+	pthread_mutex_lock(&m->evac_lock);
+	cur = atomic_load(&m->evac_tid);
+	if (cur == tid || tier_state(t) == TIER_EVACUATED)
+		goto out; /* under way, or done: nothing to start */
+	if (cur >= 0) {
+		snprintf(why, len, "tier %s is being evacuated: let it finish, or cancel it, first",
+			 tier_name(m->c.by_id[cur]));
+		r = -EBUSY;
+	} else if (tier_failed(t)) {
+		snprintf(why, len, "tier %s is %s: its chunks cannot be read to move them", tier_name(t),
+			 tier_state(t) == TIER_ACTIVE ? "failed or missing" : "failed");
+		r = -EIO;
+	} else if (!(r = evac_fits(m, tid, why, len))) {
+		struct tier_stats st;
+		tier_get_stats(t, &st);
+		m->evac_total[tid] = st.chunks;
+		memset(m->evac_cursor, 0, sizeof(m->evac_cursor));
+		if (!(r = save_state(m, tid, TIER_EVACUATING))) {
+			atomic_store(&m->evac_tid, tid);
+			log_info("tier %s: evacuating its %llu chunks", tier_name(t), (unsigned long long)st.chunks);
+			events_add(m->c.events, EVENT_EVACUATE, "evacuation of tier %s started: %llu chunks to move",
+				   tier_name(t), (unsigned long long)st.chunks);
+		}
+	}
+out:
+	pthread_mutex_unlock(&m->evac_lock);
+	if (!r) { /* wake the engine: the evacuation starts now */
+		pthread_mutex_lock(&m->lock);
+		pthread_cond_broadcast(&m->cv);
+		pthread_mutex_unlock(&m->lock);
+	}
+	return r;
+}
+
+int migrate_evacuate_cancel(struct silt_migrate *m, int tid, char *why, size_t len)
+{
+	struct silt_tier *t = m->c.by_id[tid];
+	enum tier_state was;
+	int r = 0;
+
+	pthread_mutex_lock(&m->evac_lock);
+	was = tier_state(t);
+	if (was == TIER_ACTIVE) {
+		snprintf(why, len, "tier %s is not being evacuated", tier_name(t));
+		r = -EINVAL;
+	} else if (!(r = save_state(m, tid, TIER_ACTIVE))) {
+		if (atomic_load(&m->evac_tid) == tid)
+			atomic_store(&m->evac_tid, -1);
+		struct tier_stats st;
+		tier_get_stats(t, &st);
+		log_info("tier %s: evacuation cancelled, %llu chunks left on it; it takes chunks again", tier_name(t),
+			 (unsigned long long)st.chunks);
+		events_add(m->c.events, EVENT_EVACUATE, "evacuation of tier %s cancelled%s: %llu chunks on it, "
+			   "it takes chunks again", tier_name(t), was == TIER_EVACUATED ? " after it ended" : "",
+			   (unsigned long long)st.chunks);
+		bounds_unsettle_all(m->c.bounds); /* pins to it can be honoured again */
+	}
+	pthread_mutex_unlock(&m->evac_lock);
+	return r;
+}
+
+void migrate_evac_stats(struct silt_migrate *m, int tid, struct evac_stats *s)
+{
+	struct tier_stats st;
+
+	pthread_mutex_lock(&m->evac_lock);
+	tier_get_stats(m->c.by_id[tid], &st);
+	s->state = tier_state(m->c.by_id[tid]);
+	s->running = atomic_load(&m->evac_tid) == tid;
+	s->left = st.chunks;
+	s->total = MAX(m->evac_total[tid], st.chunks);
+	pthread_mutex_unlock(&m->evac_lock);
+}
+
 /* ---- epochs ---- */
 
 static long epoch(struct silt_migrate *m, int paced)
@@ -739,12 +1068,17 @@ static long epoch(struct silt_migrate *m, int paced)
 
 	m->nplan = m->npromos = 0;
 	memset(m->planned_keys, 0, sizeof(m->planned_keys));
-	if (mode != MIGRATE_OFF && m->c.ntiers > 1) {
+	if (m->c.ntiers > 1) {
+		struct tier_room tr;
+		measure(m, &tr);
+		/* what the operator asked for goes first, in every mode */
+		plan_bounds(m, &tr);
+		plan_evacuation(m, &tr);
 		heat_sync(m->c.heat);
 		if (mode == MIGRATE_CHURN)
 			plan_churn(m);
-		else
-			plan_policy(m);
+		else if (mode == MIGRATE_POLICY)
+			plan_policy(m, &tr);
 		memcpy(&m->plan[m->nplan], m->promos, m->npromos * sizeof(m->promos[0]));
 		m->nplan += m->npromos;
 	}
@@ -760,6 +1094,7 @@ static long epoch(struct silt_migrate *m, int paced)
 	atomic_store(&m->pending, 0);
 	settle_deferred(m); /* write-promote's old slots, even without moves */
 	files_release(m);
+	evac_check_done(m);
 	atomic_fetch_add(&m->epochs, 1);
 	return (long)(atomic_load(&m->moved) - before);
 }
@@ -781,7 +1116,9 @@ static void *engine(void *arg)
 	while (!m->stopping) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)m->c.epoch_ms * 1000000ull;
+		/* an evacuation goes on epoch after epoch (its moves are paced) */
+		uint32_t ms = atomic_load(&m->evac_tid) >= 0 ? MIN(m->c.epoch_ms, 50u) : m->c.epoch_ms;
+		uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)ms * 1000000ull;
 		ts.tv_sec += (time_t)(ns / 1000000000ull);
 		ts.tv_nsec = (long)(ns % 1000000000ull);
 		pthread_cond_timedwait(&m->cv, &m->lock, &ts);
@@ -813,6 +1150,9 @@ int migrate_start(const struct migrate_conf *c, struct silt_migrate **out)
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->cv, NULL);
 	pthread_mutex_init(&m->run_lock, NULL);
+	pthread_mutex_init(&m->evac_lock, NULL);
+	atomic_init(&m->evac_tid, -1);
+	load_states(m);
 	m->last_ns = m->rate_t0 = now_ns();
 	if ((r = silt_ioctx_new(2 * BATCH, SILT_ALIGN, &m->ctx)) ||
 	    !(m->bufs = silt_aligned_alloc((size_t)m->batch * c->layout->chunk_size)) ||
@@ -851,6 +1191,7 @@ void migrate_stop(struct silt_migrate *m)
 	pthread_mutex_destroy(&m->lock);
 	pthread_cond_destroy(&m->cv);
 	pthread_mutex_destroy(&m->run_lock);
+	pthread_mutex_destroy(&m->evac_lock);
 	free(m);
 }
 

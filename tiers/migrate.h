@@ -22,6 +22,16 @@
  *
  * Pace: at most `rate` bytes a second, and `busy_rate` while foreground I/O
  * is busy (quiet periods get the full rate).
+ *
+ * Before the policy's moves, each epoch plans two kinds the operator asked
+ * for: chunks outside their file's placement bound (tiers/bounds.h: a pin
+ * just set, a spill while the pinned tier was full) go inside it, and,
+ * while a tier is being evacuated, its
+ * chunks go to the others (nearest in speed first, inside their file's
+ * bound when there is room there), epoch after epoch without waiting,
+ * until it holds none: it is then "evacuated" and takes no chunks until
+ * the evacuation is cancelled. The state is in the store
+ * (fs/meta/records.h), so an evacuation resumes at the next mount.
  */
 #ifndef SILT_MIGRATE_H
 #define SILT_MIGRATE_H
@@ -31,7 +41,9 @@
 #include "fs/meta/commit.h"
 #include "fs/meta/meta.h"
 #include "predictor/heat.h"
+#include "fs/meta/events.h"
 #include "tiers/alloc.h"
+#include "tiers/bounds.h"
 #include "tiers/chunkmap.h"
 #include "tiers/io.h"
 #include "tiers/layout.h"
@@ -56,6 +68,8 @@ struct migrate_conf {
 	struct silt_tier *const *by_id;      /* [SILT_MAX_TIERS] */
 	const int *zlevel;                   /* [SILT_MAX_TIERS] by id: zstd level, 0 = none */
 	struct heat *heat;
+	struct silt_bounds *bounds;          /* files' placement bounds */
+	struct silt_events *events;          /* evacuations are recorded there */
 	struct cmap_source files;
 	const _Atomic uint64_t *fg_ops[2];   /* foreground reads and writes so far */
 	uint32_t epoch_ms;                   /* 0 = plan only when asked */
@@ -89,6 +103,22 @@ void migrate_set_mode(struct silt_migrate *m, enum migrate_mode mode);
 const char *migrate_mode_name(enum migrate_mode mode);
 int migrate_mode_parse(const char *s, enum migrate_mode *out);
 void migrate_stats(struct silt_migrate *m, struct migrate_stats *s);
+
+/* Evacuation of tier id tid. begin: refused (-EBUSY, -ENOSPC, -EIO, with
+ * why) before anything moves when another tier is being evacuated, when
+ * the tier is failed or missing, or when the other usable tiers cannot
+ * hold its chunks; resumes one that was cancelled or interrupted. cancel:
+ * the tier is active again (a running evacuation stops after its batch in
+ * flight; an evacuated tier takes chunks again). */
+int migrate_evacuate(struct silt_migrate *m, int tid, char *why, size_t len);
+int migrate_evacuate_cancel(struct silt_migrate *m, int tid, char *why, size_t len);
+struct evac_stats {
+	enum tier_state state;
+	int running;                         /* evacuating now */
+	uint64_t total;                      /* chunks on it when the evacuation began */
+	uint64_t left;                       /* chunks still on it */
+};
+void migrate_evac_stats(struct silt_migrate *m, int tid, struct evac_stats *s);
 
 /* Write-promote: move chunk k of cf to tier id `to` now, for a writer that
  * holds k exclusively (an EXCL pin), with the caller's I/O context. The

@@ -35,6 +35,7 @@ struct silt_tier {
 	_Atomic int full;           /* tier fs said ENOSPC */
 	_Atomic uint64_t reserve;   /* bytes of its filesystem kept free (metadata) */
 	_Atomic int failed;         /* 0, or the errno that made it fail */
+	_Atomic int state;          /* enum tier_state */
 	pthread_mutex_t fail_lock;  /* the reason below */
 	char why[160];
 	struct silt_events *events;
@@ -220,7 +221,7 @@ int tier_reserve(struct silt_tier *t, int over_wm)
 	uint64_t cap, limit, cur;
 
 	refresh_capacity(t, 0);
-	if (atomic_load(&t->full) || atomic_load(&t->failed))
+	if (!tier_usable(t) || atomic_load(&t->full))
 		return -ENOSPC;
 	cap = atomic_load(&t->capacity);
 	limit = over_wm ? cap : (uint64_t)((unsigned __int128)cap * t->conf.high_wm / 100);
@@ -235,7 +236,7 @@ int tier_reserve(struct silt_tier *t, int over_wm)
 int tier_has_room(struct silt_tier *t, int over_wm)
 {
 	refresh_capacity(t, 0);
-	if (atomic_load(&t->full) || atomic_load(&t->failed))
+	if (!tier_usable(t) || atomic_load(&t->full))
 		return 0;
 	uint64_t cap = atomic_load(&t->capacity);
 	uint64_t limit = over_wm ? cap : (uint64_t)((unsigned __int128)cap * t->conf.high_wm / 100);
@@ -303,6 +304,21 @@ int tier_failed(const struct silt_tier *t)
 	return atomic_load(&t->failed);
 }
 
+void tier_set_state(struct silt_tier *t, enum tier_state s)
+{
+	atomic_store(&t->state, s);
+}
+
+enum tier_state tier_state(const struct silt_tier *t)
+{
+	return (enum tier_state)atomic_load(&t->state);
+}
+
+int tier_usable(const struct silt_tier *t)
+{
+	return atomic_load(&t->state) == TIER_ACTIVE && !atomic_load(&t->failed);
+}
+
 void tier_mark_full(struct silt_tier *t)
 {
 	atomic_store(&t->full, 1);
@@ -322,6 +338,9 @@ void tier_get_stats(struct silt_tier *t, struct tier_stats *st)
 	st->zstd_level = t->conf.zstd_level;
 	st->id = t->id;
 	st->failed = atomic_load(&t->failed) != 0;
+	st->state = tier_state(t);
+	static const char *const names[] = { "active", "evacuating", "evacuated" };
+	st->state_name = st->failed ? "failed" : names[st->state];
 	pthread_mutex_lock(&t->fail_lock);
 	snprintf(st->why, sizeof(st->why), "%s", st->failed ? t->why : "");
 	pthread_mutex_unlock(&t->fail_lock);

@@ -22,6 +22,10 @@
 
 struct silt_tier;
 
+/* What the operator made of a tier (persistent: the evacuation, fs/ctl.c
+ * and tiers/migrate.c). A tier that is not active takes no new chunks. */
+enum tier_state { TIER_ACTIVE, TIER_EVACUATING, TIER_EVACUATED };
+
 struct tier_stats {
 	const char *name, *path;
 	enum silt_tier_class cls;
@@ -31,6 +35,8 @@ struct tier_stats {
 	int zstd_level;
 	int id;
 	int failed;
+	enum tier_state state;
+	const char *state_name;   /* active, evacuating, evacuated or failed */
 	char why[160];            /* what failed, when failed */
 };
 
@@ -76,6 +82,10 @@ int tier_io_error(int err);
  * the volume is mounted again. */
 void tier_fail(struct silt_tier *t, int err, const char *what);
 int tier_failed(const struct silt_tier *t);
+void tier_set_state(struct silt_tier *t, enum tier_state s);
+enum tier_state tier_state(const struct silt_tier *t);
+/* Whether it may take chunks: active (not evacuated nor being evacuated) and not failed. */
+int tier_usable(const struct silt_tier *t);
 /* Where tier_fail() reports, besides the log. */
 struct silt_events;
 void tier_set_events(struct silt_tier *t, struct silt_events *ev);

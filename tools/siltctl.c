@@ -412,11 +412,10 @@ static const char scrub_text[] =
 	"scrub: {checked:u} of {total:u} checksummed chunks verified, {damaged:u} damaged, "
 	"{unreadable:u} unreadable\n";
 
-/* A progress bar on a terminal: [#####.....] checked/total. */
-static void progress(const struct rec *s)
+/* A progress bar on a terminal: [#####.....] done/total chunks. */
+static void progress(unsigned long long done, unsigned long long total)
 {
-	unsigned long long total = rec_u64(s, "total"), done = rec_u64(s, "checked");
-	int w = 40, fill = total ? (int)(done * (unsigned long long)w / total) : w;
+	int w = 40, fill = total ? (int)(MIN(done, total) * (unsigned long long)w / total) : w;
 
 	fprintf(stderr, "\r[%.*s%*s] %llu/%llu chunks", MIN(fill, w), "########################################",
 		w - MIN(fill, w), "", done, total);
@@ -453,7 +452,7 @@ static int scrub_follow(struct ctx *c)
 		if (!(s = recs_find(c->recs, c->nrecs, "scrub")))
 			return fail(c, EPROTO, "the daemon's answer has no scrub record");
 		if (tty)
-			progress(s);
+			progress(rec_u64(s, "checked"), rec_u64(s, "total"));
 		if (!rec_u64(s, "running") && rec_u64(s, "passes") >= passes)
 			break;
 		usleep(200 * 1000);
@@ -486,6 +485,137 @@ static int cmd_scrub(struct ctx *c, int argc, char **argv)
 	else
 		render_template(stdout, s, rec_u64(s, "running") ? "scrub running: {checked:u} of {total:u} chunks so far, "
 			"{damaged:u} damaged, {unreadable:u} unreadable\n" : scrub_text);
+	return 0;
+}
+
+/* ---- tiers, evacuate -------------------------------------------------- */
+
+static const struct jfield tiers_json_f[] = {
+	{ "name", "name", J_STR }, { "class", "class", J_STR }, { "state", "state", J_STR },
+	{ "chunks", "chunks", J_U64 }, { "capacity", "capacity", J_U64 }, { "used", "used", J_U64 },
+	{ "evacuation_total", "evac_total", J_U64 }, { "reason", "reason", J_STR }, { 0 } };
+static const struct jsection tiers_json[] = { { "tier", "tiers", 1, tiers_json_f }, { 0 } };
+static const struct column tiers_table[] = {
+	{ "TIER", "name", -12, C_STR }, { "CLASS", "class", -5, C_STR }, { "STATE", "state", -10, C_STR },
+	{ "CHUNKS", "chunks", 10, C_U64 }, { "USED", "used", 12, C_SIZE }, { "CAPACITY", "capacity", 12, C_SIZE },
+	{ 0 } };
+
+static int cmd_tiers(struct ctx *c, int argc, char **argv)
+{
+	if (find_volume(c, NULL) || query(c, "status"))
+		return 1;
+	if (c->json)
+		render_json(stdout, c->recs, c->nrecs, tiers_json);
+	else
+		render_table(stdout, c->recs, c->nrecs, "tier", tiers_table, &status_note);
+	return 0;
+}
+
+static const struct jfield evac_json_f[] = {
+	{ "tier", "tier", J_STR }, { "state", "state", J_STR }, { "running", "running", J_BOOL },
+	{ "total", "total", J_U64 }, { "left", "left", J_U64 }, { 0 } };
+static const struct jsection evac_json[] = { { "evacuation", NULL, 0, evac_json_f }, { 0 } };
+static const char evac_text[] = "tier {tier}: {state}, {left:u} of {total:u} chunks still on it\n";
+
+/* "evacuate TIER": start (or join) and follow to the end; --no-wait,
+ * --cancel and --status ask once. */
+static int cmd_evacuate(struct ctx *c, int argc, char **argv)
+{
+	int o = argc == 2 && argv[1][0] == '-'; /* the option, before or after TIER */
+	const char *tier = argv[argc == 2 ? !o : 0], *opt = argc == 2 ? argv[o] : "";
+	int follow = !*opt, tty = follow && !c->json && isatty(2);
+	char req[128];
+	struct rec *e;
+
+	if (*opt && strcmp(opt, "--cancel") && strcmp(opt, "--status") && strcmp(opt, "--no-wait"))
+		return usage_error(c, "evacuate: '%s': expected --cancel, --status or --no-wait", opt);
+	if (strlen(tier) > 64 || strpbrk(tier, " \n"))
+		return usage_error(c, "evacuate: '%s' is not a tier name", tier);
+	snprintf(req, sizeof(req), "evacuate %s%s", !strcmp(opt, "--cancel") ? "cancel " :
+		 !strcmp(opt, "--status") ? "status " : "", tier);
+	if (find_volume(c, NULL) || query(c, req))
+		return 1;
+	for (;;) {
+		if (!(e = recs_find(c->recs, c->nrecs, "evacuation")))
+			return fail(c, EPROTO, "the daemon's answer has no evacuation record");
+		if (!follow || strcmp(rec_get(e, "state"), "evacuating"))
+			break;
+		if (tty)
+			progress(rec_u64(e, "total") - MIN(rec_u64(e, "left"), rec_u64(e, "total")), rec_u64(e, "total"));
+		usleep(200 * 1000);
+		snprintf(req, sizeof(req), "evacuate status %s", tier);
+		if (query(c, req))
+			return 1;
+	}
+	if (tty)
+		fputc('\n', stderr);
+	if (c->json)
+		render_json(stdout, c->recs, c->nrecs, evac_json);
+	else
+		render_template(stdout, e, evac_text);
+	if (follow && strcmp(rec_get(e, "state"), "evacuated"))
+		return fail(c, ECANCELED, "the evacuation of %s stopped (%s) with %s chunks still on it", tier,
+			    rec_get(e, "state"), rec_get(e, "left"));
+	return 0;
+}
+
+/* ---- pins --------------------------------------------------------------- */
+
+static const struct jfield pin_json_f[] = { { "ino", "ino", J_U64 }, { "tier", "tier", J_OPT }, { 0 } };
+static const struct jsection pins_json[] = { { "pin", "pins", 1, pin_json_f }, { 0 } };
+static const struct jsection pin_json[] = { { "pin", NULL, 0, pin_json_f }, { 0 } };
+static const struct column pins_table[] = {
+	{ "INODE", "ino", 10, C_U64 }, { "TIER", "tier", 0, C_STR, .sep = "  " }, { 0 } };
+
+/* "pin FILE TIER", "unpin FILE": through the file's inode. */
+static int pin_file(struct ctx *c, const char *file, const char *tier)
+{
+	char req[160];
+	struct stat st;
+	struct rec *p;
+
+	if (tier && (strlen(tier) > 64 || strpbrk(tier, " \n")))
+		return usage_error(c, "pin: '%s' is not a tier name", tier);
+	if (stat(file, &st) < 0)
+		return path_error(c, file, errno);
+	if (!S_ISREG(st.st_mode))
+		return fail(c, EINVAL, "%s: not a regular file (only files are pinned)", file);
+	if (tier)
+		snprintf(req, sizeof(req), "pin %llu %s", (unsigned long long)st.st_ino, tier);
+	else
+		snprintf(req, sizeof(req), "unpin %llu", (unsigned long long)st.st_ino);
+	if (find_volume(c, file) || query(c, req))
+		return 1;
+	if (!(p = recs_find(c->recs, c->nrecs, "pin")))
+		return fail(c, EPROTO, "the daemon's answer has no pin record");
+	if (c->json)
+		render_json(stdout, c->recs, c->nrecs, pin_json);
+	else if (tier)
+		printf("%s pinned to tier %s: its chunks move there as room allows (siltctl where %s)\n", file,
+		       rec_get(p, "tier"), file);
+	else
+		printf("%s unpinned: the placement policy places it again\n", file);
+	return 0;
+}
+
+static int cmd_pin(struct ctx *c, int argc, char **argv)
+{
+	return pin_file(c, argv[0], argv[1]);
+}
+
+static int cmd_unpin(struct ctx *c, int argc, char **argv)
+{
+	return pin_file(c, argv[0], NULL);
+}
+
+static int cmd_pins(struct ctx *c, int argc, char **argv)
+{
+	if (find_volume(c, NULL) || query(c, "pins"))
+		return 1;
+	if (c->json)
+		render_json(stdout, c->recs, c->nrecs, pins_json);
+	else
+		render_table(stdout, c->recs, c->nrecs, "pin", pins_table, NULL);
 	return 0;
 }
 
@@ -571,7 +701,7 @@ static int cmd_metrics(struct ctx *c, int argc, char **argv)
 	for (int i = 0; i < c->nrecs; i++) {
 		rec_set(&c->recs[i], "one", "1");
 		if (!strcmp(c->recs[i].kind, "tier"))
-			rec_set(&c->recs[i], "failed", strcmp(rec_get(&c->recs[i], "state"), "active") ? "1" : "0");
+			rec_set(&c->recs[i], "failed", strcmp(rec_get(&c->recs[i], "state"), "failed") ? "0" : "1");
 	}
 	snprintf(global, sizeof(global), "volume=%s", rec_get(vol, "name"));
 	render_prom(stdout, c->recs, c->nrecs, metrics_table, global, c->json);
@@ -935,6 +1065,40 @@ static const struct command commands[] = {
 	  "tier failures, policy changes, scrub results. The log is kept in the\n"
 	  "volume's metadata (the last 1000 events).",
 	  0, 2, cmd_events },
+	{ "tiers", "[--json]", "each tier's state (active, evacuating, evacuated, failed) and use",
+	  "Shows each tier's state: active; evacuating (siltctl evacuate is moving\n"
+	  "its chunks off it, and it takes no new ones); evacuated (it holds\n"
+	  "nothing and takes nothing until the evacuation is cancelled); failed\n"
+	  "(an I/O error made the daemon stop using it; the reason is under its\n"
+	  "row). A state other than active survives a remount.",
+	  0, 0, cmd_tiers },
+	{ "evacuate", "[--cancel|--status|--no-wait] [--json] TIER", "move every chunk off TIER",
+	  "Moves every chunk off TIER to the other tiers (the nearest in speed\n"
+	  "first, pinned files' to their tier when it has room) while the volume\n"
+	  "stays in use, and follows the evacuation to its end (a progress bar on\n"
+	  "a terminal). Refused before anything moves when the other tiers cannot\n"
+	  "hold TIER's chunks, when TIER failed or when another tier is being\n"
+	  "evacuated. TIER takes no new chunks from the start; once empty it is\n"
+	  "evacuated and stays so, across remounts, until --cancel, which also\n"
+	  "stops an evacuation under way (the chunks moved so far stay where they\n"
+	  "went). An evacuation interrupted by an unmount resumes at the next\n"
+	  "mount; running the command again joins it. --no-wait starts it and\n"
+	  "returns; --status says where it is. Exit status 1 when it stopped\n"
+	  "before TIER was empty.",
+	  1, 2, cmd_evacuate },
+	{ "pin", "[--json] FILE TIER", "keep FILE's chunks on TIER",
+	  "Pins FILE to TIER: its new chunks go there while TIER has room (else\n"
+	  "to another tier, and back later), and the migration engine moves its\n"
+	  "other chunks there as room allows; the placement policy no longer\n"
+	  "moves them. The pin is kept in the volume's metadata: it survives a\n"
+	  "remount and goes when the file is deleted. A new pin replaces the old.",
+	  2, 2, cmd_pin },
+	{ "unpin", "[--json] FILE", "undo siltctl pin", "FILE's chunks are placed by the policy again.", 1, 1,
+	  cmd_unpin },
+	{ "pins", "[--json]", "the pinned files (by inode) and their tiers",
+	  "Lists the pinned files by inode number (find -inum finds their names)\n"
+	  "and the tier each is pinned to.",
+	  0, 0, cmd_pins },
 	{ "metrics", "[--json]", "the volume's counters in Prometheus's text format",
 	  "Prints the volume's metrics in Prometheus's text exposition format: I/O\n"
 	  "requests, bytes, errors and latency histograms, tiers (capacity, use,\n"

@@ -28,6 +28,7 @@ enum change_kind {
 	CHANGE_INTERNAL, /* the engine's own bookkeeping (migration intents): no
 			  * change a user or a replica can see */
 	CHANGE_EVENT,    /* an entry of the event log (fs/meta/events.h) */
+	CHANGE_PLACEMENT, /* a file's pin (ino): fs/pins.c */
 };
 
 struct change {

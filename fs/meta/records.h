@@ -14,6 +14,8 @@
  *   chunks         ino | chunk index        struct chunk_rec
  *   facts          "move/" | ino | chunk    struct move_rec (a move in progress)
  *   facts          "event/" | seq           the event log (fs/meta/events.c)
+ *   facts          "tierstate/" | tier id   struct tier_state_rec (evacuations)
+ *   facts          "pin/" | ino             struct pin_rec (siltctl pin)
  */
 #ifndef SILT_RECORDS_H
 #define SILT_RECORDS_H
@@ -33,6 +35,12 @@ struct inode_rec {
 	uint64_t size;
 	uint64_t nchunks;        /* mapped chunks: st_blocks without loading the map */
 	int64_t atime, mtime, ctime; /* ns since the epoch */
+} __attribute__((packed));
+
+/* A directory entry (CF_DENTRIES value, key parent | name). */
+struct dent_val {
+	uint64_t ino;
+	uint32_t mode;           /* the S_IFMT bits of the inode */
 } __attribute__((packed));
 
 /* Where one chunk lives (CF_CHUNKS value). Only tiers/chunkmap.c writes it. */
@@ -73,6 +81,31 @@ struct block_sum {
 struct move_rec {
 	uint8_t from, to;        /* tier ids */
 } __attribute__((packed));
+
+/* A tier's state when it is not simply active (CF_FACTS, "tierstate/" |
+ * tier id): an evacuation under way resumes at the next mount, an
+ * evacuated tier stays empty (tiers/migrate.c). */
+#define K_TIERSTATE_PREFIX "tierstate/"
+#define K_TIERSTATE_LEN (sizeof(K_TIERSTATE_PREFIX) - 1 + 1)
+struct tier_state_rec {
+	uint8_t state;           /* enum tier_state (tiers/tier.h) */
+	uint64_t total;          /* chunks on it when the evacuation began */
+} __attribute__((packed));
+
+/* An operator's pin of one file (CF_FACTS, "pin/" | ino; fs/pins.c). */
+#define K_PIN_PREFIX "pin/"
+struct pin_rec {
+	uint8_t tier;            /* tier id */
+} __attribute__((packed));
+
+/* prefix | ino (be64) */
+static inline size_t key_prefixed_ino(uint8_t *k, const char *prefix, uint64_t ino)
+{
+	size_t n = __builtin_strlen(prefix);
+	__builtin_memcpy(k, prefix, n);
+	silt_put_be64(k + n, ino);
+	return n + 8;
+}
 
 static inline void key_ino(uint8_t k[8], uint64_t ino) { silt_put_be64(k, ino); }
 static inline void key_move(uint8_t k[K_MOVE_LEN], uint64_t ino, uint64_t chunk)
