@@ -9,6 +9,7 @@
  *   "d" len peer ino first   -> last, flags, stamp  a peer's dirty set
  *   "f" peer                 -> ino, chunk       a peer owes a full sync (from there)
  *   "r" peer                 -> seq              the peer's position at its first fold
+ *   "g"                      -> (epoch, upto)*   the volume's generations
  *
  * Entries of metadata changes go into the change's own batch (stage()), so
  * they are exactly as durable as the change. Data overwritten in place has
@@ -28,8 +29,10 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #define SHARDS 16
 #define SLOTS 4096 /* per shard: entries remembered per open batch */
@@ -866,4 +869,134 @@ void journal_stats(struct sync_journal *j, int peer, struct journal_stats *st)
 	st->folds = atomic_load(&j->folds);
 	st->noted = atomic_load(&j->noted);
 	st->recorded = atomic_load(&j->recorded);
+}
+
+/* ---- generations ---- */
+
+int gens_load(struct silt_meta *m, struct proto_gen *g, uint32_t *n)
+{
+	char *v;
+	size_t vl;
+	int r = meta_get(m, CF_JOURNAL, "g", 1, &v, &vl);
+
+	*n = 0;
+	if (r == -ENOENT)
+		return 0;
+	if (r)
+		return r;
+	if (vl % 16 || vl / 16 > PROTO_MAX_GENS) {
+		free(v);
+		return -EUCLEAN;
+	}
+	for (size_t i = 0; i < vl / 16; i++) {
+		g[i].epoch = silt_get_be64((uint8_t *)v + 16 * i);
+		g[i].upto = silt_get_be64((uint8_t *)v + 16 * i + 8);
+	}
+	*n = (uint32_t)(vl / 16);
+	free(v);
+	return 0;
+}
+
+int gens_store(struct silt_meta *m, const struct proto_gen *g, uint32_t n)
+{
+	uint8_t v[16 * PROTO_MAX_GENS];
+	struct meta_batch *b = meta_batch_new();
+	int r;
+
+	if (!b)
+		return -ENOMEM;
+	/* the oldest go first when the list is full: the fork is near the end */
+	uint32_t skip = n > PROTO_MAX_GENS ? n - PROTO_MAX_GENS : 0;
+	for (uint32_t i = skip; i < n; i++) {
+		silt_put_be64(v + 16 * (i - skip), g[i].epoch);
+		silt_put_be64(v + 16 * (i - skip) + 8, g[i].upto);
+	}
+	meta_put(b, m, CF_JOURNAL, "g", 1, v, 16 * (n - skip));
+	r = meta_commit(m, b, 1);
+	meta_batch_free(b);
+	return r;
+}
+
+int gens_begin(struct silt_meta *m)
+{
+	struct proto_gen g[PROTO_MAX_GENS + 1];
+	uint32_t n;
+	int r = gens_load(m, g, &n);
+
+	if (r || n)
+		return r;
+	if (getrandom(&g[0].epoch, sizeof(g[0].epoch), 0) != sizeof(g[0].epoch))
+		return -EIO;
+	g[0].upto = UINT64_MAX;
+	return gens_store(m, g, 1);
+}
+
+int journal_set_next(struct silt_meta *m, uint64_t next)
+{
+	struct meta_batch *b = meta_batch_new();
+	int r;
+
+	if (!b)
+		return -ENOMEM;
+	put_u64(b, m, "n", 1, next);
+	r = meta_commit(m, b, 1);
+	meta_batch_free(b);
+	return r;
+}
+
+uint64_t journal_local_pos(struct silt_meta *m)
+{
+	uint64_t next = 0;
+	uint8_t k[EKEY_LEN];
+	const char *key, *v;
+	size_t kl, vl;
+
+	if (get_u64(m, "n", 1, &next) || next == 0)
+		return 0;
+	struct meta_iter *it = meta_iter_new(m, CF_JOURNAL, "e", 1);
+	if (!it)
+		return next - 1;
+	ekey(k, next, 0, 0);
+	meta_iter_start_at(it, k, sizeof(k));
+	int open = meta_iter_next(it, &key, &kl, &v, &vl) == 1; /* changes not cut yet */
+	meta_iter_free(it);
+	return next - 1 + (uint64_t)open;
+}
+
+int gens_follow(const struct proto_gen *mine, uint32_t nm, uint64_t pos, const struct proto_gen *theirs,
+		uint32_t nt, char *why, size_t len)
+{
+	if (nm == 0)
+		return 0; /* no lineage: nothing of ours to lose */
+	const struct proto_gen *last = &mine[nm - 1];
+	for (uint32_t i = 0; i < nt; i++) {
+		if (theirs[i].epoch != last->epoch)
+			continue;
+		if (theirs[i].upto != UINT64_MAX && pos > theirs[i].upto) {
+			snprintf(why, len, "split brain: both sides changed after batch %llu of epoch %016llx "
+				 "(this side reached %llu, the other went on in epoch %016llx)",
+				 (unsigned long long)theirs[i].upto, (unsigned long long)last->epoch,
+				 (unsigned long long)pos,
+				 (unsigned long long)(i + 1 < nt ? theirs[i + 1].epoch : 0));
+			return -EEXIST;
+		}
+		return 0;
+	}
+	snprintf(why, len, "split brain: this side is in epoch %016llx, which the other side's history does "
+		 "not have (promoted here, or the other side was)", (unsigned long long)last->epoch);
+	return -EEXIST;
+}
+
+int journal_forget(struct silt_meta *m)
+{
+	struct meta_batch *b = meta_batch_new();
+	uint8_t lo[1] = { 0 }, hi[1] = { 0xff };
+	int r;
+
+	if (!b)
+		return -ENOMEM;
+	meta_del_range(b, m, CF_JOURNAL, lo, 1, hi, 1);
+	r = meta_commit(m, b, 1);
+	meta_batch_free(b);
+	return r;
 }

@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sync/proto.h"
+
 struct silt_meta;
 struct silt_commit;
 struct sync_journal;
@@ -94,6 +96,29 @@ int journal_set_full(struct sync_journal *j, int peer, int on, uint64_t ino, uin
 int journal_full(struct sync_journal *j, int peer, uint64_t *ino, uint64_t *chunk);
 /* Age of the oldest change not yet cut, in ms (0: none). */
 uint64_t journal_open_age_ms(struct sync_journal *j);
+
+/* Generations (epochs) of a volume, kept in its own store (CF_JOURNAL
+ * "g") whatever its role: the epochs of its lineage, oldest first, each
+ * with the batch it had reached when the next began (UINT64_MAX: still
+ * going). A primary's first start begins one; a replica takes its
+ * primary's; a promotion closes the last at the batch applied and opens a
+ * new one. Two volumes whose lineages fork, each with changes after the
+ * fork, are a split brain. */
+int gens_load(struct silt_meta *m, struct proto_gen *g, uint32_t *n);
+int gens_store(struct silt_meta *m, const struct proto_gen *g, uint32_t n);
+int gens_begin(struct silt_meta *m);
+/* Make the next journal batch follow seq (a promoted replica goes on with
+ * the numbering it applied). */
+int journal_set_next(struct silt_meta *m, uint64_t next);
+/* How far this volume's own changes go: the last batch it cut as a
+ * primary, or the open one if it holds changes (0: never a primary). */
+uint64_t journal_local_pos(struct silt_meta *m);
+/* Can a volume with lineage mine, changed up to pos, follow lineage
+ * theirs? 0, or -EEXIST with why filled (split brain). */
+int gens_follow(const struct proto_gen *mine, uint32_t nm, uint64_t pos, const struct proto_gen *theirs,
+		uint32_t nt, char *why, size_t len);
+/* Forget this volume was ever a primary (journal, positions, lineage). */
+int journal_forget(struct silt_meta *m);
 
 struct journal_stats {
 	uint64_t open_seq, entries, dirty, folds, noted, recorded;

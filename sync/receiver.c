@@ -20,6 +20,7 @@
  * JOURNAL batch. */
 #include "sync/receiver.h"
 #include "sync/chan.h"
+#include "sync/journal.h"
 #include "sync/proto.h"
 #include "fs/vol.h"
 #include "utils/log.h"
@@ -35,7 +36,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_NODES (1u << 20)
@@ -57,6 +60,13 @@ struct sync_receiver {
 	char origin[37];
 	uint64_t applied, chunk_size;
 	int inconsistent;
+	int promoted, separate;   /* the operator's decisions (receiver_command) */
+
+	/* a command from the control socket, for the receiver's thread */
+	pthread_cond_t cmd_done;
+	const char *cmd;
+	FILE *cmd_out;
+	int cmd_result;
 
 	/* the connection */
 	int fd;
@@ -101,9 +111,10 @@ static void path_of(const struct sync_receiver *r, const char *name, char *out, 
 static int save_state(struct sync_receiver *r)
 {
 	char p[4200], text[256];
-	int n = snprintf(text, sizeof(text), "origin=%s\napplied=%llu\ninconsistent=%d\nchunk_size=%llu\n",
-			 r->origin[0] ? r->origin : "-", (unsigned long long)r->applied, r->inconsistent,
-			 (unsigned long long)r->chunk_size);
+	int n = snprintf(text, sizeof(text), "origin=%s\napplied=%llu\ninconsistent=%d\nchunk_size=%llu\n"
+			 "promoted=%d\nseparate=%d\n", r->origin[0] ? r->origin : "-",
+			 (unsigned long long)r->applied, r->inconsistent, (unsigned long long)r->chunk_size,
+			 r->promoted, r->separate);
 	path_of(r, "state", p, sizeof(p));
 	return silt_write_file_atomic(p, text, (size_t)n);
 }
@@ -112,16 +123,19 @@ static int load_state(struct sync_receiver *r)
 {
 	char p[4200], origin[64] = "-";
 	unsigned long long applied = 0, cs = 0;
-	int inc = 0;
+	int inc = 0, prom = 0, sep = 0;
 
 	path_of(r, "state", p, sizeof(p));
 	FILE *f = fopen(p, "r");
 	if (!f)
 		return errno == ENOENT ? 0 : -errno;
-	int n = fscanf(f, "origin=%40s applied=%llu inconsistent=%d chunk_size=%llu", origin, &applied, &inc, &cs);
+	int n = fscanf(f, "origin=%40s applied=%llu inconsistent=%d chunk_size=%llu promoted=%d separate=%d",
+		       origin, &applied, &inc, &cs, &prom, &sep);
 	fclose(f);
-	if (n != 4)
+	if (n != 6 && n != 4) /* (4: written before promotion existed) */
 		return -EUCLEAN;
+	r->promoted = prom;
+	r->separate = sep;
 	snprintf(r->origin, sizeof(r->origin), "%s", strcmp(origin, "-") ? origin : "");
 	r->applied = applied;
 	r->inconsistent = inc;
@@ -394,8 +408,26 @@ static int refuse(struct sync_receiver *r, int code, const char *text)
 
 static int on_start(struct sync_receiver *r, const struct msg_start *s)
 {
-	char why[160];
+	char why[400];
+	struct proto_gen mine[PROTO_MAX_GENS];
+	uint32_t nm = 0;
+	struct silt_meta *meta = vol_meta(r->c.vol);
 
+	if (r->separate)
+		return refuse(r, EEXIST, "kept as a separate volume after a split brain (keep-separate): "
+			      "remove it from the primary's peers");
+	if (r->promoted)
+		return refuse(r, EEXIST, "split brain: this volume was promoted to primary and receives no more; "
+			      "the peer is an old primary with writes of its own");
+	if (gens_load(meta, mine, &nm))
+		return refuse(r, EIO, "cannot read this volume's generations");
+	uint64_t pos = MAX(r->applied, journal_local_pos(meta));
+	if (gens_follow(mine, nm, pos, s->gens, s->ngens, why, sizeof(why))) {
+		log_err("replica: %s. Resolve explicitly: `siltctl replica discard-local` takes the peer's "
+			"volume (this side's changes since the split are dropped), `siltctl replica keep-separate` "
+			"keeps this one apart", why);
+		return refuse(r, EEXIST, why);
+	}
 	if (r->origin[0] && strcmp(r->origin, s->uuid)) {
 		snprintf(why, sizeof(why), "this is a replica of volume %s, not of %s", r->origin, s->uuid);
 		return refuse(r, EEXIST, why);
@@ -405,6 +437,11 @@ static int on_start(struct sync_receiver *r, const struct msg_start *s)
 	struct proto_msg m = { .type = M_STATE };
 	snprintf(m.state.origin, sizeof(m.state.origin), "%s", r->origin);
 	m.state.applied = r->applied;
+	m.state.ngens = nm;
+	memcpy(m.state.gens, mine, nm * sizeof(mine[0]));
+	/* from now on we follow the peer's lineage */
+	if (s->ngens && gens_store(meta, s->gens, s->ngens))
+		return refuse(r, EIO, "cannot record the primary's generations");
 	m.state.inconsistent = (uint32_t)r->inconsistent;
 	r->chunk_size = s->chunk_size;
 	r->started = 1;
@@ -646,6 +683,122 @@ static void accept_conn(struct sync_receiver *r)
 	log_info("replica: primary %s connected", r->peer_addr);
 }
 
+/* ---- the operator's decisions ---- */
+
+static int do_promote(struct sync_receiver *r, FILE *o)
+{
+	struct silt_meta *meta = vol_meta(r->c.vol);
+	struct proto_gen g[PROTO_MAX_GENS + 1];
+	uint32_t n;
+	int e = gens_load(meta, g, &n);
+
+	if (e)
+		return e;
+	if (r->promoted) {
+		fprintf(o, "replica promoted=already epoch=%016llx\n", n ? (unsigned long long)g[n - 1].epoch : 0ull);
+		return 0;
+	}
+	if (r->inconsistent)
+		log_warn("replica: promoted while a resync was under way: the volume may mix old and new chunks");
+	if (n && g[n - 1].upto == UINT64_MAX)
+		g[n - 1].upto = r->applied;
+	if (getrandom(&g[n].epoch, sizeof(g[n].epoch), 0) != sizeof(g[n].epoch))
+		return -EIO;
+	g[n++].upto = UINT64_MAX;
+	if ((e = gens_store(meta, g, n)) || (e = journal_set_next(meta, r->applied + 1)))
+		return e;
+	r->promoted = 1;
+	if ((e = save_state(r)))
+		return e;
+	log_warn("replica: promoted to primary at batch %llu, epoch %016llx: mount it read-write as a primary",
+		 (unsigned long long)r->applied, (unsigned long long)g[n - 1].epoch);
+	fprintf(o, "replica promoted=yes applied=%llu epoch=%016llx origin=%s\n", (unsigned long long)r->applied,
+		(unsigned long long)g[n - 1].epoch, r->origin[0] ? r->origin : "-");
+	return 0;
+}
+
+static int run_command(struct sync_receiver *r, const char *cmd, FILE *o)
+{
+	int e;
+
+	if (!strcmp(cmd, "promote"))
+		return do_promote(r, o);
+	if (!strcmp(cmd, "discard-local")) {
+		/* this side's own lineage and changes go; the peer's volume comes
+		 * whole. The namespace is emptied first: the two sides numbered
+		 * their new inodes from the same point since the split, so the
+		 * same number may stand for different files. */
+		struct stat st;
+		if ((e = vol_getattr(r->c.vol, 1, &st)))
+			return e;
+		struct vol_rnode root = { .ino = 1, .mode = st.st_mode, .uid = st.st_uid, .gid = st.st_gid,
+					  .nlink = 2, .atime = st.st_atim.tv_sec * 1000000000ll + st.st_atim.tv_nsec,
+					  .mtime = st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec,
+					  .ctime = st.st_ctim.tv_sec * 1000000000ll + st.st_ctim.tv_nsec, .symlink = "" };
+		if ((e = vol_replica_namespace(r->c.vol, &root, 1, NULL, 0)) ||
+		    (e = journal_forget(vol_meta(r->c.vol))))
+			return e;
+		r->origin[0] = '\0';
+		r->applied = 0;
+		r->promoted = r->separate = 0;
+		if ((e = save_state(r)))
+			return e;
+		log_warn("replica: discarding this volume's own changes: the next connection brings a full sync");
+		fprintf(o, "replica discarded=yes\n");
+		return 0;
+	}
+	if (!strcmp(cmd, "keep-separate")) {
+		r->separate = 1;
+		if ((e = save_state(r)))
+			return e;
+		log_warn("replica: kept as a separate volume: refusing every primary from now on");
+		fprintf(o, "replica separate=yes\n");
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int receiver_command(struct sync_receiver *r, const char *cmd, FILE *o)
+{
+	struct timespec until;
+	int e = 0;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	pthread_mutex_lock(&r->lock);
+	r->cmd = cmd;
+	r->cmd_out = o;
+	if (write(r->wake[1], "c", 1) < 0)
+		e = -errno;
+	while (!e && r->cmd)
+		if (pthread_cond_timedwait(&r->cmd_done, &r->lock, &until) == ETIMEDOUT)
+			e = -ETIMEDOUT;
+	r->cmd = NULL;
+	if (!e)
+		e = r->cmd_result;
+	pthread_mutex_unlock(&r->lock);
+	return e;
+}
+
+/* In the receiver's thread: a pending command, between two messages. */
+static void take_command(struct sync_receiver *r)
+{
+	pthread_mutex_lock(&r->lock);
+	const char *cmd = r->cmd;
+	FILE *o = r->cmd_out;
+	pthread_mutex_unlock(&r->lock);
+	if (!cmd)
+		return;
+	if (r->fd >= 0)
+		end_conn(r); /* a decision changes what we accept */
+	int e = run_command(r, cmd, o);
+	pthread_mutex_lock(&r->lock);
+	r->cmd_result = e;
+	r->cmd = NULL;
+	pthread_cond_broadcast(&r->cmd_done);
+	pthread_mutex_unlock(&r->lock);
+}
+
 static void *receiver_thread(void *arg)
 {
 	struct sync_receiver *r = arg;
@@ -657,6 +810,11 @@ static void *receiver_thread(void *arg)
 				       { .fd = r->fd, .events = POLLIN } };
 		if (poll(p, r->fd >= 0 ? 3 : 2, 1000) < 0 && errno != EINTR)
 			break;
+		if (p[1].revents & POLLIN) {
+			char c;
+			if (read(r->wake[0], &c, 1) == 1 && c == 'c')
+				take_command(r);
+		}
 		if (p[0].revents & POLLIN)
 			accept_conn(r);
 		if (r->fd >= 0 && (p[2].revents & (POLLIN | POLLHUP | POLLERR))) {
@@ -685,6 +843,7 @@ int receiver_start(const struct receiver_conf *c, struct sync_receiver **out, ch
 	r->wake[0] = r->wake[1] = -1;
 	r->state = "waiting";
 	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->cmd_done, NULL);
 	if (!(r->buf = malloc(PROTO_MAX_CHUNK)) || pipe2(r->wake, O_CLOEXEC)) {
 		e = -ENOMEM;
 		goto fail;
@@ -740,10 +899,10 @@ void receiver_status(struct sync_receiver *r, FILE *o)
 {
 	pthread_mutex_lock(&r->lock);
 	fprintf(o, "peer name=%s role=replica state=%s origin=%s applied=%llu inconsistent=%d batches=%llu "
-		"chunks=%llu bytes=%llu refused=%llu last_ack=%llu\n",
-		r->fd >= 0 ? "primary" : "-", r->state, r->origin[0] ? r->origin : "-",
+		"chunks=%llu bytes=%llu refused=%llu last_ack=%llu promoted=%d separate=%d\n",
+		r->fd >= 0 ? "primary" : "-", r->promoted ? "promoted" : r->state, r->origin[0] ? r->origin : "-",
 		(unsigned long long)r->applied, r->inconsistent, (unsigned long long)r->batches,
 		(unsigned long long)r->chunks, (unsigned long long)r->bytes, (unsigned long long)r->refused,
-		(unsigned long long)(r->last_batch_wall / 1000000000ull));
+		(unsigned long long)(r->last_batch_wall / 1000000000ull), r->promoted, r->separate);
 	pthread_mutex_unlock(&r->lock);
 }

@@ -26,5 +26,16 @@ struct receiver_conf {
 int receiver_start(const struct receiver_conf *c, struct sync_receiver **out, char *err, size_t errlen);
 void receiver_stop(struct sync_receiver *r);
 void receiver_status(struct sync_receiver *r, FILE *o);
+/* An operator's decision, carried out by the receiver's thread:
+ *   promote        stop receiving; the volume's lineage closes at the last
+ *                  batch applied and a new epoch begins: mount it read-write
+ *                  as a primary next
+ *   discard-local  after a split brain: forget this volume's own changes
+ *                  since the split (its lineage and journal); the next
+ *                  connection brings a full sync from the peer
+ *   keep-separate  after a split brain: keep this volume as it is and
+ *                  refuse the peer from now on
+ * Writes one record to o; -EINVAL for anything else. */
+int receiver_command(struct sync_receiver *r, const char *cmd, FILE *o);
 
 #endif

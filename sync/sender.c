@@ -69,7 +69,7 @@ static void set_state(struct sync_sender *s, const char *state, const char *err)
 	pthread_mutex_lock(&s->lock);
 	/* a peer that refuses us stays "refused" while we keep trying */
 	int retrying = !strcmp(state, "connecting") || !strcmp(state, "handshake");
-	if (!(retrying && s->state && !strcmp(s->state, "refused")))
+	if (!(retrying && s->state && (!strcmp(s->state, "refused") || !strcmp(s->state, "split-brain"))))
 		s->state = state;
 	if (err)
 		snprintf(s->error, sizeof(s->error), "%.*s", (int)sizeof(s->error) - 1, err);
@@ -732,10 +732,24 @@ static int exchange_state(struct sync_sender *s)
 	struct sync_journal *j = s->c.journal;
 	int r;
 
+	struct proto_gen mine[PROTO_MAX_GENS];
+	uint32_t nm;
+	char why[400];
+
 	snprintf(m.start.uuid, sizeof(m.start.uuid), "%s", vol_uuid(s->c.vol));
 	m.start.chunk_size = s->c.chunk_size;
+	if ((r = gens_load(vol_meta(s->c.vol), mine, &nm)))
+		return r;
+	m.start.ngens = nm;
+	memcpy(m.start.gens, mine, nm * sizeof(mine[0]));
 	if ((r = send_msg(s, &m)) || (r = recv_msg(s, &m, M_STATE)))
 		return r;
+	/* a peer that went its own way (promoted) is not shipped over */
+	if (gens_follow(m.state.gens, m.state.ngens, m.state.applied, mine, nm, why, sizeof(why))) {
+		log_err("replication to %s: %s: not shipping over it", s->c.name, why);
+		set_state(s, "split-brain", why);
+		return -EEXIST;
+	}
 	uint64_t acked = journal_acked(j, s->c.peer);
 	if (m.state.origin[0] && strcmp(m.state.origin, vol_uuid(s->c.vol))) {
 		char e[200];
@@ -785,7 +799,7 @@ static void session(struct sync_sender *s, int fd)
 	if (r && !atomic_load(&s->stop)) {
 		snprintf(err, sizeof(err), "%s", strerror(-r));
 		pthread_mutex_lock(&s->lock);
-		int refused = s->state && !strcmp(s->state, "refused");
+		int refused = s->state && (!strcmp(s->state, "refused") || !strcmp(s->state, "split-brain"));
 		pthread_mutex_unlock(&s->lock);
 		if (!refused) {
 			log_warn("replication to %s: connection lost (%s), resuming from the last acknowledged batch",

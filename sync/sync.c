@@ -107,6 +107,10 @@ static int start_primary(struct silt_sync *s, struct silt_vol *v, const struct s
 	}
 	if (!jc.npeers)
 		return 0;
+	if ((r = gens_begin(vol_meta(v)))) {
+		snprintf(err, errlen, "replication: cannot record the volume's generation: %s", strerror(-r));
+		return r;
+	}
 	if ((r = journal_open(&jc, &s->journal))) {
 		snprintf(err, errlen, "replication journal: %s", strerror(-r));
 		return r;
@@ -188,6 +192,11 @@ int sync_ctl(void *arg, const char *req, FILE *o)
 			sender_verify(s->senders[i]);
 		fprintf(o, "sync verify=requested peers=%d\n", s->nsenders);
 		return 0;
+	}
+	if (!strncmp(req, "replica ", 8)) {
+		if (!s || !s->receiver)
+			return -ENOTSUP; /* only a replica */
+		return receiver_command(s->receiver, req + 8, o);
 	}
 	if (strcmp(req, "sync status"))
 		return -EINVAL;

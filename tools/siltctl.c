@@ -803,6 +803,31 @@ static int cmd_keygen(struct ctx *c)
 	return 0;
 }
 
+/* "replica promote|discard-local|keep-separate": the operator's decision
+ * on a replica (sync/receiver.h); the daemon's "replica" record. */
+static int cmd_replica(struct ctx *c, int argc, char **argv)
+{
+	char req[64];
+	struct rec *r;
+
+	if (strcmp(argv[0], "promote") && strcmp(argv[0], "discard-local") && strcmp(argv[0], "keep-separate"))
+		return usage_error(c, "replica: '%s': promote, discard-local or keep-separate", argv[0]);
+	snprintf(req, sizeof(req), "replica %s", argv[0]);
+	if (find_volume(c, NULL) || query(c, req))
+		return 1;
+	if (!(r = recs_find(c->recs, c->nrecs, "replica")))
+		return fail(c, EPROTO, "the daemon's answer has no replica record");
+	if (c->json) {
+		json_all_fields(stdout, c->recs, c->nrecs, "replica");
+		putchar('\n');
+		return 0;
+	}
+	for (int k = 0; k < r->n; k++)
+		printf("%s%s %s", k ? ", " : "", r->key[k], r->val[k]);
+	putchar('\n');
+	return 0;
+}
+
 static int cmd_sync(struct ctx *c, int argc, char **argv)
 {
 	char req[32];
@@ -1122,6 +1147,16 @@ static const struct command commands[] = {
 	  "ships what differs. keygen prints a new key pair for [sync] private_key\n"
 	  "and a peer's public_key (no volume needed).",
 	  1, 1, cmd_sync },
+	{ "replica", "promote|discard-local|keep-separate [--json]", "a replica's fate: promote it, or settle a split brain",
+	  "promote: the replica stops receiving and becomes a primary: unmount it\n"
+	  "and mount it read-write with its own [peer] sections (its numbering goes\n"
+	  "on from the last batch it applied). An old primary that comes back with\n"
+	  "writes of its own is then a split brain: both sides refuse each other\n"
+	  "and nothing is applied, until the operator decides on the side that\n"
+	  "gives way: discard-local forgets this volume's own changes since the\n"
+	  "split (the next connection brings a full sync from the peer),\n"
+	  "keep-separate keeps it as it is and refuses the peer from now on.",
+	  1, 1, cmd_replica },
 	{ "help", "[COMMAND]", "this list, or what COMMAND does",
 	  "Without COMMAND, lists the commands and options; with it, its usage and\n"
 	  "what it does (the same as siltctl COMMAND --help).",

@@ -493,7 +493,7 @@ int main(int argc, char **argv)
 		sync_free(sync);
 		return leave(se, &args, 1);
 	}
-	struct ctl_ext ext = { .words = { "sync" }, .fn = sync_ctl, .arg = sync };
+	struct ctl_ext ext = { .words = { "sync", "replica" }, .fn = sync_ctl, .arg = sync };
 	if (created)
 		say_created(&cfg, fs.vol);
 	if ((r = ctl_start(fs.vol, o.ctl, &ext, &ctl))) {

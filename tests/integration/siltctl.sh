@@ -22,7 +22,7 @@ version=$(meson introspect "$BUILDDIR" --projectinfo | jq -r .version)
 run --version
 check_eq "$RC/$OUT" "0/siltctl $version" "siltctl --version"
 cmds=$("$SILTCTL" --list-commands)
-check '[[ "$(echo $cmds)" == "status where heat policy migrate scrub events tiers evacuate pin unpin pins metrics log sync help" ]]' "--list-commands: every command ($(echo $cmds))"
+check '[[ "$(echo $cmds)" == "status where heat policy migrate scrub events tiers evacuate pin unpin pins metrics log sync replica help" ]]' "--list-commands: every command ($(echo $cmds))"
 run help
 for c in $cmds; do
 	check '[[ "$OUT" == *"  $c "* ]]' "siltctl help lists $c"

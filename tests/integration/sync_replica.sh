@@ -8,50 +8,10 @@
 # each, the replica's tree equals the primary's, byte for byte.
 . "$(dirname "$0")/lib.sh"
 
-say "two hosts"
-n=$((RANDOM % 200 + 20))
-A=silt-pa-$$ B=silt-pb-$$
-silt_netns_pair "$A" "$B" "10.239.$n.1/24" "10.239.$n.2/24"
-
-keys=$("$SILTCTL" sync keygen)
-psec=$(sed -n 's/^private_key = //p' <<<"$keys"); ppub=$(sed -n 's/^public_key = //p' <<<"$keys")
-keys=$("$SILTCTL" sync keygen)
-rsec=$(sed -n 's/^private_key = //p' <<<"$keys"); rpub=$(sed -n 's/^public_key = //p' <<<"$keys")
-wrong=$(sed -n 's/^public_key = //p' <<<"$("$SILTCTL" sync keygen)") # nobody's
-
-silt_make_volume "$SILT_TMP/p" 2
-silt_make_volume "$SILT_TMP/r" 1
-pconf=$SILT_TMP/p/vol.conf rconf=$SILT_TMP/r/vol.conf
-cat >> "$pconf" <<EOF
-
-[sync]
-private_key = $psec
-interval = 200ms
-max_lag = 2s
-journal_max = 64
-
-[peer replica]
-address = 10.239.$n.2:7411
-public_key = $rpub
-EOF
-replica_conf() { # replica_conf PRIMARY_PUBLIC_KEY
-	sed -i '/^\[sync\]/,$d' "$rconf"
-	cat >> "$rconf" <<EOF
-[sync]
-private_key = $rsec
-listen = 10.239.$n.2:7411
-state = $SILT_TMP/r/state
-
-[peer primary]
-public_key = $1
-EOF
-}
-replica_conf "$ppub"
-P=$SILT_TMP/pm R=$SILT_TMP/rm
+. "$(dirname "$0")/sync_hosts.sh"
 
 say "an existing volume, written before any replica runs"
-SILT_IN_NS=$A silt_mount_fg "$pconf" "$P" || silt_abort "primary does not mount"
-PPID_=$SILT_FG_PID PLOG=$SILT_LAST_ERR
+start_primary
 mkdir -p "$P/vms/old"
 silt_random "$P/vms/disk.img" $((6 << 20))
 echo hello > "$P/vms/note.txt"
@@ -60,31 +20,6 @@ ln "$P/vms/note.txt" "$P/vms/old/hard.txt"
 "$SILT_XATTR" set "$P/vms/note.txt" user.tag blue
 truncate -s 3M "$P/vms/sparse.img"
 printf 'tail' | dd of="$P/vms/sparse.img" bs=1 seek=$((2 << 20)) conv=notrunc status=none
-
-xattrs() { # every xattr under the current directory
-	local f
-	find . -type f | LC_ALL=C sort | while read -r f; do echo "$f: $("$SILT_XATTR" list "$f" 2>&1)"; done
-}
-same() { # the replica's tree, contents and xattrs equal the primary's
-	silt_drop_caches
-	[ "$(cd "$P" && silt_tree_state . && xattrs)" == "$(cd "$R" && silt_tree_state . && xattrs)" ]
-}
-wait_same() { # wait_same WHAT [SECONDS]
-	local i
-	for ((i = 0; i < ${2:-30} * 2; i++)); do
-		if same; then pass "$1"; return 0; fi
-		sleep 0.5
-	done
-	fail "$1"
-	{ diff <(cd "$P" && silt_tree_state .) <(cd "$R" && silt_tree_state .) | head -n 10; } || true
-	echo "--- primary log"; tail -n 8 "$PLOG"; echo "--- replica log"; tail -n 8 "$RLOG"
-	silt_ctl -m "$P" sync status || true
-	return 0 # counted; go on to show what else holds
-}
-start_replica() {
-	SILT_IN_NS=$B silt_mount_fg "$rconf" "$R" ro || silt_abort "replica does not mount"
-	RPID=$SILT_FG_PID RLOG=$SILT_LAST_ERR
-}
 
 say "initial full sync"
 start_replica
@@ -170,8 +105,7 @@ kill -9 "$PPID_"
 wait "$wp" 2>/dev/null || true
 wait "$PPID_" 2>/dev/null || true
 fusermount3 -uz "$P" 2>/dev/null || umount -l "$P"
-SILT_IN_NS=$A silt_mount_fg "$pconf" "$P" || silt_abort "primary does not mount again"
-PPID_=$SILT_FG_PID PLOG=$SILT_LAST_ERR
+start_primary
 wait_same "primary killed and back: the replica equals it" 60
 
 say "kill -9 of the replica"

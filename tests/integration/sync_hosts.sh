@@ -1,0 +1,79 @@
+# shellcheck shell=bash
+# Two hosts in miniature for the replication tests (sync_*.sh), sourced
+# after lib.sh: network namespaces $A and $B joined by a veth pair, a key
+# pair for each host, a primary volume (config $pconf, mounted on $P, in
+# $A) that ships to a replica volume ($rconf on $R, in $B, read-only).
+# Namespaces, mounts and daemons go at exit through lib.sh's trap.
+#   replica_conf KEY   (re)write the replica's [sync]: accept KEY
+#   start_replica / start_primary   mount in their namespaces (RPID/RLOG, PPID_/PLOG)
+#   same / wait_same WHAT [SECONDS]  the replica's tree equals the primary's
+say "two hosts"
+n=$((RANDOM % 200 + 20))
+A=silt-pa-$$ B=silt-pb-$$
+silt_netns_pair "$A" "$B" "10.239.$n.1/24" "10.239.$n.2/24"
+
+keys=$("$SILTCTL" sync keygen)
+psec=$(sed -n 's/^private_key = //p' <<<"$keys"); ppub=$(sed -n 's/^public_key = //p' <<<"$keys")
+keys=$("$SILTCTL" sync keygen)
+rsec=$(sed -n 's/^private_key = //p' <<<"$keys"); rpub=$(sed -n 's/^public_key = //p' <<<"$keys")
+wrong=$(sed -n 's/^public_key = //p' <<<"$("$SILTCTL" sync keygen)") # nobody's
+
+silt_make_volume "$SILT_TMP/p" 2
+silt_make_volume "$SILT_TMP/r" 1
+pconf=$SILT_TMP/p/vol.conf rconf=$SILT_TMP/r/vol.conf
+cat >> "$pconf" <<EOF
+
+[sync]
+private_key = $psec
+interval = 200ms
+max_lag = 2s
+journal_max = 64
+
+[peer replica]
+address = 10.239.$n.2:7411
+public_key = $rpub
+EOF
+replica_conf() { # replica_conf PRIMARY_PUBLIC_KEY
+	sed -i '/^\[sync\]/,$d' "$rconf"
+	cat >> "$rconf" <<EOF
+[sync]
+private_key = $rsec
+listen = 10.239.$n.2:7411
+state = $SILT_TMP/r/state
+
+[peer primary]
+public_key = $1
+EOF
+}
+replica_conf "$ppub"
+P=$SILT_TMP/pm R=$SILT_TMP/rm
+
+xattrs() { # every xattr under the current directory
+	local f
+	find . -type f | LC_ALL=C sort | while read -r f; do echo "$f: $("$SILT_XATTR" list "$f" 2>&1)"; done
+}
+same() { # the replica's tree, contents and xattrs equal the primary's
+	silt_drop_caches
+	[ "$(cd "$P" && silt_tree_state . && xattrs)" == "$(cd "$R" && silt_tree_state . && xattrs)" ]
+}
+wait_same() { # wait_same WHAT [SECONDS]
+	local i
+	for ((i = 0; i < ${2:-30} * 2; i++)); do
+		if same; then pass "$1"; return 0; fi
+		sleep 0.5
+	done
+	fail "$1"
+	{ diff <(cd "$P" && silt_tree_state .) <(cd "$R" && silt_tree_state .) | head -n 10; } || true
+	echo "--- primary log"; tail -n 8 "$PLOG"; echo "--- replica log"; tail -n 8 "$RLOG"
+	silt_ctl -m "$P" sync status || true
+	return 0 # counted; go on to show what else holds
+}
+start_primary() {
+	SILT_IN_NS=$A silt_mount_fg "$pconf" "$P" || silt_abort "primary does not mount"
+	PPID_=$SILT_FG_PID PLOG=$SILT_LAST_ERR
+}
+start_replica() {
+	SILT_IN_NS=$B silt_mount_fg "$rconf" "$R" ro || silt_abort "replica does not mount"
+	RPID=$SILT_FG_PID RLOG=$SILT_LAST_ERR
+}
+
