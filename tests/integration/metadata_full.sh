@@ -81,6 +81,9 @@ dd if=/dev/zero of="$V/t0/foreign" bs=1M status=none 2>/dev/null; sync
 } >/dev/null 2>&1
 pid=$(silt_daemon_pids "$M" | head -n 1)
 check '[ -n "$pid" ] && kill -0 "$pid"' "the daemon is still up"
+if ! { [ -n "$pid" ] && kill -0 "$pid"; } 2>/dev/null; then
+	echo "--- the end of its log:"; tail -n 25 /var/log/siltfs/fullA.log 2>&1
+fi
 check 'silt_ctl -m "$M" status >/dev/null' "siltctl status still answers"
 bad=0
 for f in "${!sums[@]}"; do [ "$(silt_sum "$M/$f")" == "${sums[$f]}" ] || bad=$((bad + 1)); done
