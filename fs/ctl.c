@@ -71,6 +71,8 @@ static void ctl_status(struct silt_vol *v, FILE *o)
 	ctl_put_value(o, v->cfg.name);
 	fprintf(o, " uuid=%s chunk_size=%u mountpoint=", v->uuid, v->layout.chunk_size);
 	ctl_put_value(o, v->mountpoint[0] ? v->mountpoint : "-");
+	const char *cache = atomic_load(&v->cache_mode);
+	fprintf(o, " cache=%s", cache ? cache : "-");
 	fprintf(o, " reads=%llu writes=%llu read_bytes=%llu write_bytes=%llu ns_ops=%llu\n",
 		(unsigned long long)atomic_load(&v->reads), (unsigned long long)atomic_load(&v->writes),
 		(unsigned long long)atomic_load(&v->read_bytes),

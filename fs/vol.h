@@ -45,6 +45,9 @@ int vol_split_tier(const struct silt_config *cfg, const char *tier, const char *
 void vol_close(struct silt_vol *v);
 const char *vol_uuid(const struct silt_vol *v);
 void vol_set_mountpoint(struct silt_vol *v, const char *mnt);
+/* How the kernel caches writes to it ("writeback" or "writethrough", a
+ * static string), for siltctl status; set by the FUSE layer at init. */
+void vol_set_cache_mode(struct silt_vol *v, const char *mode);
 
 /* namespace */
 int vol_lookup(struct silt_vol *v, uint64_t parent, const char *name, struct stat *st);

@@ -56,6 +56,7 @@ struct silt_vol {
 	char uuid[37];
 	char meta_dir[4096 + 64];   /* a tier path is < 3968 bytes (config.c) */
 	char mountpoint[4096];
+	const char *_Atomic cache_mode; /* vol_set_cache_mode: "writeback", "writethrough" */
 	struct layout layout;       /* chunk size, slots, segments */
 	struct silt_meta *meta;
 	struct silt_commit *commit; /* every metadata change goes through it */

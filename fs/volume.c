@@ -41,6 +41,11 @@ void vol_set_mountpoint(struct silt_vol *v, const char *mnt)
 	snprintf(v->mountpoint, sizeof(v->mountpoint), "%s", mnt);
 }
 
+void vol_set_cache_mode(struct silt_vol *v, const char *mode)
+{
+	atomic_store(&v->cache_mode, mode);
+}
+
 /* ---- facts ---- */
 
 static int fact_get_u64(struct silt_meta *m, const char *key, uint64_t *out)

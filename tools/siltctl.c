@@ -188,7 +188,7 @@ static const struct jfield volume_json[] = {
 	{ "name", "name", J_STR }, { "uuid", "uuid", J_STR }, { "chunk_size", "chunk_size", J_U64 },
 	{ "mountpoint", "mountpoint", J_STR }, { "reads", "reads", J_U64 }, { "writes", "writes", J_U64 },
 	{ "read_bytes", "read_bytes", J_U64 }, { "write_bytes", "write_bytes", J_U64 },
-	{ "namespace_ops", "ns_ops", J_U64 }, { 0 } };
+	{ "namespace_ops", "ns_ops", J_U64 }, { "cache", "cache", J_STR }, { 0 } };
 static const struct jfield ram_json[] = {
 	{ "size", "size", J_U64 }, { "used", "used", J_U64 }, { "hits", "hits", J_U64 },
 	{ "misses", "misses", J_U64 }, { "fills", "fills", J_U64 }, { "evictions", "evictions", J_U64 },
@@ -217,7 +217,7 @@ static const struct jsection status_json[] = {
 	{ "log", "log", 0, log_json }, { 0 } };
 
 static const char status_heading[] =
-	"volume {name}  uuid {uuid}  mounted on {mountpoint}\n"
+	"volume {name}  uuid {uuid}  mounted on {mountpoint}  cache {cache}\n"
 	"chunk size {chunk_size:size}  reads {reads:u} ({read_bytes:size})  writes {writes:u} ({write_bytes:size})\n\n";
 static const struct column status_table[] = {
 	{ "TIER", "name", -12, C_STR }, { "CLASS", "class", -5, C_STR },

@@ -45,6 +45,7 @@ struct opts {
 	char log_file[4096];   /* -o log_file=: overrides the config's ("" = no) */
 	int log_level;         /* -o log_level=, -1 = the config's */
 	char fuse_opts[4096];  /* what we pass on to libfuse */
+	int writeback;         /* -o cache=writeback (default) or writethrough */
 	int nsplit;            /* split_tier=TIER:FROM recoveries to run first */
 	char split[SILT_MAX_TIERS][2][SILT_NAME_MAX];
 };
@@ -86,6 +87,8 @@ static void usage(FILE *o)
 		"  -o split_tier=TIER:FROM  move TIER's chunks out of FROM's folder, where an older\n"
 		"                siltfs let them share one folder, into TIER's own (empty) folder\n"
 		"  -o log_file=auto|syslog|PATH, -o log_level=error|warning|info|debug\n"
+		"  -o cache=writeback|writethrough  buffered writes coalesced in the page cache\n"
+		"                (fsync writes them back), or each sent at once (default)\n"
 		"                override the config's log settings\n"
 		"  -o OPT,...    FUSE and mount options (allow_other, ro, noatime, ...)\n"
 		"see docs/usage.md for the config file\n", MAX_THREADS);
@@ -149,6 +152,13 @@ static int parse_o(struct opts *o, const char *list)
 				free(dup);
 				return -1;
 			}
+		} else if (!strncmp(opt, "cache=", 6)) {
+			if (strcmp(opt + 6, "writeback") && strcmp(opt + 6, "writethrough")) {
+				fprintf(stderr, "siltfs: -o %s: must be cache=writeback or cache=writethrough\n", opt);
+				free(dup);
+				return -1;
+			}
+			o->writeback = !strcmp(opt + 6, "writeback");
 		} else if (!strcmp(opt, "ro")) {
 			o->readonly = 1; /* a replica must be mounted so; libfuse gets it too */
 			if (add_fuse_opt(o, opt)) {
@@ -473,6 +483,7 @@ int main(int argc, char **argv)
 		}
 		say(SILT_LOG_INFO, "%s", report);
 	}
+	fs.writeback = o.writeback;
 	if ((r = vol_open(&cfg, &fs.vol, &created, err, sizeof(err)))) {
 		say(SILT_LOG_ERR, "%s", err);
 		return leave(se, &args, 1);

@@ -40,7 +40,20 @@ static void silt_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ASYNC_DIO;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
-	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE; /* write-through: fsync means what it says */
+	/* Writeback: buffered writes stay in the page cache and reach us
+	 * coalesced (a page or more, any writable handle, also of files opened
+	 * write-only: reads of such handles must work), with the kernel
+	 * keeping size and mtime and sending them as setattr; fsync writes the
+	 * pages back before FSYNC comes, so its meaning holds. O_DIRECT opens
+	 * then take the kernel's generic direct path (see silt_open), which
+	 * writes dirty pages back first. Write-through: every write() is a
+	 * request, answered once it is on the tier. */
+	fs->writeback = fs->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE);
+	if (fs->writeback)
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	else
+		conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	vol_set_cache_mode(fs->vol, (conn->want & FUSE_CAP_WRITEBACK_CACHE) ? "writeback" : "writethrough");
 	/* Asynchronous direct I/O (qemu's aio, fio's io_uring) reaches us as
 	 * background requests, of which the kernel by default lets only 12
 	 * out to the daemon: a guest's queue depth of 32 would wait in the
@@ -220,8 +233,12 @@ static void silt_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = (uintptr_t)f;
 	/* O_DIRECT opens (qemu cache=none) take the kernel's direct path: no
 	 * page cache, writes in parallel, and no security.capability lookup
-	 * before every write as the cached path does */
-	fi->direct_io = !!(fi->flags & O_DIRECT);
+	 * before every write as the cached path does. Not with the writeback
+	 * cache: that path never writes back another handle's dirty pages, so
+	 * a direct read after a buffered write would read what the disk had
+	 * (and stop at the size we know, short of the kernel's); the generic
+	 * O_DIRECT path writes them back first, as on any filesystem. */
+	fi->direct_io = (fi->flags & O_DIRECT) && !FS(req)->writeback;
 	if (reply_open_parallel(req, fi) == -ENOENT) /* interrupted: the kernel never saw it */
 		vol_release(VOL(req), f);
 }

@@ -11,6 +11,8 @@ struct silt_fs {
 	struct silt_vol *vol;
 	double timeout;     /* attribute and entry cache validity, seconds */
 	int lock_memory;    /* mlockall in init: required to serve swap */
+	int writeback;      /* the kernel's writeback cache (-o cache=writeback; 0 after
+			     * init if the kernel does not offer it) */
 };
 
 extern const struct fuse_lowlevel_ops silt_fuse_ops;

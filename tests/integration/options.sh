@@ -78,6 +78,33 @@ ok=1; for i in 1 2 3 4 5 6; do cmp -s "$SILT_TMP/data" "$M/par$i" || ok=0; done
 check '[ $ok = 1 ]' "6 parallel writers with 4 threads"
 check_cmd "umount" silt_umount "$M"
 
+say "cache=writeback"
+rc=0; err=$(timeout 30 "$SILTFS" "$V/vol.conf" "$M" -o cache=sometimes 2>&1 </dev/null) || rc=$?
+check "[ $rc -eq 1 ] && grep -q 'cache=writeback or cache=writethrough' <<<\"\$err\"" "cache=sometimes is refused ($err)"
+if silt_is_mounted "$M"; then fail "cache=sometimes: mounted"; silt_umount "$M"; fi
+writes() { json_get "$(silt_ctl -m "$M" status --json)" .volume.writes; }
+for mode in writethrough writeback; do
+	silt_mount "$V/vol.conf" "$M" cache=$mode || silt_abort "cannot mount: $(cat "$SILT_LAST_ERR")"
+	check_eq "$(json_get "$(silt_ctl -m "$M" status --json)" .volume.cache)" $mode "siltctl status says cache $mode"
+	w0=$(writes)
+	dd if="$SILT_TMP/data" of="$M/wb-$mode" bs=4k conv=fsync status=none
+	n=$(( $(writes) - w0 ))
+	eval "requests_$mode=$n"
+	silt_drop_caches
+	check "cmp -s '$SILT_TMP/data' '$M/wb-$mode'" "$mode: 4 MiB of 4 KiB buffered writes read back intact ($n write requests)"
+	# a write-only open that writes inside a page: the kernel reads the
+	# page through that handle first
+	cp "$SILT_TMP/data" "$SILT_TMP/expect"
+	for f in "$M/wb-$mode" "$SILT_TMP/expect"; do
+		printf 'XYZ' | dd of="$f" bs=1 seek=5000 conv=notrunc,fsync status=none
+	done
+	silt_drop_caches
+	check "cmp -s '$SILT_TMP/expect' '$M/wb-$mode'" "$mode: a 3-byte write through a write-only handle"
+	check_cmd "umount" silt_umount "$M"
+done
+check "[ $requests_writeback -lt $((requests_writethrough / 8)) ]" \
+	"writeback coalesces: $requests_writeback write requests against $requests_writethrough"
+
 say "ro"
 silt_mount "$V/vol.conf" "$M" ro || silt_abort "cannot mount: $(cat "$SILT_LAST_ERR")"
 check 'findmnt -n -o OPTIONS --mountpoint "$M" | grep -qw ro' "mounted read-only"

@@ -21,7 +21,7 @@
 # (whose exit trap would kill the daemon it starts).
 if [ "${1:-}" = --remount ]; then
 	set -euo pipefail
-	conf=$2 mnt=$3
+	conf=$2 mnt=$3 opts=${4:-}
 	pids=$(for p in $(pgrep -x siltfs); do
 		tr '\0' '\n' < "/proc/$p/cmdline" 2>/dev/null | grep -qxF "$mnt" && echo "$p"
 	done || true)
@@ -35,7 +35,7 @@ if [ "${1:-}" = --remount ]; then
 		sleep 0.1
 	done
 	[ "$alive" = 0 ] || { echo "fsx remount: daemon $pids still running 30 s after umount" >&2; exit 1; }
-	"$SILTFS" "$conf" "$mnt" </dev/null >/dev/null || { echo "fsx remount: mount failed" >&2; exit 1; }
+	"$SILTFS" "$conf" "$mnt" ${opts:+-o "$opts"} </dev/null >/dev/null || { echo "fsx remount: mount failed" >&2; exit 1; }
 	exit 0
 fi
 
@@ -55,34 +55,40 @@ self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 # chunk_size and tier capacities of each run, in order
 # "churn": the migration engine moves every chunk to another tier every
 # 200 ms while fsx runs, at full speed: the model must never see it.
+# "wb": mounted with -o cache=writeback (the kernel's writeback cache:
+# buffered and mmap writes reach siltfs late and coalesced).
 runs=(
 	"4K auto"
-	"64K auto"
+	"wb 64K auto"
 	"churn 4K 1M 2M auto"
 	"64K 1M 2M auto"
-	"4K auto"
+	"wb 4K auto"
 	"churn 64K 1M 2M auto"
-	"4K 1M 2M auto"
-	"churn 64K 2M auto"
+	"wb 4K 1M 2M auto"
+	"wb churn 64K 2M auto"
 )
 CHURN_OPTS=$'[placement]\nmigration = churn\nepoch = 200ms\nrate = 4G\nbusy_rate = 4G'
 
 # run_one N SEED CHUNK CAP...: one fsx run on a fresh volume.
 run_one() {
-	local n=$1 seed=$2 churn="" opts="" vol="$SILT_TMP/v$1" rc=0 t0=$SECONDS
+	local n=$1 seed=$2 churn="" opts="" mopts="" vol="$SILT_TMP/v$1" rc=0 t0=$SECONDS
 	shift 2
+	[ "$1" = wb ] && { mopts=cache=writeback; shift; }
 	[ "$1" = churn ] && { churn=", under churn"; opts=$CHURN_OPTS; shift; }
 	local chunk=$1
 	shift
-	local mnt="$vol/mnt" desc="seed $seed, chunk $chunk, $# tier(s) $*$churn"
+	local mnt="$vol/mnt" desc="seed $seed, chunk $chunk, $# tier(s) $*$churn${mopts:+, $mopts}"
 	SILT_VOLUME_OPTS=$opts silt_make_volume "$vol" $# "$chunk" "$@"
-	if ! silt_mount "$vol/vol.conf" "$mnt"; then
+	if ! silt_mount "$vol/vol.conf" "$mnt" "$mopts"; then
 		fail "$desc: mount"
 		return 0
 	fi
+	local want=${mopts#cache=}
+	check_eq "$(json_get "$(silt_ctl -m "$mnt" status --json)" .volume.cache)" "${want:-writethrough}" \
+		"$desc: siltctl status says the cache mode"
 	mkdir "$mnt/fsx"
 	"$FSX" --dir "$mnt/fsx" --seed "$seed" --ops "$ops" --chunk $(( ${chunk%K} * 1024 )) \
-		--remount-every "$every" ${FSX_WITHOUT:+--without "$FSX_WITHOUT"} --remount-cmd "'$self' --remount '$vol/vol.conf' '$mnt'" || rc=$?
+		--remount-every "$every" ${FSX_WITHOUT:+--without "$FSX_WITHOUT"} --remount-cmd "'$self' --remount '$vol/vol.conf' '$mnt' '$mopts'" || rc=$?
 	# where the chunks ended up (the 3-tier runs should use every tier)
 	echo "    chunks per tier: $(silt_ctl -m "$mnt" status --json 2>/dev/null |
 		jq -r '[.tiers[] | "\(.name)=\(.chunks)"] | join(" ")' 2>/dev/null || echo "?")"

@@ -10,7 +10,8 @@
 # volumes, each with two tiers (folders) and its metadata store (in its
 # first tier): "a" with 4K chunks, "b" with 64K chunks, both with a small
 # first tier so that chunks spill to the second; "a" migrates by the
-# default policy, "b" runs the churn migration (every chunk to the other
+# default policy and is mounted with -o cache=writeback (the kernel's
+# writeback cache), "b" runs the churn migration (every chunk to the other
 # tier, epochs of 200 ms, full speed), so that the cuts also land in the
 # middle of chunk moves. The final check turns migration off (see there).
 #
@@ -79,6 +80,9 @@ IMG="$SILT_TMP/durable.img"
 DISK="$SILT_TMP/disk"          # pcdisk's mount point; the image is $DISK/disk
 EXT="$SILT_TMP/ext4"           # the ext4 on the loop device
 names=(a b)
+# "a" runs with the kernel's writeback cache (buffered writes wait in the
+# page cache for fsync), "b" without
+mopts=(cache=writeback "")
 chunks=(4096 65536)
 disk_pid=""                    # the running pcdisk
 dev=""                         # the loop device over it
@@ -150,7 +154,7 @@ ext4_up() {
 volumes_up() {
 	local v
 	for v in 0 1; do
-		silt_mount_fg "$(conf_of "$v")" "$(mnt_of "$v")" || { dpids[v]=$SILT_FG_PID; return 1; }
+		silt_mount_fg "$(conf_of "$v")" "$(mnt_of "$v")" "${mopts[v]}" || { dpids[v]=$SILT_FG_PID; return 1; }
 		dpids[v]=$SILT_FG_PID
 		derr[v]=$SILT_LAST_ERR
 		settled=$((settled + $(sed -n 's/.*settled \([0-9]*\) chunk moves.*/\1/p' "${derr[v]}" | head -n1) + 0))
@@ -341,7 +345,7 @@ remount_gaps() {
 	for v in "${!gap_vol[@]}"; do
 		silt_umount "$(mnt_of "$v")" || return 1
 		silt_forget_pid "${dpids[v]}"
-		silt_mount_fg "$(conf_of "$v")" "$(mnt_of "$v")" || return 1
+		silt_mount_fg "$(conf_of "$v")" "$(mnt_of "$v")" "${mopts[v]}" || return 1
 		dpids[v]=$SILT_FG_PID
 		derr[v]=$SILT_LAST_ERR
 	done
