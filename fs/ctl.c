@@ -331,6 +331,11 @@ static int ctl_heat(struct silt_vol *v, uint64_t ino, FILE *o)
 	uint64_t nk = (size + v->layout.chunk_size - 1) >> v->layout.shift;
 	fprintf(o, "file ino=%llu size=%llu chunk_size=%u chunks=%llu\n", (unsigned long long)ino,
 		(unsigned long long)size, v->layout.chunk_size, (unsigned long long)nk);
+	for (int i = 0; i < v->ntiers; i++) { /* the tiers, fastest first (heat --png's colours) */
+		fprintf(o, "tier name=");
+		ctl_put_value(o, tier_name(v->tiers[i]));
+		fputc('\n', o);
+	}
 	for (uint64_t k = 0; k < nk;) {
 		uint8_t e = cmap_get(in->cf, k);
 		unsigned h = heat_of(v->heat, ino, k), hmax = h;
@@ -505,6 +510,23 @@ int vol_ctl(struct silt_vol *v, const char *req, char **reply, size_t *len)
 	return 0;
 }
 
+/* Metrics carry the extension's state too (replication: "sync status",
+ * its peers' records), when it has one. */
+static void append_ext_status(struct silt_ctl *c, char **reply, size_t *len)
+{
+	char *more = NULL, *both;
+	size_t n = 0;
+
+	if (!c->ext.fn || ext_request(&c->ext, "sync status", &more, &n) != 1 || !more)
+		return;
+	if (!strstr(more, "error ") && (both = realloc(*reply, *len + n + 1))) {
+		memcpy(both + *len, more, n + 1);
+		*reply = both;
+		*len += n;
+	}
+	free(more);
+}
+
 static void serve(struct silt_ctl *c, int fd)
 {
 	char req[256];
@@ -527,7 +549,9 @@ static void serve(struct silt_ctl *c, int fd)
 	char *reply = NULL;
 	size_t len = 0;
 	int handled = ext_request(&c->ext, req, &reply, &len);
-	if (handled == 1 || (handled == 0 && vol_ctl(c->v, req, &reply, &len) == 0)) {
+	if (handled == 0 && vol_ctl(c->v, req, &reply, &len) == 0 && !strcmp(req, "metrics"))
+		append_ext_status(c, &reply, &len);
+	if (handled == 1 || (handled == 0 && reply)) {
 		for (size_t off = 0; off < len;) {
 			/* a client that went away must not kill the daemon */
 			ssize_t w = send(fd, reply + off, len - off, MSG_NOSIGNAL);

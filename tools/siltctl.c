@@ -14,6 +14,7 @@
  * an error, 2 for a usage error. */
 #include "sync/chan.h"
 #include "tools/client.h"
+#include "tools/png.h"
 #include "tools/render.h"
 #include "utils/config.h"
 #include "utils/log.h"
@@ -328,12 +329,76 @@ static const struct column heat_table[] = {
 	{ "LEVEL", "level", 5, C_U64 }, { "HEAT", "heat", 8, C_U64 }, { "HOT", "hot_word", -3, C_STR, .sep = "  " },
 	{ 0 } };
 
+/* heat --png: the file's chunks as cells, row after row; a colour per tier
+ * (fastest first: blue, green, orange, ...), brighter the hotter (level 0
+ * to 4); holes dark grey. */
+static int heat_png(struct ctx *c, const struct rec *f, const char *out)
+{
+	static const uint8_t palette[][3] = { { 60, 120, 255 }, { 40, 200, 90 }, { 255, 170, 30 },
+					      { 220, 60, 200 }, { 240, 60, 60 }, { 0, 210, 220 },
+					      { 200, 200, 60 }, { 160, 110, 255 } };
+	const char *tiers[8];
+	int ntiers = 0;
+	uint64_t nk = rec_u64(f, "chunks");
+	uint32_t cols = nk <= 64 ? (uint32_t)(nk ? nk : 1) : nk <= 16384 ? 64 : nk <= 1u << 20 ? 512 : 2048;
+	uint32_t cell = nk <= 4096 ? 8 : nk <= 65536 ? 4 : 1, rows = (uint32_t)((nk + cols - 1) / cols);
+	uint32_t w = cols * cell, h = (rows ? rows : 1) * cell;
+	uint8_t *rgb = calloc((size_t)w * h, 3);
+	char why[512];
+
+	if (!rgb)
+		return fail(c, ENOMEM, "out of memory for a %u x %u picture", w, h);
+	for (int i = 0; i < c->nrecs && ntiers < 8; i++)
+		if (!strcmp(c->recs[i].kind, "tier"))
+			tiers[ntiers++] = rec_get(&c->recs[i], "name");
+	for (int i = 0; i < c->nrecs; i++) {
+		const struct rec *r = &c->recs[i];
+		if (strcmp(r->kind, "run"))
+			continue;
+		const char *t = rec_get(r, "tier");
+		int ti = -1;
+		for (int x = 0; x < ntiers && ti < 0; x++)
+			ti = strcmp(tiers[x], t) ? -1 : x;
+		unsigned lvl = (unsigned)MIN(rec_u64(r, "level"), 4ull);
+		uint8_t px[3] = { 40, 40, 40 };
+		for (int k = 0; k < 3 && ti >= 0; k++)
+			px[k] = (uint8_t)(palette[ti][k] * (35 + 65 * lvl / 4) / 100);
+		for (uint64_t k = rec_u64(r, "first"); k <= rec_u64(r, "last") && k < nk; k++)
+			for (uint32_t y = 0; y < cell; y++)
+				for (uint32_t x = 0; x < cell; x++)
+					memcpy(rgb + (((size_t)(k / cols * cell + y) * w) + k % cols * cell + x) * 3, px, 3);
+	}
+	int r = png_write(out, w, h, rgb, why, sizeof(why));
+	free(rgb);
+	if (r)
+		return fail(c, -r, "%s", why);
+	printf("%s: %u x %u pixels, %u chunks a row, %u pixels a chunk; brighter is hotter;", out, w, h, cols, cell);
+	for (int x = 0; x < ntiers; x++)
+		printf(" %s rgb(%u,%u,%u)", tiers[x], palette[x][0], palette[x][1], palette[x][2]);
+	printf("\n");
+	return 0;
+}
+
 static int cmd_heat(struct ctx *c, int argc, char **argv)
 {
-	struct rec *f = query_file(c, "heat", argv[0]);
+	const char *file = NULL, *png = NULL;
+
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--png") && i + 1 < argc)
+			png = argv[++i];
+		else if (argv[i][0] == '-' || file)
+			return usage_error(c, "heat: '%s': expected FILE [--png OUT]", argv[i]);
+		else
+			file = argv[i];
+	}
+	if (!file)
+		return usage_error(c, "heat: no FILE");
+	struct rec *f = query_file(c, "heat", file);
 
 	if (!f)
 		return 1;
+	if (png)
+		return heat_png(c, f, png);
 	if (c->json) {
 		render_json(stdout, c->recs, c->nrecs, heat_json);
 		return 0;
@@ -686,6 +751,38 @@ static const struct pmetric metrics_table[] = {
 	  "finished" },
 	{ "siltfs_events_total", "Events raised (siltctl events), by kind", P_COUNTER, "events", "count",
 	  "kind=kind" },
+	/* replication (sync/): a primary's peers, a replica's primary */
+	{ "siltfs_sync_connected", "1 while the peer is connected and live", P_GAUGE, "peer", "connected",
+	  "peer=name" },
+	{ "siltfs_sync_lag_milliseconds", "Age of the oldest change the peer does not have yet", P_GAUGE, "peer",
+	  "lag_ms", "peer=name" },
+	{ "siltfs_sync_acked_batch", "The last batch the peer acknowledged", P_GAUGE, "peer", "acked", "peer=name" },
+	{ "siltfs_sync_journal_entries", "Journal entries kept for the peer", P_GAUGE, "peer", "journal_entries",
+	  "peer=name" },
+	{ "siltfs_sync_dirty_chunks", "Chunk ranges owed to the peer after it fell behind", P_GAUGE, "peer", "dirty",
+	  "peer=name" },
+	{ "siltfs_sync_batches_total", "Batches the peer acknowledged", P_COUNTER, "peer", "batches", "peer=name" },
+	{ "siltfs_sync_chunks_total", "Chunks shipped to the peer", P_COUNTER, "peer", "chunks", "peer=name" },
+	{ "siltfs_sync_data_bytes_total", "Chunk bytes shipped to the peer (before compression)", P_COUNTER, "peer",
+	  "data_bytes", "peer=name" },
+	{ "siltfs_sync_wire_bytes_total", "Bytes sent to the peer on the wire", P_COUNTER, "peer", "sent_bytes",
+	  "peer=name" },
+	{ "siltfs_sync_folds_total", "Times a lagging peer fell back to its dirty set", P_COUNTER, "peer", "folds",
+	  "peer=name" },
+	{ "siltfs_sync_verify_differ_chunks", "Chunks the last verify found different on the peer", P_GAUGE, "peer",
+	  "verify_differ", "peer=name" },
+	{ "siltfs_sync_last_ack_timestamp_seconds", "When the peer last acknowledged a batch", P_GAUGE, "peer",
+	  "last_ack", "peer=name" },
+	{ "siltfs_replica_connected", "1 while the primary is connected", P_GAUGE, "replica", "connected",
+	  "peer=name" },
+	{ "siltfs_replica_applied_batch", "The last batch applied", P_GAUGE, "replica", "applied", "peer=name" },
+	{ "siltfs_replica_batches_total", "Batches applied", P_COUNTER, "replica", "batches", "peer=name" },
+	{ "siltfs_replica_chunks_total", "Chunks applied", P_COUNTER, "replica", "chunks", "peer=name" },
+	{ "siltfs_replica_bytes_total", "Chunk bytes applied", P_COUNTER, "replica", "bytes", "peer=name" },
+	{ "siltfs_replica_refused_total", "Connections refused (unknown key, another protocol)", P_COUNTER, "replica",
+	  "refused", "peer=name" },
+	{ "siltfs_replica_last_batch_timestamp_seconds", "When the last batch was applied", P_GAUGE, "replica",
+	  "last_ack", "peer=name" },
 	{ 0 } };
 
 static int cmd_metrics(struct ctx *c, int argc, char **argv)
@@ -699,7 +796,14 @@ static int cmd_metrics(struct ctx *c, int argc, char **argv)
 		return fail(c, EPROTO, "the daemon's answer has no volume record");
 	/* values metrics derive from the records */
 	for (int i = 0; i < c->nrecs; i++) {
-		rec_set(&c->recs[i], "one", "1");
+		struct rec *r = &c->recs[i];
+		rec_set(r, "one", "1");
+		if (!strcmp(r->kind, "peer")) {
+			/* a replica's record of its primary is a family of its own */
+			if (!strcmp(rec_get(r, "role"), "replica"))
+				snprintf(r->kind, sizeof(r->kind), "replica");
+			rec_set(r, "connected", !strcmp(rec_get(r, "state"), "live") ? "1" : "0");
+		}
 		if (!strcmp(c->recs[i].kind, "tier"))
 			rec_set(&c->recs[i], "failed", strcmp(rec_get(&c->recs[i], "state"), "failed") ? "0" : "1");
 	}
@@ -1057,12 +1161,15 @@ static const struct command commands[] = {
 	  "Shows FILE's size, how many of its chunks are placed, and for every tier\n"
 	  "of the volume how many chunks it holds and their index ranges (runs).",
 	  1, 1, cmd_where },
-	{ "heat", "[--json] FILE", "how hot each range of FILE's chunks is, and where it lives",
+	{ "heat", "[--json] FILE [--png OUT]", "how hot each range of FILE's chunks is, and where it lives",
 	  "Shows FILE's chunks as runs of one tier and one heat level: the level\n"
 	  "(0 cold to 4 hottest, by accesses per half-life), the highest heat in\n"
 	  "the run, and whether the placement policy counts the run as hot (it\n"
-	  "then belongs on the fast tiers).",
-	  1, 1, cmd_heat },
+	  "then belongs on the fast tiers). With --png, draws them into the PNG\n"
+	  "file OUT instead: a cell per chunk, row after row, a colour per tier,\n"
+	  "brighter the hotter, holes dark grey (the line printed gives the\n"
+	  "layout and the colours).",
+	  1, 3, cmd_heat },
 	{ "policy", "[NAME] [--json]", "show the placement policy, or change it live",
 	  "Without NAME, shows the placement policy and the migration engine's\n"
 	  "state and counters. With NAME (lru, arc, s3fifo, lirs, lfu, ...), the\n"

@@ -88,7 +88,7 @@ check_eq "$(jc "$s" keys_unsorted)" '["volume","ram","tiers","placement","log"]'
 check_eq "$(jc "$s" '.placement | [.policy, .migration, (.moved | type)]')" '["arc","policy","number"]' \
 	"status --json: placement (policy, migration, counters)"
 check_eq "$(jc "$s" '.volume | keys_unsorted')" \
-	'["name","uuid","chunk_size","mountpoint","reads","writes","read_bytes","write_bytes","namespace_ops"]' "status --json: volume keys"
+	'["name","uuid","chunk_size","mountpoint","reads","writes","read_bytes","write_bytes","namespace_ops","cache"]' "status --json: volume keys"
 check_eq "$(jc "$s" '.ram | keys_unsorted')" '["size","used","hits","misses","fills","evictions","invalidations"]' "status --json: ram keys"
 check_eq "$(jc "$s" '.tiers[0] | keys_unsorted')" \
 	'["name","class","path","capacity","used","chunks","high_watermark","low_watermark","compression","state","reason"]' "status --json: tier keys"
@@ -96,7 +96,7 @@ check_eq "$(jc "$s" '.log | keys_unsorted')" '["destination","level","path","ide
 check_eq "$(silt_ctl -m "$M" status --json | head -c 13)" '{"volume": {"' "status --json: spacing as documented"
 t=$(silt_ctl -m "$M" status)
 uuid=$(json_get "$s" .volume.uuid)
-check_eq "$(echo "$t" | sed -n 1p)" "volume $(silt_volume_name "$V/vol.conf")  uuid $uuid  mounted on $M" "status: first line"
+check_eq "$(echo "$t" | sed -n 1p)" "volume $(silt_volume_name "$V/vol.conf")  uuid $uuid  mounted on $M  cache writethrough" "status: first line"
 check '[[ "$(echo "$t" | sed -n 2p)" =~ ^chunk\ size\ 64\.0\ KiB\ \ reads\ [0-9]+\ \(.*\)\ \ writes\ [0-9]+\ \(.*\)$ ]]' "status: second line"
 check_eq "$(echo "$t" | sed -n 3p)" "" "status: a blank line"
 check_eq "$(echo "$t" | sed -n 4p)" "TIER         CLASS     CAPACITY         USED   USE%     CHUNKS COMPRESS STATE   PATH" "status: table header"

@@ -33,6 +33,16 @@ check_eq "$(json_get "$st" '.peers[0].progress_done')" "$(json_get "$st" '.peers
 check "[ $(json_get "$st" '.peers[0].sent_bytes') -lt $(json_get "$st" '.peers[0].data_bytes') ]" \
 	"chunks travel compressed (wire bytes < data bytes)"
 
+metric() { # metric MOUNT NAME: the value of the first sample of NAME in siltctl metrics --json
+	json_get "$(silt_ctl -m "$1" metrics --json)" "[.metrics[] | select(.name == \"$2\") | .samples[0].value] | .[0]"
+}
+check_eq "$(metric "$P" siltfs_sync_connected)" 1 "metrics: the primary's peer is connected"
+check "[ $(metric "$P" siltfs_sync_batches_total) -ge 1 ] && [ $(metric "$P" siltfs_sync_wire_bytes_total) -gt 0 ]" \
+	"metrics: batches and bytes shipped"
+check "[ $(metric "$R" siltfs_replica_applied_batch) -ge 0 ] && [ $(metric "$R" siltfs_replica_chunks_total) -gt 0 ]" \
+	"metrics: the replica's applied batch and chunks"
+check_eq "$(metric "$R" siltfs_replica_connected)" 1 "metrics: the replica's primary is connected"
+
 say "live changes"
 dd if=/dev/urandom of="$P/vms/disk.img" bs=64K seek=7 count=3 conv=notrunc status=none
 for i in $(seq 1 50); do printf 'x%d' "$i" | dd of="$P/vms/disk.img" bs=1 seek=100 conv=notrunc status=none; done
@@ -91,7 +101,11 @@ folded() { # the fold is done by the sender's loop while disconnected
 }
 silt_wait_for 10 folded || true
 check_ge "$(json_get "$st" '.peers[0].folds')" $((folds0 + 1)) "the lagging peer fell back to its dirty set"
-check_ge "$(json_get "$st" '.peers[0].dirty')" 64 "the dirty set holds the chunks"
+# (a fold takes the batches up to the last cut: what came after stays in
+# the journal; between them, every one of the 80 chunks is owed)
+check_ge "$(( $(json_get "$st" '.peers[0].dirty') + $(json_get "$st" '.peers[0].journal_entries') ))" 80 \
+	"the dirty set and the journal hold the 80 chunks ($(json_get "$st" '.peers[0].dirty') + $(json_get "$st" '.peers[0].journal_entries'))"
+check "[ $(json_get "$st" '.peers[0].dirty') -gt 0 ]" "the dirty set holds chunks"
 check_le "$(json_get "$st" '.peers[0].journal_entries')" 64 "the journal stays within journal_max"
 start_replica
 wait_same "the resync brought the replica up to date" 60

@@ -57,6 +57,27 @@ check_eq "$(placement promoted)" "$hot0" "status: $hot0 promoted"
 check_eq "$(placement demoted)" "$hot0" "status: $hot0 demoted"
 check_eq "$(placement pending)" 0 "status: no backlog left"
 check 'cmp -s "$W/f" "$M/f"' "the data is unchanged"
+out=$(silt_ctl heat "$M/f" --png "$W/heat.png") || true
+check "file '$W/heat.png' | grep -q 'PNG image data, 512 x 32, 8-bit/color RGB'" "siltctl heat --png draws a picture ($out)"
+# pixel of chunk K (64 a row, 8x8 pixels each), decoded here
+pixel() {
+	python3 - "$W/heat.png" "$1" <<'PY'
+import struct, sys, zlib
+d = open(sys.argv[1], "rb").read(); k = int(sys.argv[2]); i = 8; idat = b""
+while i < len(d):
+	n, t = struct.unpack(">I4s", d[i:i + 8]); idat += d[i + 8:i + 8 + n] if t == b"IDAT" else b""; i += 12 + n
+w = struct.unpack(">I", d[16:20])[0]; raw = zlib.decompress(idat); y, x = k // 64 * 8, k % 64 * 8
+o = y * (w * 3 + 1) + 1 + x * 3
+print("%d,%d,%d" % tuple(raw[o:o + 3]))
+PY
+}
+t0px=$(pixel 255) t1px=$(pixel 0)
+check "[ '$t0px' != '$t1px' ]" "a hot chunk on t0 ($t0px) and a cold one on t1 ($t1px) differ"
+check "grep -q 't0 rgb(60,120,255) t1 rgb(40,200,90)' <<<\"\$out\"" "the colours are named, fastest tier first"
+# brightness: a pixel's share of its tier's full colour
+share() { echo $(( 100 * ( $(tr , + <<<"$1") ) / ( $2 ) )); }
+check "[ $(share "$t0px" 435) -gt $(share "$(pixel $((h1 - 1)))" 330) ]" \
+	"the hot chunk ($t0px of 60,120,255) is drawn brighter than the cold one next to it ($(pixel $((h1 - 1))) of 40,200,90)"
 silt_drop_caches
 check 'cmp -s "$W/f" "$M/f"' "... after dropping caches"
 check_cmd "umount" silt_umount "$M"
