@@ -9,6 +9,7 @@
  * pipe and joins it. */
 #include "fs/ctl.h"
 #include "fs/pins.h"
+#include "fs/rules.h"
 #include "fs/vol_int.h"
 #include "utils/log.h"
 
@@ -488,8 +489,10 @@ int vol_ctl(struct silt_vol *v, const char *req, char **reply, size_t *len)
 		r = ctl_heat(v, ino, o);
 	else if (!strcmp(req, "metrics"))
 		ctl_metrics(v, o);
-	else if (!strcmp(req, "policy"))
+	else if (!strcmp(req, "policy")) {
 		ctl_placement(v, o);
+		rules_report(v, o);
+	}
 	else if (!strncmp(req, "policy ", 7))
 		r = ctl_set_policy(v, req + 7, o, why);
 	else if (!strcmp(req, "migrate") || !strncmp(req, "migrate ", 8))

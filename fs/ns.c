@@ -12,6 +12,7 @@
  *
  * Directory entry: key parent(be64)|name, value ino(le64)|mode(le32).
  */
+#include "fs/rules.h"
 #include "fs/vol_int.h"
 
 #include <errno.h>
@@ -271,6 +272,7 @@ static int make_node(struct silt_vol *v, uint64_t parent, const char *name, mode
 	inode_insert_new(v, in);
 	inode_ref_kernel(v, in, 1);
 	inode_to_stat(v, in, st);
+	rules_named(v, parent, name, in->ino, mode);
 	if (keep)
 		*keep = in;
 	else
@@ -386,8 +388,10 @@ int vol_link(struct silt_vol *v, uint64_t ino, uint64_t newparent, const char *n
 	else
 		inode_to_stat(v, in, st);
 	pthread_mutex_unlock(&in->lock);
-	if (!r)
+	if (!r) {
 		inode_ref_kernel(v, in, 1);
+		rules_named(v, newparent, newname, ino, in->rec.mode);
+	}
 put:
 	inode_put(v, in);
 put_dir:
@@ -456,6 +460,8 @@ static int remove_name(struct silt_vol *v, uint64_t parent, const char *name, in
 		pthread_mutex_lock(&dir->lock);
 		dir->rec.nlink += want_dir ? 1 : 0;
 		pthread_mutex_unlock(&dir->lock);
+	} else if (want_dir) {
+		rules_dir_gone(v, in->ino);
 	}
 put:
 	inode_put(v, in); /* frees the data now if nobody else holds it */
@@ -570,6 +576,12 @@ int vol_rename(struct silt_vol *v, uint64_t parent, const char *name, uint64_t n
 		for (int i = 0; i < 4; i++)
 			if (vs[i])
 				inode_reload(v, vs[i]);
+	} else {
+		rules_named(v, newparent, newname, src->ino, src->rec.mode);
+		if (flags & RENAME_EXCHANGE)
+			rules_named(v, parent, name, dst->ino, dst->rec.mode);
+		else if (ddir)
+			rules_dir_gone(v, dst->ino);
 	}
 out:
 	meta_batch_free(b);

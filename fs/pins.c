@@ -9,6 +9,7 @@
  * plan_bounds). */
 #include "fs/pins.h"
 #include "fs/ctl.h"
+#include "fs/rules.h"
 #include "fs/vol_int.h"
 #include "utils/log.h"
 
@@ -18,9 +19,15 @@
 
 #define PIN_KEY_LEN (sizeof(K_PIN_PREFIX) - 1 + 8)
 
-static struct file_bound pin_bound(int tid)
+/* Inode ino pinned to tier id tid (-1: unpinned, back to its rule). */
+static int set_bound(struct silt_vol *v, uint64_t ino, int tid)
 {
-	return (struct file_bound){ .allowed = (uint8_t)(1u << tid), .pin = (int8_t)tid };
+	struct file_bound fb = { .allowed = BOUND_ALL, .pin = -1, .rule = -1 };
+
+	bounds_get(v->bounds, ino, &fb);
+	fb.pin = (int8_t)tid;
+	fb.allowed = tid >= 0 ? (uint8_t)(1u << tid) : rules_allowed(v, fb.rule);
+	return bounds_set(v->bounds, ino, &fb);
 }
 
 int pins_load(struct silt_vol *v)
@@ -42,8 +49,7 @@ int pins_load(struct silt_vol *v)
 				 (unsigned long long)ino, tid);
 			continue;
 		}
-		struct file_bound fb = pin_bound(tid);
-		if ((r = bounds_set(v->bounds, ino, &fb)))
+		if ((r = set_bound(v, ino, tid)))
 			break;
 		n++;
 	}
@@ -89,13 +95,8 @@ int pins_set(struct silt_vol *v, uint64_t ino, int tid, FILE *o, char *why, size
 	meta_batch_free(b);
 	if (r)
 		return r;
-	if (tid >= 0) {
-		struct file_bound fb = pin_bound(tid);
-		if ((r = bounds_set(v->bounds, ino, &fb)))
-			return r;
-	} else {
-		bounds_del(v->bounds, ino);
-	}
+	if ((r = set_bound(v, ino, tid)))
+		return r;
 	const char *tier = tid >= 0 ? tier_name(v->tier_by_id[tid]) : "-";
 	log_info("inode %llu %s%s", (unsigned long long)ino, tid >= 0 ? "pinned to tier " : "unpinned",
 		 tid >= 0 ? tier : "");
@@ -129,9 +130,10 @@ void pins_report(struct silt_vol *v, FILE *o)
 void pins_stage_forget(struct silt_vol *v, struct meta_batch *b, uint64_t ino)
 {
 	uint8_t key[PIN_KEY_LEN];
+	struct file_bound fb;
 
-	if (bounds_allowed(v->bounds, ino) == BOUND_ALL)
-		return; /* not pinned (the record goes with the bound) */
+	if (bounds_get(v->bounds, ino, &fb) || fb.pin < 0)
+		return; /* not pinned */
 	key_prefixed_ino(key, K_PIN_PREFIX, ino);
 	meta_del(b, v->meta, CF_FACTS, key, sizeof(key));
 }

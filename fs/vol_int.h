@@ -63,7 +63,8 @@ struct silt_vol {
 	struct silt_events *events; /* what an operator should know happened */
 	struct silt_cmap *cmap;     /* where chunks live */
 	struct silt_alloc *alloc;   /* where new chunks go */
-	struct silt_bounds *bounds; /* tiers each file may use (pins: fs/pins.h) */
+	struct silt_bounds *bounds; /* tiers each file may use (fs/pins.h, fs/rules.h) */
+	struct silt_rules *rules;   /* the config's placement rules, NULL without */
 	struct chunkio cio;         /* whole chunks read and written, guarded */
 	struct heat *heat;          /* how chunks are used; the placement policy */
 	struct silt_migrate *mig;   /* moves chunks between tiers */

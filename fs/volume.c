@@ -8,6 +8,7 @@
  * inodes orphaned by a crash (unlinked while open) are freed. */
 #include "fs/inuse.h"
 #include "fs/pins.h"
+#include "fs/rules.h"
 #include "fs/vol_int.h"
 #include "tiers/blocksum.h"
 #include "utils/log.h"
@@ -596,6 +597,8 @@ static int start_placement(struct silt_vol *v, char *err, size_t errlen)
 			 strerror(-r));
 		return r;
 	}
+	if ((r = rules_open(v, err, errlen)))
+		return r;
 	if ((r = pins_load(v))) {
 		snprintf(err, errlen, "metadata %s: cannot read the pins: %s", v->meta_dir, strerror(-r));
 		return r;
@@ -750,6 +753,7 @@ void vol_close(struct silt_vol *v)
 	heat_stop(v->heat);
 	ram_close(v->ram);
 	alloc_close(v->alloc);
+	rules_close(v);
 	bounds_close(v->bounds);
 	cmap_close(v->cmap);
 	events_close(v->events);

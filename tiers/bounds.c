@@ -5,7 +5,7 @@
  *
  * Open addressing on the inode number with backward-shift deletion, grown
  * by doubling at 50% load: lookups are a probe or two, and a volume has as
- * many entries as pinned files. */
+ * many entries as files that pins or rules speak about. */
 #include "tiers/bounds.h"
 
 #include <errno.h>
@@ -100,7 +100,7 @@ uint8_t bounds_allowed(struct silt_bounds *b, uint64_t ino)
 {
 	struct file_bound fb;
 
-	/* the common case, a volume without pins, takes no lock */
+	/* the common case, a volume without pins or rules, takes no lock */
 	if (!__atomic_load_n(&b->n, __ATOMIC_RELAXED))
 		return BOUND_ALL;
 	return bounds_get(b, ino, &fb) ? BOUND_ALL : fb.allowed;
@@ -139,7 +139,7 @@ int bounds_set(struct silt_bounds *b, uint64_t ino, const struct file_bound *fb)
 {
 	int r = 0;
 
-	if (fb->pin < 0) {
+	if (fb->pin < 0 && fb->rule < 0) {
 		bounds_del(b, ino);
 		return 0;
 	}

@@ -1,6 +1,8 @@
 /* Placement bounds of files: which tiers a file's chunks may live on.
  *
- * A bound comes from an operator's pin (siltctl pin, fs/pins.h). New chunks are
+ * A bound comes from an operator's pin (siltctl pin, fs/pins.h) or from a
+ * placement rule of the config the file's path matches (fs/rules.h); the
+ * pin wins. New chunks are
  * allocated inside it (tiers/alloc.h), write-promote and the placer keep
  * chunks inside it, and the placer moves chunks that are outside it (a pin
  * just set, a spill while the allowed tiers were full) back in
@@ -18,8 +20,9 @@
 #define BOUND_ALL 0xffu   /* every tier id allowed */
 
 struct file_bound {
-	uint8_t allowed;     /* bit per tier id */
+	uint8_t allowed;     /* bit per tier id: the pin's tier, else the rule's */
 	int8_t pin;          /* the pinned tier id, -1 none */
+	int8_t rule;         /* the placement rule it follows (fs/rules.h), -1 none */
 };
 
 struct silt_bounds;
@@ -30,7 +33,7 @@ void bounds_close(struct silt_bounds *b);
 int bounds_get(struct silt_bounds *b, uint64_t ino, struct file_bound *out);
 /* The tiers a file's chunks may live on: BOUND_ALL without a bound. */
 uint8_t bounds_allowed(struct silt_bounds *b, uint64_t ino);
-/* Set (or, with pin -1, drop) a file's bound; the file is marked
+/* Set (or, with pin and rule -1, drop) a file's bound; the file is marked
  * unsettled. -ENOMEM. */
 int bounds_set(struct silt_bounds *b, uint64_t ino, const struct file_bound *fb);
 void bounds_del(struct silt_bounds *b, uint64_t ino);

@@ -413,7 +413,14 @@ static int cmd_heat(struct ctx *c, int argc, char **argv)
 
 /* ---- policy, migrate ---------------------------------------------------- */
 
-static const struct jsection placement_only_json[] = { { "placement", NULL, 0, placement_json }, { 0 } };
+static const struct jfield rule_json[] = {
+	{ "name", "name", J_STR }, { "match", "match", J_STR }, { "tiers", "tiers", J_STR },
+	{ "matched", "matched", J_U64 }, { 0 } };
+static const struct jsection placement_only_json[] = {
+	{ "placement", NULL, 0, placement_json }, { "rule", "rules", 1, rule_json }, { 0 } };
+static const struct column rules_table[] = {
+	{ "RULE", "name", -12, C_STR }, { "MATCH", "match", -24, C_STR }, { "TIERS", "tiers", -16, C_STR },
+	{ "MATCHED", "matched", 8, C_U64 }, { 0 } };
 static const char placement_text[] =
 	"policy {policy}  (fast tiers: {capacity:u} chunks; {resident:u} chunks tracked)\n"
 	"migration {migration}  epoch {epoch_ms:u} ms  rate limit {rate_limit:size}/s "
@@ -427,10 +434,15 @@ static int show_placement(struct ctx *c, const struct jsection *json)
 
 	if (!p)
 		return fail(c, EPROTO, "the daemon's answer has no placement record");
-	if (c->json)
+	if (c->json) {
 		render_json(stdout, c->recs, c->nrecs, json);
-	else
-		render_template(stdout, p, placement_text);
+		return 0;
+	}
+	render_template(stdout, p, placement_text);
+	if (recs_find(c->recs, c->nrecs, "rule")) {
+		printf("\nplacement rules (the first that matches a file's path wins; pins win over them):\n");
+		render_table(stdout, c->recs, c->nrecs, "rule", rules_table, NULL);
+	}
 	return 0;
 }
 

@@ -24,6 +24,9 @@
  *   [sync]      private_key, listen, state, max_lag, interval, bandwidth,
  *               journal_max, verify_interval (replication, sync/)
  *   [peer X]    address, public_key
+ *   [rule X]    match, pin, min_tier, max_tier, compress
+ *               (tier names are checked once every [tier] is known: a
+ *               rule may come before the tiers it names)
  */
 #include "utils/config.h"
 #include "utils/log.h"
@@ -52,6 +55,7 @@ struct parse_state {
 	char cur_section[128];
 	struct silt_tier_conf *cur_tier;
 	struct silt_peer_conf *cur_peer;
+	struct silt_rule_conf *cur_rule;
 	struct { char key[24]; int line; } keys[MAX_KEYS]; /* set so far in this section */
 	int nkeys;
 	int seen_volume, seen_ram, seen_placement;
@@ -316,6 +320,90 @@ static int peer_key(struct parse_state *st, struct silt_peer_conf *p, const char
 	return fail(st, st->line, "unknown key '%s' in [peer %s] (expected address, public_key)", key, p->name);
 }
 
+const char *silt_glob_problem(const char *g)
+{
+	if (!*g)
+		return "it is empty";
+	if (!strcmp(g, "/") || strstr(g, "//"))
+		return "it has an empty path component";
+	for (const char *p = g; *p; p++) {
+		if (*p == '\\' && !*++p)
+			return "it ends in a lone backslash";
+		if (*p != '[')
+			continue;
+		const char *q = p + 1;
+		if (*q == '!' || *q == '^')
+			q++;
+		if (*q == ']')
+			q++; /* a leading ] is a member */
+		while (*q && *q != ']' && *q != '/')
+			q++;
+		if (*q != ']')
+			return "a [ has no closing ] in its path component";
+		p = q;
+	}
+	return NULL;
+}
+
+static int rule_key(struct parse_state *st, struct silt_rule_conf *r, const char *key, const char *value,
+		    int line)
+{
+	const char *why;
+
+	if (!strcmp(key, "match")) {
+		if (strlen(value) >= sizeof(r->match))
+			return fail(st, line, "match = %s: a glob of at most %zu characters", value, sizeof(r->match) - 1);
+		if ((why = silt_glob_problem(value)))
+			return fail(st, line, "match = %s: not a glob: %s", value, why);
+		snprintf(r->match, sizeof(r->match), "%s", value);
+		r->match_line = line;
+	} else if (!strcmp(key, "pin") || !strcmp(key, "min_tier") || !strcmp(key, "max_tier")) {
+		char *dst = key[0] == 'p' ? r->pin : key[1] == 'i' ? r->min_tier : r->max_tier;
+		if (!valid_name(value))
+			return fail(st, line, "%s = %s: not a tier name", key, value);
+		snprintf(dst, SILT_NAME_MAX, "%s", value);
+		*(key[0] == 'p' ? &r->pin_line : key[1] == 'i' ? &r->min_line : &r->max_line) = line;
+	} else if (!strcmp(key, "compress")) {
+		if ((r->compress = parse_bool(value)) < 0)
+			return fail(st, line, "compress = %s: must be yes or no", value);
+	} else {
+		return fail(st, line, "unknown key '%s' in [rule %s] (expected match, pin, min_tier, max_tier, "
+			    "compress)", key, r->name);
+	}
+	return 1;
+}
+
+/* "[KIND NAME]": NAME, or NULL when the header is not of that kind. */
+static const char *section_name(const char *section, const char *kind)
+{
+	size_t n = strlen(kind);
+	if (strncmp(section, kind, n) || (section[n] != ' ' && section[n] != '\t'))
+		return NULL;
+	section += n;
+	while (*section == ' ' || *section == '\t')
+		section++;
+	return section;
+}
+
+static int enter_rule(struct parse_state *st, const char *section, const char *name)
+{
+	struct silt_config *cfg = st->cfg;
+
+	if (!valid_name(name))
+		return fail(st, st->line, "[%s]: rule name must be 1-63 characters of [A-Za-z0-9._-]", section);
+	for (int i = 0; i < cfg->nrules; i++)
+		if (!strcmp(cfg->rules[i].name, name))
+			return fail(st, st->line, "rule '%s' is defined twice (first at line %d)", name, cfg->rules[i].line);
+	if (cfg->nrules == SILT_MAX_RULES)
+		return fail(st, st->line, "too many rules (at most %d)", SILT_MAX_RULES);
+	st->cur_rule = &cfg->rules[cfg->nrules++];
+	memset(st->cur_rule, 0, sizeof(*st->cur_rule));
+	snprintf(st->cur_rule->name, sizeof(st->cur_rule->name), "%.*s", SILT_NAME_MAX - 1, name);
+	st->cur_rule->line = st->line;
+	st->cur_rule->compress = 1;
+	return 1;
+}
+
 /* A new section header: decide what it is before any of its keys arrive. */
 static int enter_section(struct parse_state *st, const char *section)
 {
@@ -324,6 +412,7 @@ static int enter_section(struct parse_state *st, const char *section)
 	snprintf(st->cur_section, sizeof(st->cur_section), "%s", section);
 	st->cur_tier = NULL;
 	st->cur_peer = NULL;
+	st->cur_rule = NULL;
 	st->nkeys = 0;
 	if (!strcmp(section, "volume")) {
 		if (st->seen_volume++)
@@ -377,8 +466,13 @@ static int enter_section(struct parse_state *st, const char *section)
 	}
 	if (!strcmp(section, "tier"))
 		return fail(st, st->line, "[tier] needs a name: [tier NAME]");
+	const char *rule = section_name(section, "rule");
+	if (rule)
+		return enter_rule(st, section, rule);
+	if (!strcmp(section, "rule"))
+		return fail(st, st->line, "[rule] needs a name: [rule NAME]");
 	return fail(st, st->line, "unknown section [%s] (expected [volume], [ram], [placement], [tier NAME], "
-		    "[sync] or [peer NAME])", section);
+		    "[rule NAME], [sync] or [peer NAME])", section);
 }
 
 static int handle_key(struct parse_state *st, const char *section, const char *key,
@@ -462,6 +556,8 @@ static int handle_key(struct parse_state *st, const char *section, const char *k
 		return sync_key(st, &cfg->sync, key, value);
 	if (st->cur_peer)
 		return peer_key(st, st->cur_peer, key, value);
+	if (st->cur_rule)
+		return rule_key(st, st->cur_rule, key, value, line);
 
 	struct silt_tier_conf *t = st->cur_tier;
 	if (!t) /* cannot happen: every other section was refused at its header */
@@ -587,6 +683,57 @@ static int check_tier(const struct silt_config *cfg, int i, char *err, size_t er
 	return 0;
 }
 
+int silt_config_tier_index(const struct silt_config *cfg, const char *name)
+{
+	for (int i = 0; i < cfg->ntiers; i++)
+		if (!strcmp(cfg->tiers[i].name, name))
+			return i;
+	return -1;
+}
+
+/* A rule names tiers that exist, and bounds that leave it somewhere to go. */
+static int check_rule(const struct silt_config *cfg, const struct silt_rule_conf *r, char *err, size_t errlen)
+{
+	const char *path = cfg->file;
+	const char *names[3] = { r->pin, r->min_tier, r->max_tier }, *keys[3] = { "pin", "min_tier", "max_tier" };
+	int lines[3] = { r->pin_line, r->min_line, r->max_line };
+
+	if (!r->match[0]) {
+		snprintf(err, errlen, "%s:%d: [rule %s] has no match = GLOB", path, r->line, r->name);
+		return -EINVAL;
+	}
+	for (int i = 0; i < 3; i++) {
+		if (names[i][0] && silt_config_tier_index(cfg, names[i]) < 0) {
+			snprintf(err, errlen, "%s:%d: [rule %s] %s = %s: no such tier (the tiers are the [tier NAME] "
+				 "sections)", path, lines[i], r->name, keys[i], names[i]);
+			return -EINVAL;
+		}
+	}
+	if (r->pin[0] && (r->min_tier[0] || r->max_tier[0])) {
+		snprintf(err, errlen, "%s:%d: [rule %s] pin = %s leaves no choice: drop min_tier and max_tier, or the pin",
+			 path, r->pin_line, r->name, r->pin);
+		return -EINVAL;
+	}
+	/* min_tier is the slowest tier allowed, max_tier the fastest: tiers are listed fastest first */
+	if (r->min_tier[0] && r->max_tier[0] &&
+	    silt_config_tier_index(cfg, r->min_tier) < silt_config_tier_index(cfg, r->max_tier)) {
+		snprintf(err, errlen, "%s:%d: [rule %s] min_tier = %s is faster than max_tier = %s (line %d): "
+			 "min_tier is the slowest tier the files may go down to, max_tier the fastest they may rise to",
+			 path, r->min_line, r->name, r->min_tier, r->max_tier, r->max_line);
+		return -EINVAL;
+	}
+	int lo = r->pin[0] ? silt_config_tier_index(cfg, r->pin) : r->max_tier[0] ? silt_config_tier_index(cfg, r->max_tier) : 0;
+	int hi = r->pin[0] ? lo : r->min_tier[0] ? silt_config_tier_index(cfg, r->min_tier) : cfg->ntiers - 1, ok = 0;
+	for (int i = lo; i <= hi; i++)
+		ok += r->compress || !cfg->tiers[i].zstd_level;
+	if (!ok) {
+		snprintf(err, errlen, "%s:%d: [rule %s] compress = no leaves no tier: every tier it allows is compressed",
+			 path, r->line, r->name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int check_whole(const struct parse_state *st, char *err, size_t errlen)
 {
 	const struct silt_config *cfg = st->cfg;
@@ -632,6 +779,9 @@ static int check_whole(const struct parse_state *st, char *err, size_t errlen)
 			 path, cfg->sync.peers[0].line, cfg->sync.peers[0].name);
 		return -EINVAL;
 	}
+	for (int i = 0; i < cfg->nrules; i++)
+		if ((r = check_rule(cfg, &cfg->rules[i], err, errlen)))
+			return r;
 	return 0;
 }
 

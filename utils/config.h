@@ -69,6 +69,20 @@ struct silt_sync_conf {
 	struct silt_peer_conf peers[SILT_MAX_PEERS];
 };
 
+/* [rule NAME]: placement bounds for the files whose path matches a glob
+ * (fs/rules.c). Tier names are checked against the [tier] sections. */
+#define SILT_MAX_RULES 32
+#define SILT_GLOB_MAX 200
+struct silt_rule_conf {
+	char name[SILT_NAME_MAX];
+	char match[SILT_GLOB_MAX];  /* glob over the path below the volume root */
+	char pin[SILT_NAME_MAX];    /* "" = none: every chunk on this tier */
+	char min_tier[SILT_NAME_MAX]; /* "" = none: no chunk on a tier slower than this */
+	char max_tier[SILT_NAME_MAX]; /* "" = none: no chunk on a tier faster than this */
+	int compress;               /* 0: never on a compressed tier */
+	int line, match_line, pin_line, min_line, max_line;
+};
+
 struct silt_config {
 	char file[4096];
 	char name[SILT_NAME_MAX];
@@ -83,6 +97,8 @@ struct silt_config {
 	struct silt_sync_conf sync;
 	int ntiers;
 	struct silt_tier_conf tiers[SILT_MAX_TIERS];
+	int nrules;             /* in the config's order: the first that matches a file wins */
+	struct silt_rule_conf rules[SILT_MAX_RULES];
 };
 
 /* Parse and validate. On error returns -EINVAL (or -errno for I/O) and puts
@@ -90,6 +106,10 @@ struct silt_config {
 int silt_config_load(const char *path, struct silt_config *cfg, char *err, size_t errlen);
 
 const char *silt_class_name(enum silt_tier_class c);
+/* The placement order (0 = fastest) of the tier called name, -1 if none. */
+int silt_config_tier_index(const struct silt_config *cfg, const char *name);
+/* Whether a rule's glob is well formed: NULL, or what is wrong with it. */
+const char *silt_glob_problem(const char *glob);
 /* What [placement] holds when the config says nothing. */
 void silt_placement_defaults(struct silt_placement_conf *p);
 void silt_sync_defaults(struct silt_sync_conf *s);

@@ -49,7 +49,7 @@ for o in $("$SILTFS" --help | grep -oE -- '-o [a-z_]+=' | sed 's/-o //'); do
 done
 # the config parser lists every key it takes when it meets an unknown one
 C="$SILT_TMP/c"; mkdir -p "$C/t0" "$C/mnt"
-for section in volume ram "tier x"; do
+for section in volume ram "tier x" "rule r"; do
 	{ echo "[volume]"; echo "name = c"; [ "$section" != volume ] && echo "[$section]"
 	  [ "$section" = "tier x" ] && echo "path = $C/t0"; echo "no_such_key = 1"; } > "$C/vol.conf"
 	keys=$("$SILTFS" "$C/vol.conf" "$C/mnt" 2>&1 | sed -n 's/.*(expected \(.*\))$/\1/p' | tr -d ,)

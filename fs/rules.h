@@ -1,0 +1,36 @@
+/* Placement rules: [rule NAME] sections of the config that bound where the
+ * chunks of the files whose path matches a glob may live (pin to a tier,
+ * the fastest and the slowest tier allowed, compression allowed or not).
+ *
+ * The daemon knows inodes, not paths, so it keeps the directory tree in
+ * memory (each directory's parent and name: built from the store at mount,
+ * and only when the config has rules) and matches a file whenever it gets
+ * a name: create, link, rename, and every file below a directory that is
+ * renamed. At mount every file is matched again, so a rule added to the
+ * config applies to the files already there. What a rule makes of a file
+ * is its bound (tiers/bounds.h), which the allocator and the migration
+ * engine follow; an operator's pin (fs/pins.h) wins over a rule.
+ *
+ * The namespace hooks run under ns_lock, after their change is committed. */
+#ifndef SILT_RULES_H
+#define SILT_RULES_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+struct silt_vol;
+
+/* At mount, before the pins: compile the rules, match every file. */
+int rules_open(struct silt_vol *v, char *err, size_t errlen);
+void rules_close(struct silt_vol *v);
+/* The tier ids rule r (-1: none) allows, BOUND_ALL for none. */
+uint8_t rules_allowed(struct silt_vol *v, int r);
+/* ino (of mode) is now called parent/name. */
+void rules_named(struct silt_vol *v, uint64_t parent, const char *name, uint64_t ino, mode_t mode);
+/* The directory ino is gone. */
+void rules_dir_gone(struct silt_vol *v, uint64_t ino);
+/* "rule name= match= tiers= files=" records, in the config's order. */
+void rules_report(struct silt_vol *v, FILE *o);
+
+#endif
