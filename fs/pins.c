@@ -95,7 +95,10 @@ int pins_set(struct silt_vol *v, uint64_t ino, int tid, FILE *o, char *why, size
 	meta_batch_free(b);
 	if (r)
 		return r;
-	if ((r = set_bound(v, ino, tid)))
+	pthread_mutex_lock(&v->ns_lock); /* rules change bounds under it too (rules.h) */
+	r = set_bound(v, ino, tid);
+	pthread_mutex_unlock(&v->ns_lock);
+	if (r)
 		return r;
 	const char *tier = tid >= 0 ? tier_name(v->tier_by_id[tid]) : "-";
 	log_info("inode %llu %s%s", (unsigned long long)ino, tid >= 0 ? "pinned to tier " : "unpinned",
