@@ -577,15 +577,23 @@ static const struct column tiers_table[] = {
 	{ "CHUNKS", "chunks", 10, C_U64 }, { "USED", "used", 12, C_SIZE }, { "CAPACITY", "capacity", 12, C_SIZE },
 	{ 0 } };
 
-static int cmd_tiers(struct ctx *c, int argc, char **argv)
+/* Ask req of the volume and show the records of kind: as JSON, or as a
+ * table. */
+static int show_table(struct ctx *c, const char *req, const struct jsection *json, const char *kind,
+		      const struct column *table, const struct rownote *note)
 {
-	if (find_volume(c, NULL) || query(c, "status"))
+	if (find_volume(c, NULL) || query(c, req))
 		return 1;
 	if (c->json)
-		render_json(stdout, c->recs, c->nrecs, tiers_json);
+		render_json(stdout, c->recs, c->nrecs, json);
 	else
-		render_table(stdout, c->recs, c->nrecs, "tier", tiers_table, &status_note);
+		render_table(stdout, c->recs, c->nrecs, kind, table, note);
 	return 0;
+}
+
+static int cmd_tiers(struct ctx *c, int argc, char **argv)
+{
+	return show_table(c, "status", tiers_json, "tier", tiers_table, &status_note);
 }
 
 static const struct jfield evac_json_f[] = {
@@ -687,13 +695,7 @@ static int cmd_unpin(struct ctx *c, int argc, char **argv)
 
 static int cmd_pins(struct ctx *c, int argc, char **argv)
 {
-	if (find_volume(c, NULL) || query(c, "pins"))
-		return 1;
-	if (c->json)
-		render_json(stdout, c->recs, c->nrecs, pins_json);
-	else
-		render_table(stdout, c->recs, c->nrecs, "pin", pins_table, NULL);
-	return 0;
+	return show_table(c, "pins", pins_json, "pin", pins_table, NULL);
 }
 
 /* ---- metrics ----------------------------------------------------------- */
