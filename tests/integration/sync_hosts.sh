@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Two hosts in miniature for the replication tests (sync_*.sh), sourced
-# after lib.sh: network namespaces $A and $B joined by a veth pair, a key
+# after lib.sh: network namespaces $A and $B joined by a veth pair shaped
+# to 200 Mbit/s each way (tc tbf), a key
 # pair for each host, a primary volume (config $pconf, mounted on $P, in
 # $A) that ships to a replica volume ($rconf on $R, in $B, read-only).
 # Namespaces, mounts and daemons go at exit through lib.sh's trap.
@@ -11,6 +12,11 @@ say "two hosts"
 n=$((RANDOM % 200 + 20))
 A=silt-pa-$$ B=silt-pb-$$
 silt_netns_pair "$A" "$B" "10.239.$n.1/24" "10.239.$n.2/24"
+# a shaped link, as between hosts (tc tbf; this kernel has no netem)
+for h in "$A" "$B"; do
+	ip netns exec "$h" tc qdisc add dev "v-$h" root tbf rate 200mbit burst 1mb latency 100ms ||
+		silt_abort "tc tbf on v-$h"
+done
 
 keys=$("$SILTCTL" sync keygen)
 psec=$(sed -n 's/^private_key = //p' <<<"$keys"); ppub=$(sed -n 's/^public_key = //p' <<<"$keys")
