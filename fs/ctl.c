@@ -522,7 +522,8 @@ static void append_ext_status(struct silt_ctl *c, char **reply, size_t *len)
 
 	if (!c->ext.fn || ext_request(&c->ext, "sync status", &more, &n) != 1 || !more)
 		return;
-	if (!strstr(more, "error ") && (both = realloc(*reply, *len + n + 1))) {
+	/* (an error record: the extension could not say; metrics go without) */
+	if (strncmp(more, "error ", 6) && !strstr(more, "\nerror ") && (both = realloc(*reply, *len + n + 1))) {
 		memcpy(both + *len, more, n + 1);
 		*reply = both;
 		*len += n;

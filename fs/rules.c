@@ -255,8 +255,9 @@ void rules_named(struct silt_vol *v, uint64_t parent, const char *name, uint64_t
 		return;
 	pthread_mutex_lock(&rs->lock);
 	if (S_ISDIR(mode)) {
-		if (!(r = dir_set(rs, ino, parent, name)))
-			r = walk(v, ino); /* a renamed directory: its files have new paths */
+		int known = *slot(rs, ino) != NULL; /* renamed, not made: it has files */
+		if (!(r = dir_set(rs, ino, parent, name)) && known)
+			r = walk(v, ino); /* their paths changed with it */
 	} else if (!dir_path(rs, parent, path, sizeof(path))) {
 		snprintf(file, sizeof(file), "%s%s%s", path, path[0] ? "/" : "", name);
 		match_file(v, ino, file);
