@@ -48,6 +48,9 @@ void vol_set_mountpoint(struct silt_vol *v, const char *mnt);
 /* How the kernel caches writes to it ("writeback" or "writethrough", a
  * static string), for siltctl status; set by the FUSE layer at init. */
 void vol_set_cache_mode(struct silt_vol *v, const char *mode);
+/* Writes (requests) through the volume since it opened: the foreground
+ * load that replication times itself around (sync/schedule.h). */
+uint64_t vol_write_count(struct silt_vol *v);
 
 /* namespace */
 int vol_lookup(struct silt_vol *v, uint64_t parent, const char *name, struct stat *st);

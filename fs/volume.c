@@ -47,6 +47,11 @@ void vol_set_cache_mode(struct silt_vol *v, const char *mode)
 	atomic_store(&v->cache_mode, mode);
 }
 
+uint64_t vol_write_count(struct silt_vol *v)
+{
+	return atomic_load_explicit(&v->writes, memory_order_relaxed);
+}
+
 /* ---- facts ---- */
 
 static int fact_get_u64(struct silt_meta *m, const char *key, uint64_t *out)

@@ -21,6 +21,7 @@
 #include "sync/chan.h"
 #include "sync/journal.h"
 #include "sync/proto.h"
+#include "sync/schedule.h"
 #include "fs/ctl.h"
 #include "fs/vol.h"
 #include "utils/log.h"
@@ -39,6 +40,8 @@
 #define FULL_BATCH 256         /* chunks per RESYNC batch */
 #define JOURNAL_MAX 8192       /* entries per JOURNAL batch */
 #define NET_TIMEOUT_MS 15000
+#define SCHED_TICK_MS 200     /* the quiet-period forecaster's tick */
+#define SCHED_BUSY_WRITES 100 /* foreground writes a second that make a tick busy */
 
 struct sync_sender {
 	struct sender_conf c;
@@ -47,6 +50,7 @@ struct sync_sender {
 	_Atomic int stop;
 	_Atomic int fd;
 	struct sync_chan *ch;
+	struct sync_sched *sched; /* when to cut the next batch */
 	struct proto_buf out;
 	uint8_t *raw, *z;         /* a chunk, and its compressed form */
 	uint64_t batch_msgs;      /* messages in the batch being sent */
@@ -680,7 +684,7 @@ void sender_verify(struct sync_sender *s)
 static int run_live(struct sync_sender *s)
 {
 	struct sync_journal *j = s->c.journal;
-	uint64_t due = MIN(s->c.interval_ms, s->c.max_lag_ms / 2), idle_ms = 0;
+	uint64_t idle_ms = 0;
 	int r = 0;
 
 	set_state(s, "live", "");
@@ -696,16 +700,19 @@ static int run_live(struct sync_sender *s)
 		uint64_t age = journal_open_age_ms(j);
 		/* batches cut before a connection broke are due at once */
 		uint64_t acked = journal_acked(j, s->c.peer), cut = journal_last_cut(j);
-		if (age >= due || (age && age + 100 >= s->c.max_lag_ms))
+		uint64_t now = silt_now_ns();
+		sched_look(s->sched, now / 1000000, vol_write_count(s->c.vol));
+		if (sched_due(s->sched, age))
 			cut = journal_cut(j);
 		if (cut > acked) {
 			pthread_mutex_lock(&s->lock);
-			s->shipping_since_ns = silt_now_ns() - age * 1000000;
+			s->shipping_since_ns = now - age * 1000000;
 			pthread_mutex_unlock(&s->lock);
 			r = ship_journal(s, cut);
 			pthread_mutex_lock(&s->lock);
 			s->shipping_since_ns = 0;
 			pthread_mutex_unlock(&s->lock);
+			sched_shipped(s->sched, (silt_now_ns() - now) / 1000000);
 			idle_ms = 0;
 			continue;
 		}
@@ -842,30 +849,40 @@ static void *sender_thread(void *arg)
 	return NULL;
 }
 
+static void sender_free(struct sync_sender *s)
+{
+	close(s->wake[0]);
+	close(s->wake[1]);
+	sched_free(s->sched);
+	proto_buf_free(&s->out);
+	free(s->raw);
+	free(s->z);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
 int sender_start(const struct sender_conf *c, struct sync_sender **out)
 {
 	struct sync_sender *s = calloc(1, sizeof(*s));
+	struct sched_conf sc = { .mode = c->schedule, .interval_ms = c->interval_ms, .max_lag_ms = c->max_lag_ms,
+				 .tick_ms = SCHED_TICK_MS, .busy_ops = SCHED_BUSY_WRITES };
+	int r;
 
 	if (!s)
 		return -ENOMEM;
 	s->c = *c;
 	s->state = "starting";
+	s->wake[0] = s->wake[1] = -1;
 	atomic_store(&s->fd, -1);
 	pthread_mutex_init(&s->lock, NULL);
 	if (pipe2(s->wake, O_CLOEXEC) || !(s->raw = malloc(c->chunk_size)) ||
 	    !(s->z = malloc(proto_chunk_bound(c->chunk_size)))) {
-		free(s->raw);
-		free(s);
+		sender_free(s);
 		return -ENOMEM;
 	}
-	int r = pthread_create(&s->thread, NULL, sender_thread, s);
-	if (r) {
-		close(s->wake[0]);
-		close(s->wake[1]);
-		free(s->raw);
-		free(s->z);
-		free(s);
-		return -r;
+	if ((r = sched_create(&sc, &s->sched)) || (r = -pthread_create(&s->thread, NULL, sender_thread, s))) {
+		sender_free(s);
+		return r;
 	}
 	*out = s;
 	return 0;
@@ -882,12 +899,7 @@ void sender_stop(struct sync_sender *s)
 	if (fd >= 0)
 		shutdown(fd, SHUT_RDWR);
 	pthread_join(s->thread, NULL);
-	close(s->wake[0]);
-	close(s->wake[1]);
-	proto_buf_free(&s->out);
-	free(s->raw);
-	free(s->z);
-	free(s);
+	sender_free(s);
 }
 
 void sender_status(struct sync_sender *s, FILE *o)
@@ -919,6 +931,7 @@ void sender_status(struct sync_sender *s, FILE *o)
 		(unsigned long long)s->verify_chunks, (unsigned long long)s->verify_differ,
 		(unsigned long long)(s->verify_last_wall / 1000000000ull));
 	ctl_put_value(o, s->error[0] ? s->error : "-");
-	fputc('\n', o);
 	pthread_mutex_unlock(&s->lock);
+	sched_status(s->sched, o);
+	fputc('\n', o);
 }

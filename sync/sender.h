@@ -19,6 +19,7 @@ struct sender_conf {
 	char name[64], address[256];
 	uint8_t sk[32], peer_pk[32];
 	uint64_t max_lag_ms, interval_ms, bandwidth;
+	int schedule;              /* SCHED_INTERVAL or SCHED_QUIET (schedule.h) */
 	uint64_t verify_ms;        /* a verify this often (0: only when asked) */
 	uint64_t chunk_size;
 };

@@ -100,6 +100,7 @@ static int start_primary(struct silt_sync *s, struct silt_vol *v, const struct s
 		x->peer = jc.npeers;
 		x->max_lag_ms = sc->max_lag_ms;
 		x->interval_ms = sc->interval_ms;
+		x->schedule = sc->schedule;
 		x->bandwidth = sc->bandwidth;
 		x->verify_ms = sc->verify_ms;
 		x->chunk_size = cfg->chunk_size;

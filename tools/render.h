@@ -7,7 +7,9 @@
 
 #include <stdio.h>
 
-#define REC_MAX_KV 32
+/* fields a record keeps (a sync peer has about 40, with those siltctl adds);
+ * more are dropped, so raise it with the widest record */
+#define REC_MAX_KV 48
 
 struct rec {
 	char kind[16];

@@ -21,7 +21,7 @@
  *   [placement] policy, migration, epoch, rate, busy_rate, half_life
  *   [tier X]    path, class, capacity, high_watermark, low_watermark,
  *               compression, write_promote
- *   [sync]      private_key, listen, state, max_lag, interval, bandwidth,
+ *   [sync]      private_key, listen, state, max_lag, interval, schedule, bandwidth,
  *               journal_max, verify_interval (replication, sync/)
  *   [peer X]    address, public_key
  *   [rule X]    match, pin, min_tier, max_tier, compress
@@ -291,6 +291,12 @@ static int sync_key(struct parse_state *st, struct silt_sync_conf *s, const char
 		*(key[0] == 'm' ? &s->max_lag_ms : &s->interval_ms) = v;
 		return 1;
 	}
+	if (!strcmp(key, "schedule")) {
+		if (strcmp(value, "interval") && strcmp(value, "quiet"))
+			return fail(st, st->line, "schedule = %s: must be interval or quiet", value);
+		s->schedule = !strcmp(value, "quiet");
+		return 1;
+	}
 	if (!strcmp(key, "bandwidth")) {
 		char *end;
 		double mb = strtod(value, &end);
@@ -308,7 +314,7 @@ static int sync_key(struct parse_state *st, struct silt_sync_conf *s, const char
 		return 1;
 	}
 	return fail(st, st->line, "unknown key '%s' in [sync] (expected private_key, listen, state, max_lag, "
-		    "interval, bandwidth, journal_max, verify_interval)", key);
+		    "interval, schedule, bandwidth, journal_max, verify_interval)", key);
 }
 
 static int peer_key(struct parse_state *st, struct silt_peer_conf *p, const char *key, const char *value)

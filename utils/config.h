@@ -62,6 +62,7 @@ struct silt_sync_conf {
 	int state_line;
 	uint64_t max_lag_ms;    /* ship at once when the oldest unshipped change is this old */
 	uint64_t interval_ms;   /* otherwise cut a batch this often */
+	int schedule;           /* 0: on the interval; 1: in forecast quiet periods */
 	uint64_t bandwidth;     /* bytes per second on the wire, 0 = no cap */
 	uint64_t journal_max;   /* journal entries before a lagging peer falls back to resync */
 	uint64_t verify_ms;     /* verify peers this often, 0 = only on demand */

@@ -64,6 +64,8 @@ static const struct bad bads[] = {
 	{ "[volume]\nname = v\n[tier a]\npath=relative\nclass=ssd\n", 4, "absolute" },
 	{ "[volume]\nname = v\n[tier a]\nclass=ssd\n", 3, "no path" },
 	{ "[volume]\nname = v\n[tier a]\npath=/a\n", 3, "no class" },
+	{ "[volume]\nname = v\n[tier a]\npath=/a\nclass=ssd\n[sync]\nschedule = sometimes\n", 7,
+	  "schedule = sometimes: must be interval or quiet" },
 	{ "[volume]\nname = v\n[tier a]\npath=/a\nclass=ssd\n[tier a]\npath=/b\nclass=ssd\n", 6, "defined twice" },
 	{ "[volume]\nname = v\n[tier a]\npath=/a\nclass=ssd\nlow_watermark=95\n", 3, "above high_watermark" },
 	{ "[volume]\nname = v\n[tier a]\npath=/a\nclass=ssd\ncompression=zstd:99\n", 6, "1..19" },
