@@ -427,6 +427,15 @@ void inode_table_drain(struct silt_vol *v)
 	v->icount = 0;
 }
 
+void inode_table_release_tier(struct silt_vol *v, struct silt_tier *t)
+{
+	pthread_mutex_lock(&v->itab_lock);
+	for (size_t i = 0; i < v->itab_size; i++)
+		for (struct inode *in = v->itab[i]; in; in = in->hnext)
+			tfiles_release(cmap_files(in->cf), t);
+	pthread_mutex_unlock(&v->itab_lock);
+}
+
 /* ---- orphans ---- */
 
 int inode_reap_orphans(struct silt_vol *v)

@@ -273,7 +273,7 @@ static int split_run(struct split *s, int committed, char *err, size_t errlen)
 	snprintf(chunks, sizeof(chunks), "%s/%s/chunks", s->to->path, s->uuid);
 	if (!committed && (r = silt_mkdir_p(chunks, 0700)))
 		return r;
-	if ((r = tier_open(s->to, s->to_id, s->uuid, s->cfg->chunk_size, &s->tt, err, errlen)))
+	if ((r = tier_open(s->to, s->to_id, s->uuid, s->cfg->chunk_size, 0, &s->tt, err, errlen)))
 		return r;
 	if (!committed && ((r = run_pass(s, COPY)) || (r = silt_fsync_dir(chunks)) ||
 			   (r = tier_format(s->to, s->uuid, s->cfg->name))))
@@ -315,7 +315,7 @@ int vol_split_tier(const struct silt_config *cfg, const char *tier, const char *
 	s.buf = malloc(cfg->chunk_size);
 	if (!s.buf)
 		r = -ENOMEM;
-	else if (!(r = tier_open(s.from, ids[ifrom], s.uuid, cfg->chunk_size, &s.ft, err, errlen)) &&
+	else if (!(r = tier_open(s.from, ids[ifrom], s.uuid, cfg->chunk_size, 0, &s.ft, err, errlen)) &&
 		 !(r = committed ? 0 : survey(&s, mdir, err, errlen)) &&
 		 !(r = vol_store_open(mdir, who, &s.m, err, errlen)))
 		r = split_run(&s, committed, err, errlen);

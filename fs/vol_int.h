@@ -28,6 +28,7 @@
 #include "utils/util.h"
 
 #define SILT_IOBUF (1u << 20)    /* largest FUSE request we accept (max_write/max_read) */
+#define SILT_TIER_CHECK_MS 1000  /* how often failed and missing tiers are looked at */
 
 struct inode {
 	uint64_t ino;
@@ -70,6 +71,7 @@ struct silt_vol {
 	struct silt_migrate *mig;   /* moves chunks between tiers */
 	struct silt_ram *ram;       /* the RAM tier: a cache of hot chunks */
 	struct silt_scrub *scrub;   /* verifies every guarded chunk, on demand */
+	struct silt_health *health; /* "silt-tiers": failed and missing tiers taken back */
 	int ntiers;
 	struct silt_tier *tiers[SILT_MAX_TIERS];      /* placement order: fastest first */
 	struct silt_tier *tier_by_id[SILT_MAX_TIERS]; /* persistent id -> tier */
@@ -120,6 +122,8 @@ void inode_stage(struct silt_vol *v, struct meta_batch *b, struct inode *in);
 int inode_load_chunks(struct silt_vol *v, struct inode *in);
 /* At unmount: write back, free and forget every inode still in the table. */
 void inode_table_drain(struct silt_vol *v);
+/* Every inode in memory lets go of its files on tier t (tfiles_release). */
+void inode_table_release_tier(struct silt_vol *v, struct silt_tier *t);
 /* Inodes unlinked while open when the daemon last stopped. */
 int inode_reap_orphans(struct silt_vol *v);
 

@@ -5,12 +5,19 @@
  * identity, format version, chunk size and tier list. Only when all of that
  * agrees is anything opened for writing; a blank set of folders becomes a new
  * volume. Then the chunk map is scanned once to count each tier's chunks and
- * inodes orphaned by a crash (unlinked while open) are freed. */
+ * inodes orphaned by a crash (unlinked while open) are freed.
+ *
+ * A tier folder that does not exist (a removable or network disk not
+ * mounted yet) does not stop an existing volume: that tier opens missing
+ * and the tier checker (tiers/health.h) takes it when it appears. One
+ * that holds another volume's or tier's identity is refused, as is a
+ * volume with no folder there at all, or without its metadata. */
 #include "fs/inuse.h"
 #include "fs/pins.h"
 #include "fs/rules.h"
 #include "fs/vol_int.h"
 #include "tiers/blocksum.h"
+#include "tiers/health.h"
 #include "utils/log.h"
 
 #include <dirent.h>
@@ -187,18 +194,18 @@ static int alias_error(const struct silt_config *cfg, int a, int b, char *err, s
  * inside another would show up as a stray file in the outer one (and in
  * its chunk area, as chunk data), and one folder serving two tiers locks
  * the volume (see alias_error). st[] holds each tier folder's stat. */
-static int check_tier_folders(const struct silt_config *cfg, const struct stat st[],
+static int check_tier_folders(const struct silt_config *cfg, const struct stat st[], const int missing[],
 			      char *err, size_t errlen)
 {
 	for (int i = 0; i < cfg->ntiers; i++)
 		for (int j = 0; j < i; j++)
-			if (st[i].st_dev == st[j].st_dev && st[i].st_ino == st[j].st_ino)
+			if (!missing[i] && !missing[j] && st[i].st_dev == st[j].st_dev && st[i].st_ino == st[j].st_ino)
 				return alias_error(cfg, j, i, err, errlen);
 	for (int i = 0; i < cfg->ntiers; i++) {
 		const struct silt_tier_conf *t = &cfg->tiers[i];
-		for (int j = 0; j < cfg->ntiers; j++) {
+		for (int j = 0; j < cfg->ntiers && !missing[i]; j++) {
 			const struct silt_tier_conf *o = &cfg->tiers[j];
-			int r = j == i ? 0 : silt_path_within(t->path, &st[j]);
+			int r = j == i || missing[j] ? 0 : silt_path_within(t->path, &st[j]);
 			if (r < 0) {
 				snprintf(err, errlen, "%s:%d: tier %s: %s: %s", cfg->file, t->path_line, t->name,
 					 t->path, strerror(-r));
@@ -216,12 +223,27 @@ static int check_tier_folders(const struct silt_config *cfg, const struct stat s
 	return 0;
 }
 
-/* Look at every tier folder; decide between "create", "open uuid", or refuse. */
-static int probe_tiers(const struct silt_config *cfg, char uuid[37], int *create,
+/* A tier folder that does not exist: an error when no other tier says
+ * which volume this is (nothing to create a volume on, nothing to serve). */
+static int absent_error(const struct silt_config *cfg, int i, int nmissing, char *err, size_t errlen)
+{
+	const struct silt_tier_conf *t = &cfg->tiers[i];
+
+	snprintf(err, errlen, "%s:%d: tier %s: %s does not exist or is not a directory%s", cfg->file, t->line,
+		 t->name, t->path,
+		 nmissing == cfg->ntiers ? " (no tier folder of the config is there: nothing to mount)"
+					 : " (and no other tier holds a volume yet: a new volume needs every folder)");
+	return -ENOENT;
+}
+
+/* Look at every tier folder; decide between "create", "open uuid", or refuse.
+ * A folder that does not exist (a disk not mounted yet) is missing[i] when
+ * another tier names the volume: the volume opens without it. */
+static int probe_tiers(const struct silt_config *cfg, char uuid[37], int *create, int missing[],
 		       char *err, size_t errlen)
 {
 	struct stat sts[SILT_MAX_TIERS];
-	int marked = -1, unmarked = -1, r;
+	int marked = -1, unmarked = -1, nmissing = 0, r;
 
 	uuid[0] = '\0';
 	for (int i = 0; i < cfg->ntiers; i++) {
@@ -229,19 +251,21 @@ static int probe_tiers(const struct silt_config *cfg, char uuid[37], int *create
 		struct stat *st = &sts[i];
 
 		int bad = stat(t->path, st) < 0 ? errno : S_ISDIR(st->st_mode) ? 0 : ENOTDIR;
-		if (bad) {
+		nmissing += missing[i] = bad == ENOENT;
+		if (bad && bad != ENOENT) {
 			snprintf(err, errlen, "%s:%d: tier %s: %s %s", cfg->file, t->line, t->name, t->path,
-				 bad == ENOENT || bad == ENOTDIR ? "does not exist or is not a directory"
-								 : strerror(bad));
+				 bad == ENOTDIR ? "does not exist or is not a directory" : strerror(bad));
 			return -ENOENT;
 		}
 	}
-	if ((r = check_tier_folders(cfg, sts, err, errlen)))
+	if ((r = check_tier_folders(cfg, sts, missing, err, errlen)))
 		return r;
 	for (int i = 0; i < cfg->ntiers; i++) {
 		const struct silt_tier_conf *t = &cfg->tiers[i];
 		char u[37], tname[SILT_NAME_MAX];
 
+		if (missing[i])
+			continue;
 		r = tier_probe(t->path, u, tname, sizeof(tname));
 		if (r == -ENOENT) {
 			unmarked = i;
@@ -272,6 +296,9 @@ static int probe_tiers(const struct silt_config *cfg, char uuid[37], int *create
 		memcpy(uuid, u, 37);
 		marked = i;
 	}
+	for (int i = 0; i < cfg->ntiers; i++)
+		if (missing[i] && marked < 0)
+			return absent_error(cfg, i, nmissing, err, errlen);
 	if (marked < 0) {
 		for (int i = 0; i < cfg->ntiers; i++) {
 			int e = dir_is_empty(cfg->tiers[i].path);
@@ -620,6 +647,28 @@ static int start_placement(struct silt_vol *v, char *err, size_t errlen)
 	return 0;
 }
 
+/* The tier checker let go of a tier whose folder left: so do the inodes. */
+static void tier_lost(void *ctx, struct silt_tier *t)
+{
+	inode_table_release_tier(ctx, t);
+}
+
+/* A tier that failed or was missing is back. */
+static void tier_back(void *ctx, struct silt_tier *t)
+{
+	struct silt_vol *v = ctx;
+
+	(void)t;
+	bounds_unsettle_all(v->bounds); /* pins and rules to it can be honoured again */
+}
+
+static int start_health(struct silt_vol *v)
+{
+	struct health_conf hc = { .tiers = v->tiers, .ntiers = v->ntiers, .interval_ms = SILT_TIER_CHECK_MS,
+				  .lost = tier_lost, .back = tier_back, .ctx = v };
+	return health_start(&hc, &v->health);
+}
+
 /* The engine over an open metadata store and tiers: chunk map, allocator,
  * asynchronous I/O. */
 static int start_engine(struct silt_vol *v, char *err, size_t errlen)
@@ -673,7 +722,8 @@ int vol_open(const struct silt_config *cfg, struct silt_vol **out, int *created,
 		return -ENOMEM;
 	}
 
-	r = probe_tiers(cfg, v->uuid, &create, err, errlen);
+	int missing[SILT_MAX_TIERS] = { 0 };
+	r = probe_tiers(cfg, v->uuid, &create, missing, err, errlen);
 	if (r)
 		goto fail;
 	if (create) {
@@ -686,8 +736,10 @@ int vol_open(const struct silt_config *cfg, struct silt_vol **out, int *created,
 		meta_dir_of(cfg, v->uuid, v->meta_dir, sizeof(v->meta_dir));
 		struct stat st;
 		if (stat(v->meta_dir, &st) < 0) {
-			snprintf(err, errlen, "metadata %s for volume %s is missing (%s)", v->meta_dir,
-				 v->uuid, strerror(errno));
+			snprintf(err, errlen, "metadata %s for volume %s is missing (%s)%s", v->meta_dir,
+				 v->uuid, strerror(errno),
+				 !cfg->meta_dir[0] && missing[0] ? ": it lives in the folder of the first tier, which is "
+								  "not there, and the volume cannot mount without it" : "");
 			r = -ENOENT;
 			goto fail;
 		}
@@ -708,7 +760,8 @@ int vol_open(const struct silt_config *cfg, struct silt_vol **out, int *created,
 			goto fail;
 	}
 	for (int i = 0; i < cfg->ntiers; i++) {
-		r = tier_open(&cfg->tiers[i], ids[i], v->uuid, cfg->chunk_size, &v->tiers[i], err, errlen);
+		r = tier_open(&cfg->tiers[i], ids[i], v->uuid, cfg->chunk_size, missing[i], &v->tiers[i], err,
+			      errlen);
 		if (r)
 			goto fail;
 		v->tier_by_id[ids[i]] = v->tiers[i];
@@ -727,6 +780,10 @@ int vol_open(const struct silt_config *cfg, struct silt_vol **out, int *created,
 	reserve_for_meta(v);
 	if ((r = start_placement(v, err, errlen)))
 		goto fail;
+	if ((r = start_health(v))) {
+		snprintf(err, errlen, "cannot start the tier checker: %s", strerror(-r));
+		goto fail;
+	}
 	if ((r = inode_reap_orphans(v))) {
 		snprintf(err, errlen, "metadata %s: cannot free orphaned inodes: %s", v->meta_dir,
 			 strerror(-r));
@@ -745,6 +802,7 @@ void vol_close(struct silt_vol *v)
 	if (!v)
 		return;
 	/* the background engines first: they hold inode references */
+	health_stop(v->health);
 	scrub_close(v->scrub);
 	migrate_stop(v->mig);
 	/* Whatever the kernel still held is ours to write back now; each inode

@@ -5,7 +5,17 @@
  * Lookups are lock-free (the table pointer and each fd are atomics that
  * only go from "absent" to "present" while the inode is in memory);
  * opening takes the inode's mutex so that two threads do not open the same
- * file twice. */
+ * file twice.
+ *
+ * A tier that failed and came back (tiers/tier.h, tier_check) has a new
+ * folder generation: the first lookup that sees a table's files of that
+ * tier from an older one opens each of them again from the new folder and
+ * puts it in place under the same number (dup3), so a thread that fetched
+ * the number just before does its I/O on the new file, never on some other
+ * file that took a freed number. Letting go of a tier (tfiles_release)
+ * points its numbers at the tier's dead descriptor the same way. A number
+ * whose file cannot be opened again is kept aside, dead, until the inode
+ * leaves memory. */
 #include "tiers/layout.h"
 
 #include <errno.h>
@@ -16,6 +26,9 @@
 
 struct fd_table {
 	_Atomic int fd[SILT_MAX_TIERS][SILT_SEG_MAX];
+	_Atomic unsigned gen[SILT_MAX_TIERS]; /* the tier folder generation they are of */
+	int *retired;                         /* dead numbers (tf->lock) */
+	size_t nretired;
 };
 
 void layout_init(struct layout *l, uint32_t chunk_size)
@@ -43,6 +56,9 @@ void tfiles_close(struct tier_files *tf)
 		for (int s = 0; s < SILT_SEG_MAX; s++)
 			if (atomic_load(&t->fd[i][s]) >= 0)
 				close(atomic_load(&t->fd[i][s]));
+	for (size_t i = 0; i < t->nretired; i++)
+		close(t->retired[i]);
+	free(t->retired);
 	free(t);
 }
 
@@ -52,13 +68,64 @@ static struct fd_table *table_get(struct tier_files *tf)
 
 	if (t)
 		return t;
-	if (!(t = malloc(sizeof(*t))))
+	if (!(t = calloc(1, sizeof(*t))))
 		return NULL;
 	for (int i = 0; i < SILT_MAX_TIERS; i++)
 		for (int s = 0; s < SILT_SEG_MAX; s++)
 			atomic_init(&t->fd[i][s], -1);
 	atomic_store(&tf->tab, t);
 	return t;
+}
+
+/* Number fd no longer names a file of the table: it points at nothing
+ * until the inode leaves memory (a thread may still hold the number). */
+static void retire(struct fd_table *tab, struct silt_tier *t, int tid, int s, int fd)
+{
+	int *n = realloc(tab->retired, (tab->nretired + 1) * sizeof(*n));
+
+	if (dup3(tier_dead_fd(t), fd, O_CLOEXEC) < 0 || !n) {
+		if (n)
+			tab->retired = n;
+		return; /* left in the table, dead or stale: I/O through it fails */
+	}
+	tab->retired = n;
+	tab->retired[tab->nretired++] = fd;
+	atomic_store(&tab->fd[tid][s], -1);
+}
+
+/* The tier's folder is a new one since these files were opened (tf->lock):
+ * open each again from it, under its old number. gen was read before, so
+ * a folder newer still is seen at the next lookup. */
+static void reopen_tier(struct tier_files *tf, struct fd_table *tab, struct silt_tier *t, unsigned gen)
+{
+	int tid = tier_id(t);
+
+	for (int s = 0; s < SILT_SEG_MAX; s++) {
+		int fd = atomic_load(&tab->fd[tid][s]);
+		if (fd < 0)
+			continue;
+		int nfd = tier_open_file(t, tf->ino, (unsigned)s, 0);
+		if (nfd < 0 || dup3(nfd, fd, O_CLOEXEC) < 0)
+			retire(tab, t, tid, s, fd);
+		if (nfd >= 0)
+			close(nfd);
+	}
+	atomic_store(&tab->gen[tid], gen);
+}
+
+void tfiles_release(struct tier_files *tf, struct silt_tier *t)
+{
+	struct fd_table *tab;
+	int tid = tier_id(t);
+
+	pthread_mutex_lock(&tf->lock);
+	if ((tab = atomic_load(&tf->tab)))
+		for (int s = 0; s < SILT_SEG_MAX; s++) {
+			int fd = atomic_load(&tab->fd[tid][s]);
+			if (fd >= 0)
+				(void)dup3(tier_dead_fd(t), fd, O_CLOEXEC);
+		}
+	pthread_mutex_unlock(&tf->lock);
 }
 
 int tfiles_fd(struct tier_files *tf, const struct layout *l, struct silt_tier *t,
@@ -68,15 +135,19 @@ int tfiles_fd(struct tier_files *tf, const struct layout *l, struct silt_tier *t
 	int tid = tier_id(t), fd;
 	struct fd_table *tab = atomic_load(&tf->tab);
 
+	unsigned gen = tier_gen(t);
+
 	if (seg >= SILT_SEG_MAX)
 		return -EFBIG;
-	if (tab && (fd = atomic_load(&tab->fd[tid][seg])) >= 0)
+	if (tab && atomic_load(&tab->gen[tid]) == gen && (fd = atomic_load(&tab->fd[tid][seg])) >= 0)
 		return fd;
 	pthread_mutex_lock(&tf->lock);
 	if (!(tab = table_get(tf))) {
 		pthread_mutex_unlock(&tf->lock);
 		return -ENOMEM;
 	}
+	if (atomic_load(&tab->gen[tid]) != gen)
+		reopen_tier(tf, tab, t, gen);
 	fd = atomic_load(&tab->fd[tid][seg]);
 	if (fd < 0) {
 		fd = tier_open_file(t, tf->ino, seg, create);

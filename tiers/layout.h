@@ -5,7 +5,8 @@
  * tier.h) at byte (k % chunks_per_seg) * chunk_size: its slot. An inode's
  * tier files are opened on first use and kept open until the inode leaves
  * memory; the table of descriptors is allocated at the first open, so an
- * inode that is only looked up costs nothing here. */
+ * inode that is only looked up costs nothing here. A tier taken back after
+ * it failed has its files opened again at their next use. */
 #ifndef SILT_LAYOUT_H
 #define SILT_LAYOUT_H
 
@@ -53,6 +54,10 @@ void tfiles_close(struct tier_files *tf);
  * the last segment, or another -errno. */
 int tfiles_fd(struct tier_files *tf, const struct layout *l, struct silt_tier *t,
 	      uint64_t k, int create);
+/* The tier's folder left (tier_check said TIER_LOST): every file of it
+ * this inode holds is let go of; its numbers stay taken and their I/O
+ * fails until the tier is back (then tfiles_fd opens them again). */
+void tfiles_release(struct tier_files *tf, struct silt_tier *t);
 /* Make chunk k's slot [from, from+len) a hole on tier t; a file that does
  * not exist holds nothing and is fine. */
 int tfiles_punch(struct tier_files *tf, const struct layout *l, struct silt_tier *t,

@@ -36,8 +36,8 @@ struct tier_stats {
 	int id;
 	int failed;
 	enum tier_state state;
-	const char *state_name;   /* active, evacuating, evacuated or failed */
-	char why[160];            /* what failed, when failed */
+	const char *state_name;   /* active, evacuating, evacuated, failed or missing */
+	char why[160];            /* what failed, when failed or missing */
 };
 
 /* Read <path>/tier.id. 0 and the owning volume's uuid (37 bytes) on
@@ -46,14 +46,17 @@ int tier_probe(const char *path, char uuid[37], char *tiername, size_t tnlen);
 /* Claim an empty directory for a volume: chunk directory, then marker. */
 int tier_format(const struct silt_tier_conf *c, const char *uuid, const char *volname);
 
-int tier_open(const struct silt_tier_conf *c, int id, const char *uuid, uint32_t chunk_size,
+/* missing: its folder is not there (vol_open looked); the tier starts
+ * missing (failed, state "missing") and tier_check takes it when it comes. */
+int tier_open(const struct silt_tier_conf *c, int id, const char *uuid, uint32_t chunk_size, int missing,
 	      struct silt_tier **out, char *err, size_t errlen);
 void tier_close(struct silt_tier *t);
 
 int tier_id(const struct silt_tier *t);
 const char *tier_name(const struct silt_tier *t);
 
-/* Open (creating if asked) the O_DIRECT tier file of one inode segment. */
+/* Open (creating if asked) the O_DIRECT tier file of one inode segment;
+ * on a read-only tier filesystem, an existing one read-only. */
 int tier_open_file(struct silt_tier *t, uint64_t ino, unsigned seg, int create);
 /* Remove every segment of an inode up to max_seg. */
 int tier_remove_inode(struct silt_tier *t, uint64_t ino, unsigned max_seg);
@@ -78,14 +81,28 @@ void tier_mark_full(struct silt_tier *t);
  * folder gone, its disk failing), rather than full or busy. */
 int tier_io_error(int err);
 /* The tier cannot be used (err, doing what): logged once; it takes no new
- * chunks, and I/O to the chunks it holds fails with EIO, from now until
- * the volume is mounted again. */
+ * chunks, and I/O to the chunks it holds fails with EIO (reads work while
+ * its filesystem still reads them), until tier_check takes it back. */
 void tier_fail(struct silt_tier *t, int err, const char *what);
 int tier_failed(const struct silt_tier *t);
 void tier_set_state(struct silt_tier *t, enum tier_state s);
 enum tier_state tier_state(const struct silt_tier *t);
 /* Whether it may take chunks: active (not evacuated nor being evacuated) and not failed. */
 int tier_usable(const struct silt_tier *t);
+/* Looked at once a second (tiers/health.c). An active tier whose
+ * filesystem turned read-only or whose folder was removed fails. A failed
+ * or missing one: TIER_LOST when its folder has left its path (dirfd now
+ * points at nothing: the caller lets go of the files its inodes hold,
+ * tfiles_release); TIER_BACK when a folder with this volume's and tier's
+ * tier.id that takes writes is there: it is active again, its generation
+ * went up (cached tier files are opened again, tfiles_fd). */
+enum tier_change { TIER_SAME, TIER_LOST, TIER_BACK };
+enum tier_change tier_check(struct silt_tier *t);
+/* Bumped at each TIER_BACK. */
+unsigned tier_gen(const struct silt_tier *t);
+/* An O_PATH descriptor of /dev/null: a released file is dup3'ed onto it,
+ * so its number stays taken and any I/O through it fails (EBADF). */
+int tier_dead_fd(const struct silt_tier *t);
 /* Where tier_fail() reports, besides the log. */
 struct silt_events;
 void tier_set_events(struct silt_tier *t, struct silt_events *ev);

@@ -51,7 +51,7 @@ static int setup(void **state)
 	snprintf(mdir, sizeof(mdir), "%s/meta", f->dir);
 	assert_int_equal(mkdir(tc.path, 0700), 0);
 	assert_int_equal(tier_format(&tc, UUID, "unit"), 0);
-	assert_int_equal(tier_open(&tc, 0, UUID, 65536, &f->tier, err, sizeof(err)), 0);
+	assert_int_equal(tier_open(&tc, 0, UUID, 65536, 0, &f->tier, err, sizeof(err)), 0);
 	assert_int_equal(meta_open(mdir, META_CREATE, &f->meta, err, sizeof(err)), 0);
 	assert_int_equal(silt_aio_start(64, &f->aio), 0);
 	f->by_id[0] = f->tier;

@@ -130,8 +130,18 @@ static void test_refuse_missing_and_blank(void **state)
 	vol_close(v);
 	struct silt_config c = f->cfg;
 	snprintf(c.tiers[1].path, sizeof(c.tiers[1].path), "%s/nowhere", f->dir);
+	/* a folder not there (a disk not mounted yet): mounted without it */
+	assert_int_equal(vol_open(&c, &v, &created, err, sizeof(err)), 0);
+	struct tier_stats st;
+	tier_get_stats(v->tiers[1], &st);
+	assert_string_equal(st.state_name, "missing");
+	assert_non_null(strstr(st.why, "nowhere"));
+	vol_close(v);
+	/* none there: nothing to mount */
+	snprintf(c.tiers[0].path, sizeof(c.tiers[0].path), "%s/nowhere0", f->dir);
 	assert_int_not_equal(vol_open(&c, &v, &created, err, sizeof(err)), 0);
 	assert_non_null(strstr(err, "does not exist"));
+	assert_non_null(strstr(err, "no tier folder"));
 	/* the marker vanished: a blank disk mounted at the tier path */
 	snprintf(marker, sizeof(marker), "%s/tier.id", f->cfg.tiers[1].path);
 	assert_int_equal(unlink(marker), 0);
