@@ -422,8 +422,19 @@ void tier_get_stats(struct silt_tier *t, struct tier_stats *st)
 unsigned tier_gen(const struct silt_tier *t) { return atomic_load(&t->gen); }
 int tier_dead_fd(const struct silt_tier *t) { return t->deadfd; }
 
+/* Whether the tier's path still leads to the folder dirfd holds. */
+static int same_folder(const struct silt_tier *t)
+{
+	char p[4200];
+	struct stat st;
+
+	chunks_dir(t, p, sizeof(p));
+	return stat(p, &st) == 0 && st.st_dev == t->dir_dev && st.st_ino == t->dir_ino;
+}
+
 /* An active tier whose filesystem went read-only, or whose folder was
- * removed, fails now rather than at the next write that finds out. */
+ * removed or left its path (its disk unmounted), fails now rather than at
+ * the next I/O that finds out. */
 static void check_active(struct silt_tier *t)
 {
 	struct statvfs sv;
@@ -433,16 +444,8 @@ static void check_active(struct silt_tier *t)
 		tier_fail(t, -EROFS, "checking its filesystem");
 	else if (fstat(t->dirfd, &st) == 0 && st.st_nlink == 0)
 		tier_fail(t, -ENOENT, "checking its chunk folder");
-}
-
-/* Whether the tier's path still leads to the folder dirfd holds. */
-static int same_folder(const struct silt_tier *t)
-{
-	char p[4200];
-	struct stat st;
-
-	chunks_dir(t, p, sizeof(p));
-	return stat(p, &st) == 0 && st.st_dev == t->dir_dev && st.st_ino == t->dir_ino;
+	else if (!same_folder(t))
+		tier_fail(t, -ENOENT, "looking for its chunk folder at its path");
 }
 
 /* Whether the folder now at the tier's path is this tier of this volume and
@@ -473,8 +476,8 @@ static int probe_back(struct silt_tier *t, int *dfd, char *why, size_t len)
 		r = -EROFS;
 	else if ((fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
 		r = -errno;
-	else if ((r = write(fd, "ok\n", 3) == 3 ? 0 : -EIO), close(fd) < 0 && !r)
-		r = -EIO;
+	else if ((r = write(fd, "ok\n", 3) == 3 && fsync(fd) == 0 ? 0 : -EIO), close(fd) < 0 && !r)
+		r = -EIO; /* synced: a disk that errs says so here, not in the page cache */
 	unlink(p);
 	if (r) {
 		snprintf(why, len, "%s: %s", p, strerror(-r));
@@ -496,7 +499,7 @@ static int flapping(struct silt_tier *t)
 		t->hold_ns = 0;
 		return 0;
 	}
-	if (!t->back_ns || now - t->back_ns > 30 * 1000000000ull) {
+	if (!t->back_ns || now - t->back_ns > 10 * 1000000000ull) {
 		t->wait_s = 1;
 		return 0;
 	}
@@ -544,11 +547,12 @@ enum tier_change tier_check(struct silt_tier *t)
 	if (!atomic_load(&t->released) && !same_folder(t)) {
 		/* gone from where it was: let go of it (dirfd first, then the
 		 * caller's inodes: tiers/layout.c tfiles_release) */
-		if (dup3(t->deadfd, t->dirfd, O_CLOEXEC) == 0) {
+		if (dup3(t->deadfd, t->dirfd, O_CLOEXEC) >= 0) {
 			atomic_store(&t->released, 1);
 			log_warn("tier %s: its folder %s left: letting go of its files", t->conf.name, t->conf.path);
 			return TIER_LOST;
 		}
+		log_err("tier %s: cannot let go of its folder: %s", t->conf.name, strerror(errno));
 	}
 	if (!(r = probe_back(t, &dfd, why, sizeof(why)))) {
 		if (flapping(t)) {
