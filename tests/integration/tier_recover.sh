@@ -71,6 +71,13 @@ rdirect() { dd if="$1" bs=64k iflag=direct status=none; }
 same() { rdirect "$1" | cmp -s - "$2"; }
 read_err() { dd if="$1" of=/dev/null bs=64k iflag=direct status=none 2>&1; }
 alive() { kill -0 "$PID" 2>/dev/null; }
+# new_file NAME KIB TIER: write a new random file of KIB KiB, all on TIER
+new_file() {
+	local name=$1
+	silt_random "$SILT_TMP/$name" $(($2 << 10))
+	check 'cp "$SILT_TMP/$name" "$M/$name" && sync' "a new file $name is written"
+	check_eq "$(silt_where_tier_chunks "$M/$name" "$3")" $(($2 / 64)) "all of it on $3"
+}
 # held_files: files the daemon holds open on t0's disk (not released)
 D0=$(stat -c %D "$V/d0/silt")
 held_files() { stat -L -c %D "/proc/$PID/fd"/* 2>/dev/null | grep -cx "$D0"; }
@@ -89,18 +96,14 @@ check '[[ "$(tstate t0 reason)" == *"No such file"* ]]' "and why: $(tstate t0 re
 check 'silt_wait_for 10 "[ \$(held_files) -eq 0 ]"' "the daemon let go of every file on t0's disk"
 err=$(read_err "$M/a")
 check '[[ "$err" == *"Input/output error"* ]]' "reading a fails with EIO ($err)"
-silt_random "$SILT_TMP/b" $((512 << 10))
-check 'cp "$SILT_TMP/b" "$M/b" && sync' "a new file is written"
-check_eq "$(silt_where_tier_chunks "$M/b" t1)" 8 "on t1"
+new_file b 512 t1
 check_cmd "e2fsck -fn the unmounted disk (nothing holds it)" e2fsck -fn "${DEV[0]}"
 mount "${DEV[0]}" "$V/d0"
 check 'wait_state t0 active' "mounted again: t0 is active"
 check 'same "$M/a" "$SILT_TMP/a"' "a (still open) reads back byte for byte"
 check 'silt_ctl -m "$M" events | grep -q "tier t0 is back"' "the event log says t0 is back"
 exec 7<&-
-silt_random "$SILT_TMP/c" $((256 << 10))
-check 'cp "$SILT_TMP/c" "$M/c" && sync' "a new file after recovery"
-check_eq "$(silt_where_tier_chunks "$M/c" t0)" 4 "goes to t0 again"
+new_file c 256 t0
 
 say "2. t0's filesystem turns read-only"
 ok=0
@@ -113,9 +116,7 @@ check_eq "$ok" 1 "mount -o remount,ro"
 check 'wait_state t0 failed' "t0 shows failed"
 check '[[ "$(tstate t0 reason)" == *"Read-only"* ]]' "and why: $(tstate t0 reason)"
 check 'same "$M/a" "$SILT_TMP/a"' "a's chunks on t0 still read"
-silt_random "$SILT_TMP/d" $((256 << 10))
-check 'cp "$SILT_TMP/d" "$M/d" && sync' "a new file is written"
-check_eq "$(silt_where_tier_chunks "$M/d" t1)" 4 "on t1"
+new_file d 256 t1
 err=$(dd if="$SILT_TMP/b" of="$M/a" bs=64k count=1 conv=notrunc oflag=direct status=none 2>&1)
 check '[[ "$err" == *"Input/output error"* ]]' "overwriting a chunk of a on t0 fails with EIO ($err)"
 check 'alive' "the daemon is up"
@@ -137,9 +138,7 @@ check '[ $? -eq 0 ]' "ext4 shut down: every I/O fails"
 err=$(read_err "$M/a")
 check '[[ "$err" == *"Input/output error"* ]]' "reading a fails with EIO ($err)"
 check 'wait_state t0 failed' "t0 shows failed ($(tstate t0 reason))"
-silt_random "$SILT_TMP/e" $((256 << 10))
-check 'cp "$SILT_TMP/e" "$M/e" && sync' "a new file is written"
-check_eq "$(silt_where_tier_chunks "$M/e" t1)" 4 "on t1"
+new_file e 256 t1
 check 'alive' "the daemon is up"
 umount -l "$V/d0"
 check 'silt_wait_for 10 "[ \$(held_files) -eq 0 ]"' "unmounted: the daemon let go of its files"
@@ -163,9 +162,7 @@ check_eq "$(tstate t1 state)" active "t1 active"
 err=$(read_err "$M/a")
 check '[[ "$err" == *"Input/output error"* ]]' "reading a fails with EIO ($err)"
 check 'same "$M/b" "$SILT_TMP/b"' "b (on t1) reads"
-silt_random "$SILT_TMP/f" $((256 << 10))
-check 'cp "$SILT_TMP/f" "$M/f" && sync' "a new file is written"
-check_eq "$(silt_where_tier_chunks "$M/f" t1)" 4 "on t1"
+new_file f 256 t1
 say "   another volume's tier folder appears at t0's path"
 silt_make_volume "$W" 1 64K
 silt_mount "$W/vol.conf" "$SILT_TMP/wm" && silt_umount "$SILT_TMP/wm"
@@ -175,8 +172,7 @@ silt_track_mount "$V/d0/silt"
 mount --bind "$W/t0" "$V/d0/silt"
 check 'silt_wait_for 10 "grep -q \"not taking it\" \"$LOG\""' "the daemon says it is not taking it"
 check_eq "$(tstate t0 state)" missing "t0 stays missing"
-check 'cp "$SILT_TMP/c" "$M/c2" && sync' "a new file meanwhile"
-check_eq "$(silt_where_tier_chunks "$M/c2" t1)" 4 "on t1"
+new_file c2 256 t1
 check '[ "$(silt_tree_state "$W/t0")" == "$wstate" ]' "nothing written into the other volume's folder"
 umount "$V/d0/silt" && rmdir "$V/d0/silt"
 mount "${DEV[0]}" "$V/d0"
@@ -198,7 +194,7 @@ sleep 5
 t_cpu1=$(awk '{ print $14 + $15 }' "/proc/$PID/stat")
 check_le $((t_cpu1 - t_cpu0)) 50 "the daemon used $((t_cpu1 - t_cpu0)) ticks of CPU in 5 s with full disks (at most 10%)"
 check 'same "$M/g" "$SILT_TMP/g"' "g is intact"
-for f in a b c d e f; do same "$M/$f" "$SILT_TMP/$f" || fail "$f changed"; done
+for f in a b c d e f c2; do same "$M/$f" "$SILT_TMP/$f" || fail "$f changed"; done
 pass "every earlier file reads back"
 rm -f "$M/h" "$V/d0/filler"
 silt_random "$SILT_TMP/i" $((1 << 20))
