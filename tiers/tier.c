@@ -392,7 +392,9 @@ int tier_usable(const struct silt_tier *t)
 
 void tier_mark_full(struct silt_tier *t)
 {
-	atomic_store(&t->full, 1);
+	if (!atomic_exchange(&t->full, 1))
+		log_info("tier %s: its filesystem said ENOSPC: new chunks go to the next tier until it has room",
+			 t->conf.name);
 }
 
 void tier_get_stats(struct silt_tier *t, struct tier_stats *st)

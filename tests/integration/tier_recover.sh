@@ -187,6 +187,7 @@ check 'cp "$SILT_TMP/g" "$M/g" && sync' "a 48 MiB file is written"
 check 'same "$M/g" "$SILT_TMP/g"' "and reads back byte for byte"
 g0=$(silt_where_tier_chunks "$M/g" t0); g1=$(silt_where_tier_chunks "$M/g" t1)
 check '[ "$g1" -gt 0 ] && [ $((g0 + g1)) -eq 768 ]' "t0 took what it could ($g0 chunks), t1 the rest ($g1)"
+check 'grep -q "tier t0: its filesystem said ENOSPC" "$LOG"' "t0's filesystem did say ENOSPC"
 err=$(dd if=/dev/urandom of="$M/h" bs=1M count=200 status=none 2>&1)
 check '[[ "$err" == *"No space left"* ]]' "a file too big for both fails with ENOSPC ($err)"
 t_cpu0=$(awk '{ print $14 + $15 }' "/proc/$PID/stat")
