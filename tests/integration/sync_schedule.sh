@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Predictive sync timing (issue 10 point 4), through the daemons and the
-# link: a primary under a bursty write load (0.8 s of 4K writes every
-# 2.4 s, as a VM's periodic jobs) ships to its replica over the shaped veth
+# link: a primary under a bursty write load (0.7 s of 4K writes every
+# 2 s, as a VM's periodic jobs) ships to its replica over the shaped veth
 # pair. With `schedule = interval` a good share of the bytes on the wire go
 # out while the guest writes; with `schedule = quiet` the sender finds the
 # period, ships in the gaps the forecaster sees coming, and almost nothing
@@ -20,7 +20,7 @@ start_primary
 silt_random "$P/disk.img" $((4 << 20))
 wait_same "a 4 MiB image arrives" 30
 
-# cycles N MEASURE: N bursts (0.8 s of 4K writes at 1,000 a second) 2.4 s
+# cycles N MEASURE: N bursts (0.7 s of 4K writes at 1,000 a second) 2 s
 # apart, on an absolute clock; prints the share of the wire bytes (the
 # primary side's veth tx) of the last MEASURE cycles that went out during
 # bursts (percent) and their total. The quiet schedule gets 9 cycles to
@@ -32,15 +32,20 @@ cycles() {
 		if ((c >= $1 - $2)); then
 			in=$((in + during)) all=$((all + during + gap))
 		fi
-	done < <(ip netns exec "$A" "$SILT_BURSTS" "$P/disk.img" "$1" 2400 800 1000 \
+	done < <(ip netns exec "$A" "$SILT_BURSTS" "$P/disk.img" "$1" 2000 700 1000 \
 		"/sys/class/net/v-$A/statistics/tx_bytes" || echo "silt-bursts failed" >&2)
 	echo $((all ? in * 100 / all : 0)) $((all))
 }
 
-say "schedule = interval: shipping every 500 ms, bursts or not"
-read -r share_int wire_int < <(cycles 8 5)
-echo "    $share_int% of $wire_int wire bytes went out during bursts"
-wait_same "the replica follows (interval)" 30
+# Under a sanitizer the daemons run a few times slower, and the shares
+# measure that rather than the schedule: only the quiet schedule runs
+# there, for its code (the period, the decisions, the replica in step).
+if [ -z "${SILT_SANITIZED:-}" ]; then
+	say "schedule = interval: shipping every 500 ms, bursts or not"
+	read -r share_int wire_int < <(cycles 6 4)
+	echo "    $share_int% of $wire_int wire bytes went out during bursts"
+	wait_same "the replica follows (interval)" 30
+fi
 
 say "schedule = quiet: shipping in the gaps the forecaster sees coming"
 silt_umount "$P" || silt_abort "primary does not unmount"
@@ -52,17 +57,19 @@ j=$(silt_ctl -m "$P" sync status --json)
 echo "    $(json_get "$j" '.peers[0] | "schedule \(.schedule), period \(.period_ms) ms, forecasts \(.forecasts_right)/\(.forecasts) right, ships quiet \(.ships_quiet) lag \(.ships_lag) interval \(.ships_interval)"')"
 check_eq "$(json_get "$j" '.peers[0].schedule')" quiet "sync status says schedule quiet"
 period=$(json_get "$j" '.peers[0].period_ms')
-check '((period >= 2200 && period <= 2600))' "the forecaster found the 2.4 s period ($period ms)"
+check '((period >= 1800 && period <= 2200))' "the forecaster found the 2 s period ($period ms)"
 check '(($(json_get "$j" .peers[0].forecasts_right) * 10 >= $(json_get "$j" .peers[0].forecasts) * 8))' \
 	"four in five of its one-tick forecasts were right"
-check '((wire_q > 0 && wire_int > 0))' "both schedules shipped ($wire_int and $wire_q bytes)"
-check '((share_q <= 15))' "quiet: at most 15% of the wire during bursts ($share_q%)"
-check '((share_int >= 2 * share_q + 10))' "well below the interval schedule's share ($share_int%)"
+if [ -z "${SILT_SANITIZED:-}" ]; then
+	check '((wire_q > 0 && wire_int > 0))' "both schedules shipped ($wire_int and $wire_q bytes)"
+	check '((share_q <= 15))' "quiet: at most 15% of the wire during bursts ($share_q%)"
+	check '((share_int >= 2 * share_q + 10))' "well below the interval schedule's share ($share_int%)"
+fi
 wait_same "the replica follows (quiet)" 30
 
 say "a steady load has no quiet period: still shipped within max_lag (4 s)"
 fio --name=steady --filename="$P/disk.img" --rw=randwrite --bs=4k --direct=1 --rate_iops=1000 \
-	--runtime=9 --time_based --randrepeat=0 --size=4M --output=/dev/null &
+	--runtime=6 --time_based --randrepeat=0 --size=4M --output=/dev/null &
 fpid=$!
 sleep 1
 echo marker > "$P/marker.txt"
