@@ -74,5 +74,7 @@ int main(int argc, char **argv)
 		printf("%d %lld %lld\n", c, t1 - t0, t2 - t1);
 		fflush(stdout);
 	}
+	free(buf);
+	close(fd);
 	return 0;
 }
