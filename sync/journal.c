@@ -805,9 +805,12 @@ int journal_dirty_clear(struct sync_journal *j, int peer)
 
 	if (!b)
 		return -ENOMEM;
+	/* the peer's keys are the prefix and 16 bytes: all sort below the
+	 * prefix and 17 0xff bytes, and nothing else does (not the next tag's
+	 * keys: the journal's own entries, "e...", once went with the dirty set) */
 	memcpy(hi, lo, n);
-	hi[0] = 'd' + 1; /* every key of the prefix sorts below */
-	meta_del_range(b, j->c.meta, CF_JOURNAL, lo, n, hi, n);
+	memset(hi + n, 0xff, 17);
+	meta_del_range(b, j->c.meta, CF_JOURNAL, lo, n, hi, n + 17);
 	r = meta_commit(j->c.meta, b, 1);
 	meta_batch_free(b);
 	if (!r)

@@ -8,6 +8,9 @@
 #   replica_conf KEY   (re)write the replica's [sync]: accept KEY
 #   start_replica / start_primary   mount in their namespaces (RPID/RLOG, PPID_/PLOG)
 #   same / wait_same WHAT [SECONDS]  the replica's tree equals the primary's
+#   under_load IMAGE IOPS   6 s of fio 4K random writes to IMAGE; after 1 s a
+#                           new file: sets ARRIVED (1 or 0) and ARRIVAL_MS, the
+#                           time the replica took to have it, and FIO_PID
 say "two hosts"
 n=$((RANDOM % 200 + 20))
 A=silt-pa-$$ B=silt-pb-$$
@@ -82,4 +85,16 @@ start_replica() {
 	SILT_IN_NS=$B silt_mount_fg "$rconf" "$R" ro || silt_abort "replica does not mount"
 	RPID=$SILT_FG_PID RLOG=$SILT_LAST_ERR
 }
-
+under_load() { # under_load IMAGE IOPS
+	fio --name=steady --filename="$1" --rw=randwrite --bs=4k --direct=1 --rate_iops="$2" \
+		--runtime=6 --time_based --randrepeat=0 --size="$(stat -c %s "$1")" --output=/dev/null &
+	FIO_PID=$!
+	sleep 1
+	echo marker > "$P/marker.txt"
+	arrived() { echo 2 > /proc/sys/vm/drop_caches; [ "$(cat "$R/marker.txt" 2>/dev/null)" == marker ]; }
+	local t0
+	t0=$(date +%s%N)
+	ARRIVED=0
+	silt_wait_for 8 arrived && ARRIVED=1
+	ARRIVAL_MS=$((($(date +%s%N) - t0) / 1000000))
+}

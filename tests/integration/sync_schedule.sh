@@ -68,16 +68,9 @@ fi
 wait_same "the replica follows (quiet)" 30
 
 say "a steady load has no quiet period: still shipped within max_lag (4 s)"
-fio --name=steady --filename="$P/disk.img" --rw=randwrite --bs=4k --direct=1 --rate_iops=1000 \
-	--runtime=6 --time_based --randrepeat=0 --size=4M --output=/dev/null &
-fpid=$!
-sleep 1
-echo marker > "$P/marker.txt"
-arrived() { echo 2 > /proc/sys/vm/drop_caches; [ "$(cat "$R/marker.txt" 2>/dev/null)" == marker ]; }
-t0=$(date +%s%N)
-silt_wait_for 8 arrived || true
-dt=$((($(date +%s%N) - t0) / 1000000))
-check arrived "a file written under steady load arrives on the replica ($dt ms)"
+under_load "$P/disk.img" 1000
+dt=$ARRIVAL_MS fpid=$FIO_PID
+check '((ARRIVED))' "a file written under steady load arrives on the replica ($dt ms)"
 check '((dt <= 5000))' "within max_lag and a ship ($dt ms)"
 check 'silt_pid_alive $fpid' "while the load still runs"
 wait "$fpid" || fail "fio steady"

@@ -168,6 +168,26 @@ static void test_batches(void **state)
 	assert_int_equal(journal_cut(f->j), c2);
 }
 
+/* Clearing a peer's dirty set (a full sync begins) takes its dirty keys
+ * only: not the journal's entries of the batch that goes on meanwhile
+ * (their keys sort right after the dirty sets' and once went with them),
+ * nor another peer's dirty set. */
+static void test_dirty_clear_only_dirty(void **state)
+{
+	struct fixture *f = *state;
+	struct journal_entry *e;
+	uint64_t base = journal_cut(f->j);
+
+	note(f, 7, 3, 3);
+	assert_int_equal(journal_dirty_clear(f->j, 0), 0);
+	uint64_t c = journal_cut(f->j);
+	size_t n = read_all(f, base, c, &e);
+	assert_int_equal(n, 1);
+	assert_int_equal(e[0].ino, 7);
+	assert_int_equal(e[0].first, 3);
+	free(e);
+}
+
 /* A daemon killed with SIGKILL right after a write keeps its entry. */
 static void test_survives_kill(void **state)
 {
@@ -315,6 +335,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_coalesce, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dirty_clear_only_dirty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_survives_kill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ack_trims, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bound_and_drain, setup, teardown),
