@@ -8,6 +8,12 @@
  *     reached kept in the journal after each acknowledgement;
  *   - a resync from the peer's dirty set (the journal's fallback when the
  *     peer fell too far behind), the same way;
+ *   RESYNC batches are pipelined: up to WINDOW of them in flight, their
+ *   acknowledgements (which the receiver sends in order) read as they come
+ *   back, each moving the recorded position (the full sync's, or the dirty
+ *   set's entries dropped) only once it arrives, so that a connection cut
+ *   or a kill with batches in flight resumes from the last one the
+ *   receiver applied and sends the others again (applying is idempotent);
  *   - journal batches: everything the peer has not acknowledged up to a
  *     cut, coalesced, as one JOURNAL batch that the receiver applies
  *     whole; then the acknowledgement moves the peer's position on.
@@ -37,11 +43,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define FULL_BATCH 256         /* chunks per RESYNC batch */
+#define FULL_BATCH 256         /* chunks per RESYNC batch... */
+#define BATCH_BYTES (16u << 20) /* ...and raw bytes, at most */
+#define WINDOW 4               /* RESYNC batches in flight, unacknowledged */
+#define DIRTY_BATCH 64         /* dirty-set entries per RESYNC batch */
 #define JOURNAL_MAX 8192       /* entries per JOURNAL batch */
 #define NET_TIMEOUT_MS 15000
 #define SCHED_TICK_MS 200     /* the quiet-period forecaster's tick */
 #define SCHED_BUSY_WRITES 100 /* foreground writes a second that make a tick busy */
+#define REDIAL_MAX_MS 500      /* a peer that comes back is seen this soon (a SYN each time) */
 
 struct sync_sender {
 	struct sender_conf c;
@@ -55,6 +65,14 @@ struct sync_sender {
 	uint8_t *raw, *z;         /* a chunk, and its compressed form */
 	uint64_t batch_msgs;      /* messages in the batch being sent */
 	uint64_t tb_start_ns, tb_bytes; /* bandwidth cap: bytes sent since tb_start */
+	struct inflight {         /* a RESYNC batch sent, its ACK awaited: what it settles */
+		uint64_t ino, next;       /* full sync: the position once acknowledged */
+		struct journal_entry *e;  /* resync: the entries to drop (malloc'd) */
+		size_t n;
+		uint64_t done;            /* progress it makes */
+	} win[WINDOW];
+	unsigned win_head, win_n;
+	uint64_t win_seq;         /* the seq the batches in flight carry */
 
 	pthread_mutex_t lock;     /* what status reports */
 	const char *state;
@@ -419,12 +437,17 @@ static int begin_batch(struct sync_sender *s, uint64_t seq, unsigned kind, int n
 	return r;
 }
 
-static int end_batch(struct sync_sender *s, uint64_t seq)
+static int send_end(struct sync_sender *s, uint64_t seq)
 {
 	struct proto_msg m = { .type = M_END, .end = { .seq = seq, .count = s->batch_msgs } };
-	int r = send_msg(s, &m);
-	if (!r)
-		r = recv_msg(s, &m, M_ACK);
+	return send_msg(s, &m);
+}
+
+static int wait_ack(struct sync_sender *s, uint64_t seq)
+{
+	struct proto_msg m;
+	int r = recv_msg(s, &m, M_ACK);
+
 	if (!r && m.ack.seq != seq)
 		r = -EPROTO;
 	if (!r) {
@@ -434,6 +457,79 @@ static int end_batch(struct sync_sender *s, uint64_t seq)
 		pthread_mutex_unlock(&s->lock);
 	}
 	return r;
+}
+
+/* END, and wait for its ACK. */
+static int end_batch(struct sync_sender *s, uint64_t seq)
+{
+	int r = send_end(s, seq);
+	return r ? r : wait_ack(s, seq);
+}
+
+/* ---- the window of RESYNC batches in flight ---- */
+
+/* The oldest batch's ACK: record what it settles. */
+static int win_ack(struct sync_sender *s)
+{
+	struct inflight *b = &s->win[s->win_head];
+	int r = wait_ack(s, s->win_seq);
+
+	if (!r)
+		r = b->e ? journal_dirty_drop(s->c.journal, s->c.peer, b->e, b->n)
+			 : journal_set_full(s->c.journal, s->c.peer, 1, b->ino, b->next);
+	if (r)
+		return r;
+	pthread_mutex_lock(&s->lock);
+	s->full_done += b->done;
+	pthread_mutex_unlock(&s->lock);
+	free(b->e);
+	b->e = NULL;
+	s->win_head = (s->win_head + 1) % WINDOW;
+	s->win_n--;
+	return 0;
+}
+
+/* An ACK already here (never waits)? */
+static int ack_ready(struct sync_sender *s)
+{
+	struct pollfd p = { .fd = atomic_load(&s->fd), .events = POLLIN };
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+/* END of a batch that settles *b once acknowledged (b->e is the window's
+ * from now on); read the ACKs that came back meanwhile, and wait for the
+ * oldest while the window is full. */
+static int win_end(struct sync_sender *s, uint64_t seq, const struct inflight *b)
+{
+	int r = send_end(s, seq);
+
+	if (r) {
+		free(b->e);
+		return r;
+	}
+	s->win_seq = seq;
+	s->win[(s->win_head + s->win_n++) % WINDOW] = *b;
+	while (!r && s->win_n && (s->win_n == WINDOW || ack_ready(s)))
+		r = win_ack(s);
+	return r;
+}
+
+static int win_drain(struct sync_sender *s)
+{
+	int r = 0;
+	while (!r && s->win_n)
+		r = win_ack(s);
+	return r;
+}
+
+/* A broken connection: what was in flight settles nothing. */
+static void win_forget(struct sync_sender *s)
+{
+	for (; s->win_n; s->win_n--, s->win_head = (s->win_head + 1) % WINDOW) {
+		free(s->win[s->win_head].e);
+		s->win[s->win_head].e = NULL;
+	}
+	s->win_head = 0;
 }
 
 /* A full sync from the position the journal keeps. */
@@ -467,23 +563,31 @@ static int run_full(struct sync_sender *s)
 			w.files[x] = w.files[x - 1];
 			w.files[x - 1] = t;
 		}
+	uint64_t per = MAX(1, MIN(FULL_BATCH, BATCH_BYTES / s->c.chunk_size));
 	for (size_t i = 0; i < w.nfiles && !r; i++) {
 		uint64_t ino = w.files[i], k = ino == pos_ino ? pos_k : 0;
 		struct stat st;
-		if (ino < pos_ino || vol_getattr(s->c.vol, ino, &st))
+		if (vol_getattr(s->c.vol, ino, &st))
 			continue;
 		uint64_t end = ((uint64_t)st.st_size + s->c.chunk_size - 1) / s->c.chunk_size;
-		while (k < end && !r) {
-			uint64_t last = MIN(end, k + FULL_BATCH) - 1;
-			if ((r = begin_batch(s, seq, B_RESYNC, 0)) || (r = send_range(s, ino, k, last)) ||
-			    (r = end_batch(s, seq)) || (r = journal_set_full(j, s->c.peer, 1, ino, last + 1)))
-				break;
+		if (ino < pos_ino || k) { /* resuming: done before the cut */
 			pthread_mutex_lock(&s->lock);
-			s->full_done += last + 1 - k;
+			s->full_done += ino < pos_ino ? end : MIN(k, end);
 			pthread_mutex_unlock(&s->lock);
+			if (ino < pos_ino)
+				continue;
+		}
+		while (k < end && !r) {
+			uint64_t last = MIN(end, k + per) - 1;
+			struct inflight b = { .ino = ino, .next = last + 1, .done = last + 1 - k };
+			if ((r = begin_batch(s, seq, B_RESYNC, 0)) || (r = send_range(s, ino, k, last)) ||
+			    (r = win_end(s, seq, &b)))
+				break;
 			k = last + 1;
 		}
 	}
+	if (!r)
+		r = win_drain(s);
 	if (!r && !(r = journal_set_full(j, s->c.peer, 0, 0, 0)))
 		log_info("replication to %s: full sync done (%zu files, %llu chunks)", s->c.name, w.nfiles,
 			 (unsigned long long)w.chunks);
@@ -517,18 +621,28 @@ static int run_resync(struct sync_sender *s)
 	walk_free(&w);
 	if (r || (r = end_batch(s, seq)))
 		return r;
-	do {
-		if ((r = journal_dirty_read(j, s->c.peer, 0, 0, 64, &e, &n)) || !n)
+	/* passes over the set, each from its start: what a pass leaves (a
+	 * fold rewrote it meanwhile) the next one ships again */
+	uint64_t ino = 0, first = 0;
+	while (!r) {
+		if ((r = journal_dirty_read(j, s->c.peer, ino, first, DIRTY_BATCH, &e, &n)))
 			break;
-		if (!(r = begin_batch(s, seq, B_RESYNC, 0)))
-			r = send_entries(s, e, n, 1);
-		if (!r && !(r = end_batch(s, seq)))
-			r = journal_dirty_drop(j, s->c.peer, e, n);
-		pthread_mutex_lock(&s->lock);
-		s->full_done += n;
-		pthread_mutex_unlock(&s->lock);
-		free(e);
-	} while (!r);
+		if (!n) {
+			if (!s->win_n && !ino && !first)
+				break; /* empty */
+			if (!(r = win_drain(s)))
+				ino = first = 0;
+			continue;
+		}
+		ino = e[n - 1].ino;
+		first = e[n - 1].first + 1;
+		struct inflight b = { .e = e, .n = n, .done = n };
+		if ((r = begin_batch(s, seq, B_RESYNC, 0)) || (r = send_entries(s, e, n, 1))) {
+			free(e);
+			break;
+		}
+		r = win_end(s, seq, &b);
+	}
 	return r;
 }
 
@@ -814,6 +928,7 @@ static void session(struct sync_sender *s, int fd)
 			set_state(s, "disconnected", err);
 		}
 	}
+	win_forget(s);
 	chan_free(s->ch);
 	s->ch = NULL;
 }
@@ -833,7 +948,7 @@ static void *sender_thread(void *arg)
 		if (fd < 0) {
 			set_state(s, "disconnected", err);
 			nap(s, backoff);
-			backoff = MIN(backoff * 2, 2000);
+			backoff = MIN(backoff * 2, REDIAL_MAX_MS);
 			continue;
 		}
 		chan_set_timeouts(fd, NET_TIMEOUT_MS);

@@ -17,6 +17,7 @@
 #      with replication on (the replica live) and off (the same volume
 #      mounted without its [sync] and [peer] sections), on, off, on, off:
 #      IOPS and p99 latency, and on / off as the median of the pairs.
+# BENCH_ONLY_INITIAL=1 runs part 1 alone (the initial sync ratio).
 # Goals (the issue): initial sync at least 90% of the link; lag under 5 s
 # at the p99; foreground within 10%. Misses print MISSED; the script exits 0.
 # It uses tests/integration/lib.sh (namespaces, mounts and daemons go at
@@ -101,6 +102,13 @@ else
 fi
 silt_drop_caches
 check "cmp -s '$P/img' '$R/img'" "the replica's image equals the primary's"
+
+if [ "${BENCH_ONLY_INITIAL:-0}" = 1 ]; then
+	check_cmd "umount the primary" silt_umount "$P"
+	check_cmd "umount the replica" silt_umount "$R"
+	silt_summary
+	exit 0
+fi
 
 say "2. RPO under $load/s of 64 KiB random writes for $secs s"
 sent0=$(peer sent_bytes) data0=$(peer data_bytes)
