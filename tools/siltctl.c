@@ -489,13 +489,14 @@ static const char scrub_text[] =
 	"scrub: {checked:u} of {total:u} checksummed chunks verified, {damaged:u} damaged, "
 	"{unreadable:u} unreadable\n";
 
-/* A progress bar on a terminal: [#####.....] done/total chunks. */
-static void progress(unsigned long long done, unsigned long long total)
+/* A progress bar on a terminal: [#####.....] done/total chunks, and what
+ * else there is to say (extra, may be ""). */
+static void progress(unsigned long long done, unsigned long long total, const char *extra)
 {
 	int w = 40, fill = total ? (int)(MIN(done, total) * (unsigned long long)w / total) : w;
 
-	fprintf(stderr, "\r[%.*s%*s] %llu/%llu chunks", MIN(fill, w), "########################################",
-		w - MIN(fill, w), "", done, total);
+	fprintf(stderr, "\r[%.*s%*s] %llu/%llu chunks%s\033[K", MIN(fill, w), "########################################",
+		w - MIN(fill, w), "", done, total, extra);
 }
 
 static int scrub_report(struct ctx *c, struct rec *s)
@@ -529,7 +530,7 @@ static int scrub_follow(struct ctx *c)
 		if (!(s = recs_find(c->recs, c->nrecs, "scrub")))
 			return fail(c, EPROTO, "the daemon's answer has no scrub record");
 		if (tty)
-			progress(rec_u64(s, "checked"), rec_u64(s, "total"));
+			progress(rec_u64(s, "checked"), rec_u64(s, "total"), "");
 		if (!rec_u64(s, "running") && rec_u64(s, "passes") >= passes)
 			break;
 		usleep(200 * 1000);
@@ -626,7 +627,7 @@ static int cmd_evacuate(struct ctx *c, int argc, char **argv)
 		if (!follow || strcmp(rec_get(e, "state"), "evacuating"))
 			break;
 		if (tty)
-			progress(rec_u64(e, "total") - MIN(rec_u64(e, "left"), rec_u64(e, "total")), rec_u64(e, "total"));
+			progress(rec_u64(e, "total") - MIN(rec_u64(e, "left"), rec_u64(e, "total")), rec_u64(e, "total"), "");
 		usleep(200 * 1000);
 		snprintf(req, sizeof(req), "evacuate status %s", tier);
 		if (query(c, req))
@@ -946,21 +947,164 @@ static int cmd_replica(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
+static void peers_json(const struct ctx *c)
+{
+	printf("{\"peers\": ");
+	json_all_fields(stdout, c->recs, c->nrecs, "peer");
+	printf("}\n");
+}
+
+/* A primary's peer that has all it is owed: connected and shipping live,
+ * no full sync or dirty set left, no cut batch unacknowledged. */
+static int caught_up(const struct rec *p)
+{
+	return !strcmp(rec_get(p, "state"), "live") && !rec_u64(p, "full_sync") && !rec_u64(p, "dirty") &&
+	       !rec_u64(p, "lag_entries");
+}
+
+/* The first of the peers followed (one, or every one) not caught up; NULL
+ * when all are. *found: how many were followed. */
+static const struct rec *peer_behind(const struct ctx *c, const char *name, int *found)
+{
+	const struct rec *behind = NULL;
+
+	*found = 0;
+	for (int i = 0; i < c->nrecs; i++) {
+		const struct rec *p = &c->recs[i];
+		if (strcmp(p->kind, "peer") || strcmp(rec_get(p, "role"), "primary") ||
+		    (name && strcmp(rec_get(p, "name"), name)))
+			continue;
+		++*found;
+		if (!behind && !caught_up(p))
+			behind = p;
+	}
+	return behind;
+}
+
+/* Where a peer is: "full-sync 1024/16384 chunks (6.2%), 95.3 MiB/s". */
+static void peer_line(const struct rec *p, char *out, size_t len)
+{
+	unsigned long long d = rec_u64(p, "progress_done"), t = rec_u64(p, "progress_total");
+	char rate[32];
+	const char *st = rec_get(p, "state");
+
+	silt_fmt_size(rec_u64(p, "throughput"), rate, sizeof(rate));
+	if (!strcmp(st, "full-sync") || !strcmp(st, "resync"))
+		snprintf(out, len, "%s %s %llu/%llu chunks (%.1f%%), %s/s", rec_get(p, "name"), st, d, t,
+			 t ? 100.0 * (double)MIN(d, t) / (double)t : 100.0, rate);
+	else
+		snprintf(out, len, "%s %s, lag %.1f s", rec_get(p, "name"), st, (double)rec_u64(p, "lag_ms") / 1000.0);
+}
+
+/* What the plain lines of sync wait said last. */
+struct shown {
+	char line[256], state[32];
+	time_t when;
+};
+
+/* Draw where the peer behind is: a bar on a terminal, else a plain line
+ * when its state changed, or its progress (at most once a second). */
+static void wait_show(const struct rec *p, int tty, struct shown *last)
+{
+	char line[256], extra[300], rate[32];
+	const char *st = rec_get(p, "state");
+
+	peer_line(p, line, sizeof(line));
+	if (tty && (!strcmp(st, "full-sync") || !strcmp(st, "resync"))) {
+		silt_fmt_size(rec_u64(p, "throughput"), rate, sizeof(rate));
+		snprintf(extra, sizeof(extra), " %s %s, %s/s", rec_get(p, "name"), st, rate);
+		progress(rec_u64(p, "progress_done"), rec_u64(p, "progress_total"), extra);
+	} else if (tty) {
+		fprintf(stderr, "\r%s\033[K", line);
+	} else if (strcmp(line, last->line) && (strcmp(st, last->state) || time(NULL) != last->when)) {
+		printf("%s\n", line);
+		fflush(stdout);
+		snprintf(last->line, sizeof(last->line), "%s", line);
+		snprintf(last->state, sizeof(last->state), "%s", st);
+		last->when = time(NULL);
+	}
+}
+
+/* "sync wait [PEER] [--timeout SECONDS]": follow the full sync or resync
+ * of PEER (or of every peer) until it is caught up. */
+static int sync_wait(struct ctx *c, int argc, char **argv)
+{
+	const char *name = NULL;
+	double timeout = 0;
+	struct shown last = { 0 };
+	int tty = !c->json && isatty(2), found;
+
+	for (int i = 0; i < argc; i++) {
+		char *end;
+		if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
+			timeout = strtod(argv[++i], &end);
+			if (*end || end == argv[i] || timeout <= 0)
+				return usage_error(c, "sync wait: --timeout '%s': expected seconds (> 0)", argv[i]);
+		} else if (argv[i][0] == '-' || name)
+			return usage_error(c, "sync wait: '%s': expected PEER or --timeout SECONDS", argv[i]);
+		else
+			name = argv[i];
+	}
+	if (find_volume(c, NULL))
+		return 1;
+	uint64_t t0 = silt_now_ns();
+	for (;;) {
+		if (query(c, "sync status"))
+			return 1;
+		const struct rec *p = peer_behind(c, name, &found);
+		if (!found)
+			return fail(c, ENOENT, name ? "sync wait: this volume ships to no peer named '%s'"
+					   : "sync wait: this volume ships to no peer%s (not a primary)", name ? name : "");
+		if (!p)
+			break;
+		const char *st = rec_get(p, "state");
+		if (!strcmp(st, "refused") || !strcmp(st, "split-brain")) {
+			if (tty)
+				fputc('\n', stderr);
+			return fail(c, ECONNREFUSED, "sync wait: peer %s is %s: %s", rec_get(p, "name"), st,
+				    rec_get(p, "error"));
+		}
+		if (!c->json)
+			wait_show(p, tty, &last);
+		if (timeout && (double)(silt_now_ns() - t0) / 1e9 >= timeout) {
+			char line[256];
+			peer_line(p, line, sizeof(line));
+			if (tty)
+				fputc('\n', stderr);
+			return fail(c, ETIMEDOUT, "sync wait: not caught up after %g s: %s", timeout, line);
+		}
+		usleep(200 * 1000);
+	}
+	if (tty)
+		fputc('\n', stderr);
+	if (c->json) {
+		peers_json(c);
+		return 0;
+	}
+	for (int i = 0; i < c->nrecs; i++)
+		if (!strcmp(c->recs[i].kind, "peer") && (!name || !strcmp(rec_get(&c->recs[i], "name"), name)))
+			printf("%s caught up: live, acked batch %s\n", rec_get(&c->recs[i], "name"),
+			       rec_get(&c->recs[i], "acked"));
+	return 0;
+}
+
 static int cmd_sync(struct ctx *c, int argc, char **argv)
 {
 	char req[32];
 
 	if (!strcmp(argv[0], "keygen"))
 		return cmd_keygen(c);
+	if (!strcmp(argv[0], "wait"))
+		return sync_wait(c, argc - 1, argv + 1);
+	if (argc > 1)
+		return usage_error(c, "sync %s: too many arguments", argv[0]);
 	if (strcmp(argv[0], "status") && strcmp(argv[0], "verify"))
-		return usage_error(c, "sync: '%s': status, verify or keygen", argv[0]);
+		return usage_error(c, "sync: '%s': status, verify, wait or keygen", argv[0]);
 	snprintf(req, sizeof(req), "sync %s", argv[0]);
 	if (find_volume(c, NULL) || query(c, req))
 		return 1;
 	if (c->json) {
-		printf("{\"peers\": ");
-		json_all_fields(stdout, c->recs, c->nrecs, "peer");
-		printf("}\n");
+		peers_json(c);
 		return 0;
 	}
 	for (int i = 0; i < c->nrecs; i++) {
@@ -1260,14 +1404,20 @@ static const struct command commands[] = {
 	  "syslog is shown through journalctl; one in the foreground logs to its\n"
 	  "standard error.",
 	  0, 4, cmd_log },
-	{ "sync", "status|verify|keygen [--json]", "replication: the peers' state, a verify, a key pair",
+	{ "sync", "status|verify|keygen [--json] | wait [PEER] [--timeout SECONDS]",
+	  "replication: the peers' state, a verify, a key pair, waiting for a sync",
 	  "status shows each replication peer: its role, state (connecting,\n"
 	  "full-sync, streaming, refused, ...), lag, the last batch acknowledged or\n"
 	  "applied, the journal's entries, the dirty set and the full sync's\n"
 	  "progress. verify compares the chunk checksum trees of both sides now and\n"
 	  "ships what differs. keygen prints a new key pair for [sync] private_key\n"
-	  "and a peer's public_key (no volume needed).",
-	  1, 1, cmd_sync },
+	  "and a peer's public_key (no volume needed). wait (on a primary) follows\n"
+	  "PEER (default: every peer) until it is caught up: live, no full sync or\n"
+	  "resync left, every cut batch acknowledged; a progress bar of the full\n"
+	  "sync or resync (chunks done of total, and the rate) on a terminal, else\n"
+	  "a plain line when it changes. Exit status 1 when the peer refuses us, or\n"
+	  "when it is not caught up after --timeout SECONDS.",
+	  1, 4, cmd_sync },
 	{ "replica", "promote|discard-local|keep-separate [--json]", "a replica's fate: promote it, or settle a split brain",
 	  "promote: the replica stops receiving and becomes a primary: unmount it\n"
 	  "and mount it read-write with its own [peer] sections (its numbering goes\n"
