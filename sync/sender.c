@@ -8,15 +8,15 @@
  *     reached kept in the journal after each acknowledgement;
  *   - a resync from the peer's dirty set (the journal's fallback when the
  *     peer fell too far behind), the same way;
- *   RESYNC batches are pipelined: up to WINDOW of them in flight, their
- *   acknowledgements (which the receiver sends in order) read as they come
- *   back, each moving the recorded position (the full sync's, or the dirty
- *   set's entries dropped) only once it arrives, so that a connection cut
- *   or a kill with batches in flight resumes from the last one the
- *   receiver applied and sends the others again (applying is idempotent);
  *   - journal batches: everything the peer has not acknowledged up to a
  *     cut, coalesced, as one JOURNAL batch that the receiver applies
  *     whole; then the acknowledgement moves the peer's position on.
+ * RESYNC batches are pipelined: up to WINDOW of them in flight, their
+ * acknowledgements (the receiver sends them in order) read as they come
+ * back, each moving the recorded position (the full sync's, or the dirty
+ * set's entries dropped) only once it arrives, so that a cut or a kill
+ * with batches in flight resumes from the last one the receiver applied
+ * and sends the others again (applying them twice is harmless).
  * State is read when shipping (journal.h): a chunk is read through the
  * engine's API, compressed and checksummed (proto.h). Any error ends the
  * connection; the next one starts again from what the peer says it has, so
@@ -634,8 +634,9 @@ static int run_resync(struct sync_sender *s)
 				ino = first = 0;
 			continue;
 		}
-		ino = e[n - 1].ino;
-		first = e[n - 1].first + 1;
+		/* on after the last read (an inode's attributes come after its chunks) */
+		ino = e[n - 1].ino + (e[n - 1].first == JE_INODE);
+		first = e[n - 1].first == JE_INODE ? 0 : e[n - 1].first + 1;
 		struct inflight b = { .e = e, .n = n, .done = n };
 		if ((r = begin_batch(s, seq, B_RESYNC, 0)) || (r = send_entries(s, e, n, 1))) {
 			free(e);
