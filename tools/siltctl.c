@@ -1051,6 +1051,8 @@ static int sync_wait(struct ctx *c, int argc, char **argv)
 	for (;;) {
 		if (query(c, "sync status"))
 			return 1;
+		if (!c->nrecs) /* the connection closed before an answer */
+			return fail(c, ECONNRESET, "sync wait: the daemon did not answer (it stopped?)");
 		const struct rec *p = peer_behind(c, name, &found);
 		if (!found)
 			return fail(c, ENOENT, name ? "sync wait: this volume ships to no peer named '%s'"
