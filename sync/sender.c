@@ -795,6 +795,28 @@ void sender_verify(struct sync_sender *s)
 	atomic_store(&s->verify_asked, 1);
 }
 
+/* Sleep ms while idle, watching the connection too: the receiver says
+ * nothing between batches, so anything readable now is its close, its
+ * error or a reset, and the peer shows as gone at once, not at the next
+ * ping (a send into a dead socket succeeds until the reset comes back). */
+static int idle_wait(struct sync_sender *s, int ms)
+{
+	struct pollfd p[2] = {
+		{ .fd = s->wake[0], .events = POLLIN },
+		{ .fd = atomic_load(&s->fd), .events = POLLIN | POLLRDHUP },
+	};
+	struct proto_msg m;
+	int r;
+
+	if (poll(p, 2, ms) <= 0 || !p[1].revents)
+		return 0;
+	if ((r = recv_msg(s, &m, M_PING)))
+		return r; /* closed, reset, or the peer's refusal */
+	log_err("replication to %s: the peer sent %s between batches", s->c.name,
+		proto_type_name(m.type));
+	return -EPROTO;
+}
+
 /* Ship batches as long as connected: cut when the oldest change is due. */
 static int run_live(struct sync_sender *s)
 {
@@ -837,7 +859,8 @@ static int run_live(struct sync_sender *s)
 			r = run_verify(s);
 			continue;
 		}
-		nap(s, 50);
+		if ((r = idle_wait(s, 50)))
+			break;
 		if ((idle_ms += 50) >= 3000) { /* keep the link (and the peer's timeout) alive */
 			struct proto_msg m = { .type = M_PING };
 			r = send_msg(s, &m);

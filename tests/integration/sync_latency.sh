@@ -7,7 +7,8 @@
 # within max_lag and a round trip; a cut of the delayed link (the proxy
 # killed -9 while a 16 MiB file ships) stalls shipping, which resumes from
 # the last acknowledged batch when the link is back, and the replica ends
-# equal to the primary, byte for byte.
+# equal to the primary, byte for byte. A cut while nothing ships shows
+# at once: the sender watches the idle connection.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/sync_hosts.sh"
 
@@ -77,4 +78,12 @@ start_delay
 wait_same "shipping resumes and the replica equals the primary" 60
 live() { [ "$(json_get "$(silt_ctl -m "$P" sync status --json)" '.peers[0].state')" = live ]; }
 check 'silt_wait_for 20 live' "the peer is live again"
+
+say "an idle link that is cut shows at once, not at the next ping"
+kill -9 "$DPID"
+wait "$DPID" 2>/dev/null || true
+DPID=
+check 'silt_wait_for 1 "! live"' "the peer is not live within 1 s"
+start_delay
+check 'silt_wait_for 20 live' "and live again when the link is back"
 silt_summary
