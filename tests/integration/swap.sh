@@ -5,7 +5,7 @@
 # a memory cgroup limited to a quarter of what it touches: it writes a
 # pattern into every page, reads them all back and checks them, twice
 # (two patterns), so most of its memory goes out to swap and comes back
-# in.  SWAP_RUNS runs (default 5; SWAP_LONG=1: 50); then the same while
+# in.  SWAP_RUNS runs (default 3; SWAP_LONG=1: 50); then the same while
 # the daemon itself sits in a memory cgroup limited to a little above what
 # it uses (it must not need to allocate to make progress: its memory is
 # locked, and swap I/O is overwrites of allocated chunks).  A run in which
@@ -42,7 +42,7 @@ if [ -n "${SILT_SANITIZED:-}" ]; then
 fi
 
 long=${SWAP_LONG:-0}
-runs=${SWAP_RUNS:-$([ "$long" = 1 ] && echo 50 || echo 5)}
+runs=${SWAP_RUNS:-$([ "$long" = 1 ] && echo 50 || echo 3)}
 sruns=${SWAP_SQUEEZED_RUNS:-$([ "$long" = 1 ] && echo 10 || echo 2)}
 mib=${SWAP_MIB:-256}
 slack=${SWAP_DAEMON_SLACK:-8}

@@ -15,7 +15,7 @@
 # its crash (and stays so through the later crashes and a final clean
 # mount/umount).
 #
-# Env: SILTFS, CRASHWRITER; CRASH_ITERATIONS (default 25), CRASH_LONG=1
+# Env: SILTFS, CRASHWRITER; CRASH_ITERATIONS (default 16), CRASH_LONG=1
 # (default 200 iterations), CRASH_SEED (default 1), CRASH_REVERIFY (how many
 # earlier iterations per volume each mount rechecks: all, or 10 with
 # CRASH_LONG; the final mount rechecks all), CRASH_WRITERS (concurrent
@@ -30,7 +30,7 @@ export SILT_DEADLINE
 
 : "${CRASHWRITER:=$BUILDDIR/tests/integration/stress/crashwriter}"
 [ -x "$CRASHWRITER" ] || { echo "crash: CRASHWRITER ($CRASHWRITER) is not built"; exit 1; }
-iterations=${CRASH_ITERATIONS:-25}
+iterations=${CRASH_ITERATIONS:-16}
 if [ "${CRASH_LONG:-0}" = 1 ]; then
 	iterations=${CRASH_ITERATIONS:-200}
 	: "${CRASH_REVERIFY:=10}"

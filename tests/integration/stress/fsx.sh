@@ -9,9 +9,9 @@
 # of them. fsx remounts the volume (umount, wait until the daemon has
 # exited, mount again) every FSX_REMOUNT_EVERY ops and compares every file.
 #
-# Env: SILTFS, FSX; FSX_OPS (ops per run; default 25000, so 200,000 over
+# Env: SILTFS, FSX; FSX_OPS (ops per run; default 10000, so 80,000 over
 # the 8 runs), FSX_LONG=1 (default 250,000 ops per run), FSX_REMOUNT_EVERY
-# (default 5000), FSX_SEED (seed of run 0, default 1; run n uses seed+n),
+# (default 2500), FSX_SEED (seed of run 0, default 1; run n uses seed+n),
 # FSX_ONLY=n (only run n), FSX_WITHOUT=punch,... (fsx --without, for
 # narrowing a failure down), SILT_KEEP=1.
 #
@@ -46,9 +46,9 @@ export SILT_DEADLINE
 
 : "${FSX:=$BUILDDIR/tests/integration/stress/fsx}"
 [ -x "$FSX" ] || { echo "fsx: FSX ($FSX) is not built"; exit 1; }
-ops=${FSX_OPS:-25000}
+ops=${FSX_OPS:-10000}
 [ "${FSX_LONG:-0}" = 1 ] && ops=${FSX_OPS:-250000}
-every=${FSX_REMOUNT_EVERY:-5000}
+every=${FSX_REMOUNT_EVERY:-2500}
 seed0=${FSX_SEED:-1}
 self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 
