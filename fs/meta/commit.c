@@ -97,8 +97,14 @@ void commit_note(struct silt_commit *c, const struct change *ch)
 
 int commit_sync(struct silt_commit *c)
 {
+	unsigned nsubs = atomic_load_explicit(&c->nsubs, memory_order_acquire);
+	int r;
+
 	if (atomic_load(&c->failed))
 		return -EROFS;
-	int r = meta_sync(c->meta);
+	for (unsigned i = 0; i < nsubs; i++)
+		if (c->subs[i].flush)
+			c->subs[i].flush(c->subs[i].arg);
+	r = meta_sync(c->meta);
 	return r ? note_failure(c, r, "a WAL sync") : 0;
 }

@@ -44,6 +44,9 @@ struct commit_sub {
 	void (*done)(void *arg, const struct change *ch, unsigned n, int r);
 	/* a change without metadata (commit_note) */
 	void (*note)(void *arg, const struct change *ch);
+	/* before commit_sync's WAL sync: commit what the subscriber holds in
+	 * memory from notes, so that the sync makes it durable too */
+	void (*flush)(void *arg);
 	void *arg;
 };
 
@@ -60,7 +63,7 @@ int commit_subscribe(struct silt_commit *c, const struct commit_sub *s);
 int commit_apply(struct silt_commit *c, struct meta_batch *b, int sync,
 		 const struct change *ch, unsigned n);
 void commit_note(struct silt_commit *c, const struct change *ch);
-/* Make every earlier commit durable. */
+/* Make every earlier commit (and every subscriber's flush) durable. */
 int commit_sync(struct silt_commit *c);
 /* 0, or -EROFS once a write to the store has failed. */
 int commit_state(const struct silt_commit *c);

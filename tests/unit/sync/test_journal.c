@@ -213,12 +213,67 @@ static void test_survives_kill(void **state)
 	assert_true(cut > base);
 	size_t n = read_all(f, base, cut, &e);
 	assert_int_equal(n, 3);
+	/* the note was still pending: its activity log extent (64 chunks)
+	 * brings it back whole */
 	assert_int_equal(e[0].ino, 21);
-	assert_int_equal(e[0].first, 100);
+	assert_int_equal(e[0].first, 64);
+	assert_int_equal(e[0].last, 127);
 	assert_int_equal(e[1].ino, 22);
 	assert_int_equal(e[1].first, 5);
 	assert_int_equal(e[1].last, 6);
 	assert_int_equal(e[2].first, JE_INODE);
+	free(e);
+}
+
+/* A WAL sync (an fsync) writes the pending notes first: after a kill -9
+ * they come back exactly, with no activity log extent left. */
+static void test_sync_writes_pending(void **state)
+{
+	struct fixture *f = *state;
+	struct journal_entry *e;
+	uint64_t base = journal_cut(f->j);
+
+	close_all(f);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		open_all(f, 0);
+		note(f, 31, 200, 200);
+		note(f, 31, 3, 3);
+		if (commit_sync(f->commit))
+			_exit(1);
+		kill(getpid(), SIGKILL);
+		_exit(1);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	open_all(f, 0);
+	uint64_t cut = journal_cut(f->j);
+	size_t n = read_all(f, base, cut, &e);
+	assert_int_equal(n, 2);
+	assert_int_equal(e[0].first, 3);
+	assert_int_equal(e[0].last, 3);
+	assert_int_equal(e[1].first, 200);
+	assert_int_equal(e[1].last, 200);
+	free(e);
+}
+
+/* Many more pending notes than the list holds: all of them reach the
+ * batch, each chunk once. */
+static void test_many_pending(void **state)
+{
+	struct fixture *f = *state;
+	struct journal_entry *e;
+	uint64_t base = journal_cut(f->j);
+
+	for (uint64_t k = 0; k < 20000; k += 2) /* every other chunk: no ranges */
+		note(f, 41, k, k);
+	uint64_t cut = journal_cut(f->j);
+	size_t n = read_all(f, base, cut, &e);
+	assert_int_equal(n, 10000);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(e[i].first, 2 * i);
 	free(e);
 }
 
@@ -337,6 +392,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dirty_clear_only_dirty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_survives_kill, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sync_writes_pending, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ack_trims, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bound_and_drain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refold_in_flight, setup, teardown),
