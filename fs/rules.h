@@ -30,7 +30,15 @@ uint8_t rules_allowed(struct silt_vol *v, int r);
 void rules_named(struct silt_vol *v, uint64_t parent, const char *name, uint64_t ino, mode_t mode);
 /* The directory ino is gone. */
 void rules_dir_gone(struct silt_vol *v, uint64_t ino);
-/* "rule name= match= tiers= files=" records, in the config's order. */
+/* "rule name= match= tiers= weight= from= line= overrides= matched="
+ * records, in the order they are tried. */
 void rules_report(struct silt_vol *v, FILE *o);
+/* siltctl policy rule: "add NAME KEY=VALUE..." (the keys of a [rule]
+ * section, values %-escaped) or "rm NAME". Written through the commit
+ * point, then every file is matched again. A "rule" record of the new rule
+ * goes to o; why says what is wrong (-EINVAL: a bad key, glob, tier or
+ * weight; -EEXIST: a live rule of that name; -E2BIG: too many rules;
+ * -ENOENT: no such rule; -EPERM: a config rule), and nothing changes. */
+int rules_live(struct silt_vol *v, const char *req, FILE *o, char *why, size_t len);
 
 #endif
