@@ -443,7 +443,7 @@ static int show_placement(struct ctx *c, const struct jsection *json)
 	}
 	render_template(stdout, p, placement_text);
 	if (recs_find(c->recs, c->nrecs, "rule")) {
-		printf("\nplacement rules (the first that matches a file's path wins; pins win over them):\n");
+		printf("\nplacement rules (tried in this order, live ones first: the first that matches a file's path wins; pins win over them):\n");
 		render_table(stdout, c->recs, c->nrecs, "rule", rules_table, NULL);
 	}
 	return 0;
