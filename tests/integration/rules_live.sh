@@ -105,7 +105,9 @@ check "silt_ctl -m '$M' events --json | jq -e '[.events[].text] | any(test(\"pla
 	"the event log says so"
 
 say "a live rule hides the config's of its name"
-check_cmd "rule add hot (live, hiding the config's)" silt_ctl -m "$M" policy rule add hot match=b.img weight=20
+j=$(silt_ctl -m "$M" policy --json rule add hot match=b.img weight=20)
+check_eq "$(json_get "$j" '"\(.name) \(.from) \(.weight) \(.overrides)"')" "hot live 20 yes" \
+	"rule add hot --json: live, weight 20, hiding the config's"
 j=$(silt_ctl -m "$M" policy --json)
 check_eq "$(json_get "$j" '[.rules[] | "\(.name):\(.from):\(.overrides)"] | join(",")')" "cold:live:no,hot:live:yes" \
 	"one rule hot, the live one, overriding"
@@ -120,7 +122,7 @@ check_eq "$(on cold/x t1)" 12 "new chunks of cold/x are born on t1 (the live rul
 check_eq "$(on cold/x t0)" 0 "none on t0"
 
 say "removing live rules"
-check_cmd "rule rm hot" silt_ctl -m "$M" policy rule rm hot
+check_eq "$(silt_ctl -m "$M" policy --json rule rm hot | jq -r .removed)" hot "rule rm hot (--json)"
 check_eq "$(rules_json | jq -r '[.[] | "\(.name):\(.from):\(.weight)"] | join(",")')" "cold:live:1,hot:config:10" \
 	"the config's rule hot is back"
 check_cmd "rule rm cold" silt_ctl -m "$M" policy rule rm cold
