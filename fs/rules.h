@@ -1,15 +1,21 @@
 /* Placement rules: [rule NAME] sections of the config that bound where the
  * chunks of the files whose path matches a glob may live (pin to a tier,
- * the fastest and the slowest tier allowed, compression allowed or not).
+ * the fastest and the slowest tier allowed, compression allowed or not)
+ * and how much their chunks weigh in the placement policy.
  *
  * The daemon knows inodes, not paths, so it keeps the directory tree in
  * memory (each directory's parent and name: built from the store at mount,
- * and only when the config has rules) and matches a file whenever it gets
- * a name: create, link, rename, and every file below a directory that is
+ * and only when there are rules) and matches a file whenever it gets a
+ * name: create, link, rename, and every file below a directory that is
  * renamed. At mount every file is matched again, so a rule added to the
- * config applies to the files already there. What a rule makes of a file
- * is its bound (tiers/bounds.h), which the allocator and the migration
- * engine follow; an operator's pin (fs/pins.h) wins over a rule.
+ * config applies to the files already there. Rules can also be added and
+ * removed live (siltctl policy rule): records in the store, written
+ * through the commit point, matched at once against every file and again
+ * at every mount; a live rule hides the config's of its name. What a rule
+ * makes of a file is its bound (tiers/bounds.h), which the allocator and
+ * the migration engine follow, and its weight, which makes the file's
+ * chunks rank hotter (heat_set_weight); an operator's pin (fs/pins.h)
+ * wins over a rule.
  *
  * The namespace hooks run under ns_lock, after their change is committed. */
 #ifndef SILT_RULES_H
