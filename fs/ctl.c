@@ -35,13 +35,7 @@ struct silt_ctl {
 
 void ctl_put_value(FILE *o, const char *s)
 {
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c <= ' ' || c == '%' || c == '=' || c >= 0x7f)
-			fprintf(o, "%%%02X", c);
-		else
-			fputc(c, o);
-	}
+	silt_pct_put(o, s);
 }
 
 static void ctl_placement(struct silt_vol *v, FILE *o)
@@ -115,7 +109,7 @@ static void ctl_status(struct silt_vol *v, FILE *o)
 }
 
 /* A request's error, in words (vol_ctl replies with it). */
-#define WHY_LEN 256
+#define WHY_LEN 512
 
 /* "policy NAME": a new placement policy, live (it starts cold). */
 static int ctl_set_policy(struct silt_vol *v, const char *name, FILE *o, char *why)
@@ -493,6 +487,8 @@ int vol_ctl(struct silt_vol *v, const char *req, char **reply, size_t *len)
 		ctl_placement(v, o);
 		rules_report(v, o);
 	}
+	else if (!strncmp(req, "policy rule ", 12))
+		r = rules_live(v, req + 12, o, why, WHY_LEN);
 	else if (!strncmp(req, "policy ", 7))
 		r = ctl_set_policy(v, req + 7, o, why);
 	else if (!strcmp(req, "migrate") || !strncmp(req, "migrate ", 8))
@@ -533,7 +529,7 @@ static void append_ext_status(struct silt_ctl *c, char **reply, size_t *len)
 
 static void serve(struct silt_ctl *c, int fd)
 {
-	char req[256];
+	char req[2048]; /* a live rule's glob, escaped, is the longest request */
 	size_t n = 0;
 	struct timeval tv = { .tv_sec = 2 };
 

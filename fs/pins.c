@@ -144,4 +144,5 @@ void pins_stage_forget(struct silt_vol *v, struct meta_batch *b, uint64_t ino)
 void pins_forget_done(struct silt_vol *v, uint64_t ino)
 {
 	bounds_del(v->bounds, ino);
+	heat_set_weight(v->heat, ino, 1); /* (a rule's: the number may come back) */
 }

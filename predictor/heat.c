@@ -5,7 +5,8 @@
  *                  single-consumer queue of accesses (the thread writes the
  *                  head, the recorder the tail; no lock on either side)
  *   struct hpage   4096 chunks' heat bytes and the decay epoch they are at
- *   struct hfile   a touched file's heat pages, in a hash by inode
+ *   struct hfile   a touched (or weighted) file's heat pages and weight,
+ *                  in a hash by inode
  *   struct heat    the rings, the policy, the files, the recorder thread
  *
  * Why rings: the I/O path must not take a lock that the recorder (or a
@@ -59,6 +60,7 @@ struct hfile {
 	struct hfile *next;
 	uint64_t npages;
 	struct hpage **pages;
+	unsigned weight;   /* 0 or 1: none (heat.h, heat_set_weight) */
 };
 
 struct heat {
@@ -227,14 +229,18 @@ void heat_record(struct heat *h, uint64_t ino, uint64_t k0, uint64_t k1, int wri
 static void apply(struct heat *h, const struct rec *rc, uint32_t e)
 {
 	struct hfile *f = file_get(h, rc->ino);
+	unsigned w = f && f->weight > 1 ? f->weight : 1, reps = w < HEAT_POLICY_REPEAT ? w : HEAT_POLICY_REPEAT;
 
 	for (uint32_t i = 0; i < rc->n; i++) {
 		uint64_t k = rc->k0 + i;
 		struct hpage *pg = f ? page_get(f, k, e, 1) : NULL;
-		if (pg && pg->h[k & (PAGE_CHUNKS - 1)] < 255)
-			pg->h[k & (PAGE_CHUNKS - 1)]++;
+		if (pg) {
+			uint8_t *b = &pg->h[k & (PAGE_CHUNKS - 1)];
+			*b = (uint8_t)(*b + w > 255 ? 255 : *b + w);
+		}
 		if (h->pol && rc->ino <= PRED_MAX_FILE && k <= PRED_MAX_CHUNK)
-			policy_access(h->pol, PRED_KEY(rc->ino, k), POLICY_NEVER);
+			for (unsigned j = 0; j < reps; j++)
+				policy_access(h->pol, PRED_KEY(rc->ino, k), POLICY_NEVER);
 	}
 	h->recorded++;
 	h->win_acc++;
@@ -444,6 +450,29 @@ long heat_place(struct heat *h, const uint64_t *caps, unsigned ntiers, uint64_t 
 	r = h->pol ? policy_place(h->pol, caps, ntiers, keys, tiers, max) : 0;
 	pthread_mutex_unlock(&h->lock);
 	return r;
+}
+
+int heat_set_weight(struct heat *h, uint64_t ino, unsigned weight)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&h->lock);
+	struct hfile *f = weight > 1 ? file_get(h, ino) : file_find(h, ino);
+	if (f)
+		f->weight = weight > 255 ? 255 : weight;
+	else if (weight > 1)
+		r = -ENOMEM;
+	pthread_mutex_unlock(&h->lock);
+	return r;
+}
+
+unsigned heat_weight(struct heat *h, uint64_t ino)
+{
+	pthread_mutex_lock(&h->lock);
+	struct hfile *f = file_find(h, ino);
+	unsigned w = f && f->weight > 1 ? f->weight : 1;
+	pthread_mutex_unlock(&h->lock);
+	return w;
 }
 
 void heat_forget_file(struct heat *h, uint64_t ino)

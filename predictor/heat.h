@@ -67,6 +67,13 @@ int heat_contains(struct heat *h, uint64_t ino, uint64_t k);
 /* Where the policy wants its fast set: policy_place() over it. */
 long heat_place(struct heat *h, const uint64_t *caps, unsigned ntiers, uint64_t *keys,
 		uint8_t *tiers, size_t max);
+/* A file's priority weight (1..255, 1 = none; a placement rule's weight):
+ * each of its accesses counts weight times in its chunks' heat and up to
+ * HEAT_POLICY_REPEAT times in the policy, so that they rank hotter than
+ * another file's used the same way. -ENOMEM. */
+#define HEAT_POLICY_REPEAT 8
+int heat_set_weight(struct heat *h, uint64_t ino, unsigned weight);
+unsigned heat_weight(struct heat *h, uint64_t ino);
 /* The file is gone: forget its heat (its keys leave the policy as they age). */
 void heat_forget_file(struct heat *h, uint64_t ino);
 

@@ -367,6 +367,15 @@ static void scan_victims(struct silt_migrate *m, int tid)
 	qsort(vs->v, vs->n, sizeof(vs->v[0]), cmp_heat);
 }
 
+/* Whether a victim found by an earlier scan is still as cold: not in the
+ * policy's fast set, no hotter than it was. A scan's list lasts across
+ * epochs; a file that became hot since (its accesses, or a rule's weight)
+ * must not be sent down on the strength of what it was. */
+static int still_cold(struct silt_migrate *m, const struct victim *vi)
+{
+	return !heat_contains(m->c.heat, vi->ino, vi->k) && heat_of(m->c.heat, vi->ino, vi->k) <= vi->heat;
+}
+
 /* The next cold chunk of tier tid whose file may go to tier id `to`, not
  * planned yet; 0 if none. */
 static int next_victim(struct silt_migrate *m, int tid, int to, uint64_t *ino, uint64_t *k)
@@ -375,10 +384,11 @@ static int next_victim(struct silt_migrate *m, int tid, int to, uint64_t *ino, u
 
 	for (int scans = 0; scans < 2; scans++) {
 		while (vs->next < vs->n) {
-			*ino = vs->v[vs->next].ino;
-			*k = vs->v[vs->next].k;
-			if (!(vs->v[vs->next++].allowed & (1u << to)))
-				continue; /* its file must stay above */
+			const struct victim *vi = &vs->v[vs->next++];
+			*ino = vi->ino;
+			*k = vi->k;
+			if (!(vi->allowed & (1u << to)) || !still_cold(m, vi))
+				continue; /* its file must stay above, or it is hot since the scan */
 			if (plan_claim(m, *ino, *k))
 				return 1;
 		}
@@ -392,6 +402,8 @@ static unsigned victim_heat(struct silt_migrate *m, int tid)
 {
 	struct victims *vs = &m->vict[tid];
 
+	while (vs->next < vs->n && !still_cold(m, &vs->v[vs->next]))
+		vs->next++; /* (found again by a later scan if it cools) */
 	if (vs->next >= vs->n)
 		scan_victims(m, tid);
 	return vs->next < vs->n ? vs->v[vs->next].heat : UINT_MAX;

@@ -10,21 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void unescape(char *s)
-{
-	char *o = s;
-	for (; *s; s++) {
-		if (*s == '%' && s[1] && s[2]) {
-			char hex[3] = { s[1], s[2], 0 };
-			*o++ = (char)strtol(hex, NULL, 16);
-			s += 2;
-		} else {
-			*o++ = *s;
-		}
-	}
-	*o = '\0';
-}
-
 int recs_parse(char *text, struct rec *recs, int max)
 {
 	int n = 0;
@@ -40,7 +25,7 @@ int recs_parse(char *text, struct rec *recs, int max)
 			if (!eq)
 				continue;
 			*eq = '\0';
-			unescape(eq + 1);
+			silt_pct_unescape(eq + 1);
 			r->key[r->n] = tok;
 			r->val[r->n++] = eq + 1;
 		}

@@ -415,11 +415,14 @@ static int cmd_heat(struct ctx *c, int argc, char **argv)
 
 static const struct jfield rule_json[] = {
 	{ "name", "name", J_STR }, { "match", "match", J_STR }, { "tiers", "tiers", J_STR },
-	{ "matched", "matched", J_U64 }, { 0 } };
+	{ "weight", "weight", J_U64 }, { "from", "from", J_STR }, { "line", "line", J_U64 },
+	{ "overrides", "overrides", J_STR }, { "matched", "matched", J_U64 }, { 0 } };
 static const struct jsection placement_only_json[] = {
 	{ "placement", NULL, 0, placement_json }, { "rule", "rules", 1, rule_json }, { 0 } };
+static const struct jsection rule_only_json[] = { { "rule", NULL, 0, rule_json }, { 0 } };
 static const struct column rules_table[] = {
 	{ "RULE", "name", -12, C_STR }, { "MATCH", "match", -24, C_STR }, { "TIERS", "tiers", -16, C_STR },
+	{ "WEIGHT", "weight", 6, C_U64 }, { "FROM", "from", -7, C_STR, .sep = "  " },
 	{ "MATCHED", "matched", 8, C_U64 }, { 0 } };
 static const char placement_text[] =
 	"policy {policy}  (fast tiers: {capacity:u} chunks; {resident:u} chunks tracked)\n"
@@ -440,9 +443,51 @@ static int show_placement(struct ctx *c, const struct jsection *json)
 	}
 	render_template(stdout, p, placement_text);
 	if (recs_find(c->recs, c->nrecs, "rule")) {
-		printf("\nplacement rules (the first that matches a file's path wins; pins win over them):\n");
+		printf("\nplacement rules (tried in this order, live ones first: the first that matches a file's path wins; pins win over them):\n");
 		render_table(stdout, c->recs, c->nrecs, "rule", rules_table, NULL);
 	}
+	return 0;
+}
+
+/* "policy rule add NAME KEY=VALUE...", "policy rule rm NAME": the values
+ * %-escaped on the way (a glob may hold spaces). */
+static int policy_rule(struct ctx *c, int argc, char **argv)
+{
+	char *req = NULL;
+	size_t len = 0;
+	int add = argc >= 3 && !strcmp(argv[1], "add"), rm = argc == 3 && !strcmp(argv[1], "rm"), r;
+
+	if (!add && !rm)
+		return usage_error(c, "policy rule: expected 'rule add NAME match=GLOB [KEY=VALUE...]' or 'rule rm NAME'");
+	FILE *o = open_memstream(&req, &len);
+	if (!o)
+		return fail(c, ENOMEM, "out of memory");
+	fprintf(o, "policy rule %s ", argv[1]);
+	silt_pct_put(o, argv[2]);
+	for (int i = 3; i < argc; i++) {
+		const char *eq = strchr(argv[i], '=');
+		if (!eq || eq == argv[i]) {
+			fclose(o);
+			free(req);
+			return usage_error(c, "policy rule add: '%s' is not KEY=VALUE (keys: match, pin, min_tier, "
+					   "max_tier, weight, compress)", argv[i]);
+		}
+		fprintf(o, " %.*s=", (int)(eq - argv[i]), argv[i]);
+		silt_pct_put(o, eq + 1);
+	}
+	fclose(o);
+	r = find_volume(c, NULL) || query(c, req);
+	free(req);
+	if (r)
+		return 1;
+	if (c->json && rm)
+		printf("{\"removed\": \"%s\"}\n", argv[2]); /* (the daemon took it: [A-Za-z0-9._-]) */
+	else if (c->json)
+		render_json(stdout, c->recs, c->nrecs, rule_only_json);
+	else if (rm)
+		printf("rule %s removed: every file is matched again\n", argv[2]);
+	else
+		render_table(stdout, c->recs, c->nrecs, "rule", rules_table, NULL);
 	return 0;
 }
 
@@ -450,6 +495,10 @@ static int cmd_policy(struct ctx *c, int argc, char **argv)
 {
 	char req[128];
 
+	if (argc && !strcmp(argv[0], "rule"))
+		return policy_rule(c, argc, argv);
+	if (argc > 1)
+		return usage_error(c, "policy: one NAME, or 'rule add|rm ...'");
 	if (argc && (strlen(argv[0]) > 64 || strpbrk(argv[0], " \n")))
 		return usage_error(c, "policy: '%s' is not a policy name", argv[0]);
 	snprintf(req, sizeof(req), argc ? "policy %s" : "policy", argc ? argv[0] : "");
@@ -1330,13 +1379,28 @@ static const struct command commands[] = {
 	  "brighter the hotter, holes dark grey (the line printed gives the\n"
 	  "layout and the colours).",
 	  1, 3, cmd_heat },
-	{ "policy", "[NAME] [--json]", "show the placement policy, or change it live",
-	  "Without NAME, shows the placement policy and the migration engine's\n"
-	  "state and counters. With NAME (lru, arc, s3fifo, lirs, lfu, ...), the\n"
-	  "policy changes at once (it starts cold: it learns the heat again); a\n"
-	  "name the daemon cannot run online is refused and nothing changes. The\n"
-	  "change is recorded in the event log.",
-	  0, 1, cmd_policy },
+	{ "policy", "[--json] [NAME | rule add NAME match=GLOB [KEY=VALUE...] | rule rm NAME]",
+	  "show the placement policy and rules, change the policy, add or remove a rule live",
+	  "Without NAME, shows the placement policy, the migration engine's state\n"
+	  "and counters, and the placement rules in the order they are tried (each\n"
+	  "with its tiers, weight, and whether it comes from the config or was\n"
+	  "added live). With NAME (lru, arc, s3fifo, lirs, lfu, ...), the policy\n"
+	  "changes at once (it starts cold: it learns the heat again); a name the\n"
+	  "daemon cannot run online is refused and nothing changes.\n"
+	  "\n"
+	  "rule add NAME match=GLOB [pin=TIER] [min_tier=TIER] [max_tier=TIER]\n"
+	  "[weight=1..100] [compress=no] adds a placement rule live, with the keys\n"
+	  "of a [rule NAME] config section: it is kept in the volume's metadata\n"
+	  "(it survives a remount), applies at once to the files already there\n"
+	  "(the migration engine moves their chunks into it), and is tried before\n"
+	  "the config's rules; one named like a config rule hides it until it is\n"
+	  "removed. rule rm NAME removes a live rule (config rules are changed in\n"
+	  "the config). A bad key, glob, tier or weight, a name already taken by a\n"
+	  "live rule, or more than 32 rules in all is refused and nothing changes.\n"
+	  "weight = N makes the file's chunks N times as hot to the placement\n"
+	  "policy, so they win the fast tiers over others used alike. Every change\n"
+	  "is recorded in the event log.",
+	  0, 64, cmd_policy },
 	{ "migrate", "[policy|churn|off] [--json]", "run one migration epoch now, or set the mode",
 	  "Without an argument, runs one epoch of the migration engine now (the\n"
 	  "placer's moves, carried out before the command returns) and shows how\n"

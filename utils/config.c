@@ -351,32 +351,65 @@ const char *silt_glob_problem(const char *g)
 	return NULL;
 }
 
+int silt_rule_key(struct silt_rule_conf *r, const char *key, const char *value, char *why, size_t len)
+{
+	const char *bad;
+	char *end;
+
+	if (strchr(value, '\n')) {
+		snprintf(why, len, "%s: a value on one line", key);
+		return -EINVAL;
+	}
+	if (!strcmp(key, "match")) {
+		if (strlen(value) >= sizeof(r->match))
+			snprintf(why, len, "match = %s: a glob of at most %zu characters", value, sizeof(r->match) - 1);
+		else if ((bad = silt_glob_problem(value)))
+			snprintf(why, len, "match = %s: not a glob: %s", value, bad);
+		else
+			return snprintf(r->match, sizeof(r->match), "%s", value) < 0;
+	} else if (!strcmp(key, "pin") || !strcmp(key, "min_tier") || !strcmp(key, "max_tier")) {
+		char *dst = key[0] == 'p' ? r->pin : key[1] == 'i' ? r->min_tier : r->max_tier;
+		if (valid_name(value))
+			return snprintf(dst, SILT_NAME_MAX, "%s", value) < 0;
+		snprintf(why, len, "%s = %s: not a tier name", key, value);
+	} else if (!strcmp(key, "compress")) {
+		if ((r->compress = parse_bool(value)) >= 0)
+			return 0;
+		snprintf(why, len, "compress = %s: must be yes or no", value);
+	} else if (!strcmp(key, "weight")) {
+		long w = strtol(value, &end, 10);
+		if (*value && !*end && w >= 1 && w <= SILT_RULE_WEIGHT_MAX) {
+			r->weight = (int)w;
+			return 0;
+		}
+		snprintf(why, len, "weight = %s: must be a whole number from 1 to %d", value, SILT_RULE_WEIGHT_MAX);
+	} else {
+		snprintf(why, len, "unknown key '%s' in [rule %s] (expected match, pin, min_tier, max_tier, weight, "
+			 "compress)", key, r->name);
+	}
+	return -EINVAL;
+}
+
 static int rule_key(struct parse_state *st, struct silt_rule_conf *r, const char *key, const char *value,
 		    int line)
 {
-	const char *why;
+	char why[512];
 
-	if (!strcmp(key, "match")) {
-		if (strlen(value) >= sizeof(r->match))
-			return fail(st, line, "match = %s: a glob of at most %zu characters", value, sizeof(r->match) - 1);
-		if ((why = silt_glob_problem(value)))
-			return fail(st, line, "match = %s: not a glob: %s", value, why);
-		snprintf(r->match, sizeof(r->match), "%s", value);
+	if (silt_rule_key(r, key, value, why, sizeof(why)))
+		return fail(st, line, "%s", why);
+	if (!strcmp(key, "match"))
 		r->match_line = line;
-	} else if (!strcmp(key, "pin") || !strcmp(key, "min_tier") || !strcmp(key, "max_tier")) {
-		char *dst = key[0] == 'p' ? r->pin : key[1] == 'i' ? r->min_tier : r->max_tier;
-		if (!valid_name(value))
-			return fail(st, line, "%s = %s: not a tier name", key, value);
-		snprintf(dst, SILT_NAME_MAX, "%s", value);
+	else if (!strcmp(key, "pin") || !strcmp(key, "min_tier") || !strcmp(key, "max_tier"))
 		*(key[0] == 'p' ? &r->pin_line : key[1] == 'i' ? &r->min_line : &r->max_line) = line;
-	} else if (!strcmp(key, "compress")) {
-		if ((r->compress = parse_bool(value)) < 0)
-			return fail(st, line, "compress = %s: must be yes or no", value);
-	} else {
-		return fail(st, line, "unknown key '%s' in [rule %s] (expected match, pin, min_tier, max_tier, "
-			    "compress)", key, r->name);
-	}
 	return 1;
+}
+
+void silt_rule_init(struct silt_rule_conf *r, const char *name)
+{
+	memset(r, 0, sizeof(*r));
+	snprintf(r->name, sizeof(r->name), "%.*s", SILT_NAME_MAX - 1, name);
+	r->compress = 1;
+	r->weight = 1;
 }
 
 /* "[KIND NAME]": NAME, or NULL when the header is not of that kind. */
@@ -403,10 +436,8 @@ static int enter_rule(struct parse_state *st, const char *section, const char *n
 	if (cfg->nrules == SILT_MAX_RULES)
 		return fail(st, st->line, "too many rules (at most %d)", SILT_MAX_RULES);
 	st->cur_rule = &cfg->rules[cfg->nrules++];
-	memset(st->cur_rule, 0, sizeof(*st->cur_rule));
-	snprintf(st->cur_rule->name, sizeof(st->cur_rule->name), "%.*s", SILT_NAME_MAX - 1, name);
+	silt_rule_init(st->cur_rule, name);
 	st->cur_rule->line = st->line;
-	st->cur_rule->compress = 1;
 	return 1;
 }
 
@@ -697,46 +728,55 @@ int silt_config_tier_index(const struct silt_config *cfg, const char *name)
 	return -1;
 }
 
-/* A rule names tiers that exist, and bounds that leave it somewhere to go. */
-static int check_rule(const struct silt_config *cfg, const struct silt_rule_conf *r, char *err, size_t errlen)
+/* A rule's error: "file:line: [rule X] ..." (config), "rule X: ..." (live). */
+static int rule_err(const struct silt_config *cfg, const struct silt_rule_conf *r, int line, char *err,
+		    size_t errlen, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static int rule_err(const struct silt_config *cfg, const struct silt_rule_conf *r, int line, char *err,
+		    size_t errlen, const char *fmt, ...)
 {
-	const char *path = cfg->file;
+	va_list ap;
+	int n = r->line ? snprintf(err, errlen, "%s:%d: [rule %s] ", cfg->file, line ? line : r->line, r->name)
+			: snprintf(err, errlen, "rule %s: ", r->name);
+
+	if (n >= 0 && (size_t)n < errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+/* A rule names tiers that exist, and bounds that leave it somewhere to go. */
+int silt_rule_check(const struct silt_config *cfg, const struct silt_rule_conf *r, char *err, size_t errlen)
+{
 	const char *names[3] = { r->pin, r->min_tier, r->max_tier }, *keys[3] = { "pin", "min_tier", "max_tier" };
 	int lines[3] = { r->pin_line, r->min_line, r->max_line };
 
-	if (!r->match[0]) {
-		snprintf(err, errlen, "%s:%d: [rule %s] has no match = GLOB", path, r->line, r->name);
-		return -EINVAL;
-	}
-	for (int i = 0; i < 3; i++) {
-		if (names[i][0] && silt_config_tier_index(cfg, names[i]) < 0) {
-			snprintf(err, errlen, "%s:%d: [rule %s] %s = %s: no such tier (the tiers are the [tier NAME] "
-				 "sections)", path, lines[i], r->name, keys[i], names[i]);
-			return -EINVAL;
-		}
-	}
-	if (r->pin[0] && (r->min_tier[0] || r->max_tier[0])) {
-		snprintf(err, errlen, "%s:%d: [rule %s] pin = %s leaves no choice: drop min_tier and max_tier, or the pin",
-			 path, r->pin_line, r->name, r->pin);
-		return -EINVAL;
-	}
+	if (!r->match[0])
+		return rule_err(cfg, r, 0, err, errlen, "has no match = GLOB");
+	for (int i = 0; i < 3; i++)
+		if (names[i][0] && silt_config_tier_index(cfg, names[i]) < 0)
+			return rule_err(cfg, r, lines[i], err, errlen,
+					"%s = %s: no such tier (the tiers are the [tier NAME] sections)", keys[i], names[i]);
+	if (r->pin[0] && (r->min_tier[0] || r->max_tier[0]))
+		return rule_err(cfg, r, r->pin_line, err, errlen,
+				"pin = %s leaves no choice: drop min_tier and max_tier, or the pin", r->pin);
 	/* min_tier is the slowest tier allowed, max_tier the fastest: tiers are listed fastest first */
 	if (r->min_tier[0] && r->max_tier[0] &&
 	    silt_config_tier_index(cfg, r->min_tier) < silt_config_tier_index(cfg, r->max_tier)) {
-		snprintf(err, errlen, "%s:%d: [rule %s] min_tier = %s is faster than max_tier = %s (line %d): "
-			 "min_tier is the slowest tier the files may go down to, max_tier the fastest they may rise to",
-			 path, r->min_line, r->name, r->min_tier, r->max_tier, r->max_line);
-		return -EINVAL;
+		char at[32] = "";
+		if (r->max_line)
+			snprintf(at, sizeof(at), " (line %d)", r->max_line);
+		return rule_err(cfg, r, r->min_line, err, errlen,
+				"min_tier = %s is faster than max_tier = %s%s: min_tier is the slowest tier the files "
+				"may go down to, max_tier the fastest they may rise to", r->min_tier, r->max_tier, at);
 	}
 	int lo = r->pin[0] ? silt_config_tier_index(cfg, r->pin) : r->max_tier[0] ? silt_config_tier_index(cfg, r->max_tier) : 0;
 	int hi = r->pin[0] ? lo : r->min_tier[0] ? silt_config_tier_index(cfg, r->min_tier) : cfg->ntiers - 1, ok = 0;
 	for (int i = lo; i <= hi; i++)
 		ok += r->compress || !cfg->tiers[i].zstd_level;
-	if (!ok) {
-		snprintf(err, errlen, "%s:%d: [rule %s] compress = no leaves no tier: every tier it allows is compressed",
-			 path, r->line, r->name);
-		return -EINVAL;
-	}
+	if (!ok)
+		return rule_err(cfg, r, 0, err, errlen, "compress = no leaves no tier: every tier it allows is compressed");
 	return 0;
 }
 
@@ -786,7 +826,7 @@ static int check_whole(const struct parse_state *st, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	for (int i = 0; i < cfg->nrules; i++)
-		if ((r = check_rule(cfg, &cfg->rules[i], err, errlen)))
+		if ((r = silt_rule_check(cfg, &cfg->rules[i], err, errlen)))
 			return r;
 	return 0;
 }

@@ -81,7 +81,8 @@ struct silt_rule_conf {
 	char min_tier[SILT_NAME_MAX]; /* "" = none: no chunk on a tier slower than this */
 	char max_tier[SILT_NAME_MAX]; /* "" = none: no chunk on a tier faster than this */
 	int compress;               /* 0: never on a compressed tier */
-	int line, match_line, pin_line, min_line, max_line;
+	int weight;                 /* 1..100: its chunks rank this much hotter (default 1) */
+	int line, match_line, pin_line, min_line, max_line; /* 0 for a live rule (siltctl) */
 };
 
 struct silt_config {
@@ -111,6 +112,15 @@ const char *silt_class_name(enum silt_tier_class c);
 int silt_config_tier_index(const struct silt_config *cfg, const char *name);
 /* Whether a rule's glob is well formed: NULL, or what is wrong with it. */
 const char *silt_glob_problem(const char *glob);
+/* A rule called name with nothing set yet (compress = yes, weight = 1). */
+void silt_rule_init(struct silt_rule_conf *r, const char *name);
+/* One key of a rule (match, pin, min_tier, max_tier, weight, compress):
+ * 0, or -EINVAL and what is wrong with it in why. */
+int silt_rule_key(struct silt_rule_conf *r, const char *key, const char *value, char *why, size_t len);
+/* A whole rule against the tiers of cfg: 0, or -EINVAL and why in err
+ * ("file:line: [rule X] ..." for a config rule, "rule X: ..." for a live one). */
+int silt_rule_check(const struct silt_config *cfg, const struct silt_rule_conf *r, char *err, size_t errlen);
+#define SILT_RULE_WEIGHT_MAX 100
 /* What [placement] holds when the config says nothing. */
 void silt_placement_defaults(struct silt_placement_conf *p);
 void silt_sync_defaults(struct silt_sync_conf *s);

@@ -247,6 +247,34 @@ char *silt_mount_unescape(char *s)
 	return start;
 }
 
+void silt_pct_put(FILE *o, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c <= ' ' || c == '%' || c == '=' || c >= 0x7f)
+			fprintf(o, "%%%02X", c);
+		else
+			fputc(c, o);
+	}
+}
+
+char *silt_pct_unescape(char *s)
+{
+	char *o = s, *start = s;
+
+	for (; *s; s++) {
+		if (*s == '%' && isxdigit((unsigned char)s[1]) && isxdigit((unsigned char)s[2])) {
+			char hex[3] = { s[1], s[2], 0 };
+			*o++ = (char)strtol(hex, NULL, 16);
+			s += 2;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+	return start;
+}
+
 void silt_ctl_default_path(const char *mnt, char *out, size_t len)
 {
 	char esc[200];

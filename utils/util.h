@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define SILT_ALIGN 4096u /* O_DIRECT alignment for buffers, offsets, lengths */
 
@@ -37,6 +38,12 @@ int silt_path_within(const char *path, const struct stat *dir);
 /* Undo the octal escapes (\040 for a space, ...) of a path in
  * /proc/self/mounts or mountinfo, in place. */
 char *silt_mount_unescape(char *s);
+
+/* The control socket's value escapes (fs/ctl.c): %XX for a byte that is a
+ * space or a control character, '%', '=' or not ASCII; and their undoing,
+ * in place. */
+void silt_pct_put(FILE *o, const char *s);
+char *silt_pct_unescape(char *s);
 
 /* Control socket of the volume mounted at mnt: /run/siltfs/<escaped>.sock,
  * the mountpoint escaped systemd-style ('/' -> '-'). */

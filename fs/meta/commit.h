@@ -28,7 +28,7 @@ enum change_kind {
 	CHANGE_INTERNAL, /* the engine's own bookkeeping (migration intents): no
 			  * change a user or a replica can see */
 	CHANGE_EVENT,    /* an entry of the event log (fs/meta/events.h) */
-	CHANGE_PLACEMENT, /* a file's pin (ino): fs/pins.c */
+	CHANGE_PLACEMENT, /* a file's pin (ino): fs/pins.c; a live rule (ino 0): fs/rules.c */
 };
 
 struct change {

@@ -16,6 +16,7 @@
  *   facts          "event/" | seq           the event log (fs/meta/events.c)
  *   facts          "tierstate/" | tier id   struct tier_state_rec (evacuations)
  *   facts          "pin/" | ino             struct pin_rec (siltctl pin)
+ *   facts          "rule/" | name           a live placement rule's text (fs/rules.c)
  */
 #ifndef SILT_RECORDS_H
 #define SILT_RECORDS_H
@@ -91,6 +92,11 @@ struct tier_state_rec {
 	uint8_t state;           /* enum tier_state (tiers/tier.h) */
 	uint64_t total;          /* chunks on it when the evacuation began */
 } __attribute__((packed));
+
+/* A live placement rule (CF_FACTS, "rule/" | its name -> "match=GLOB
+ * [pin=T] [min_tier=T] [max_tier=T] [weight=N] [compress=no]", values
+ * %-escaped; fs/rules.c). */
+#define K_RULE_PREFIX "rule/"
 
 /* An operator's pin of one file (CF_FACTS, "pin/" | ino; fs/pins.c). */
 #define K_PIN_PREFIX "pin/"

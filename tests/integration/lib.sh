@@ -468,6 +468,16 @@ silt_umount() {
 # silt_ctl ARGS...: run "$SILTCTL" ARGS with a 30 s timeout.
 silt_ctl() { timeout 30 "$SILTCTL" "$@"; }
 
+# silt_mount_refused CONF MNT REGEX MSG: siltfs must refuse to mount CONF at
+# MNT, saying something grep -E REGEX matches; check MSG (with its words).
+# A mount that happened anyway is counted a failure and undone.
+silt_mount_refused() {
+	local rc=0 refused_err refused_want=$3
+	refused_err=$(timeout 30 "$SILTFS" "$1" "$2" 2>&1 </dev/null) || rc=$?
+	check "[ $rc -ne 0 ] && grep -qE -- \"\$refused_want\" <<<\"\$refused_err\"" "$4 ($refused_err)"
+	if silt_is_mounted "$2"; then fail "$4: it mounted"; silt_umount "$2"; fi
+}
+
 # silt_where_tier_chunks FILE TIER: number of FILE's chunks on tier TIER
 # (from siltctl where --json); empty output if siltctl fails.
 silt_where_tier_chunks() {

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,10 @@ static const struct bad bads[] = {
 	{ "[volume]\nname = v\n[tier a]\npath=/a\nclass=ssd\nlow_watermark=95\n", 3, "above high_watermark" },
 	{ "[volume]\nname = v\n[tier a]\npath=/a\nclass=ssd\ncompression=zstd:99\n", 6, "1..19" },
 	{ "[volume]\nname = v\n[tier a]\npath=/a\nclass=ssd\nspeed=fast\n", 6, "unknown key 'speed'" },
+	{ "[volume]\nname = v\n[tier a]\npath=/a\nclass=ssd\n[rule r]\nmatch = *\nweight = 0\n", 8,
+	  "weight = 0: must be a whole number from 1 to 100" },
+	{ "[volume]\nname = v\n[tier a]\npath=/a\nclass=ssd\n[rule r]\nmatch = *\nweight = 7x\n", 8,
+	  "weight = 7x: must be" },
 	{ "[volume]\nname = v\nthis is not ini\n[tier a]\npath=/a\nclass=ssd\n", 3, "syntax" },
 	{ "[volume]\nname = v\n", 2, "no [tier NAME]" },
 	{ "[volumes]\nname = v\n", 1, "unknown section" },
@@ -203,6 +208,36 @@ static void test_sizes(void **state)
 	assert_int_equal(v, 512);
 }
 
+/* A rule's keys one by one, and the whole against the tiers, as siltctl
+ * policy rule add has them checked (a live rule's errors name no line). */
+static void test_rule_keys(void **state)
+{
+	struct silt_config cfg;
+	struct silt_rule_conf r;
+	char err[512];
+
+	assert_int_equal(load("[volume]\nname = v\n[tier a]\npath=/a\nclass=ssd\n[tier b]\npath=/b\nclass=hdd\n"
+			      "[rule c]\nmatch = x/*\nweight = 5\n", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.rules[0].weight, 5);
+	silt_rule_init(&r, "live");
+	assert_int_equal(r.weight, 1);
+	assert_int_equal(r.compress, 1);
+	assert_int_equal(silt_rule_key(&r, "weight", "100", err, sizeof(err)), 0);
+	assert_int_equal(r.weight, 100);
+	assert_int_equal(silt_rule_key(&r, "weight", "101", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "weight = 101"));
+	assert_int_equal(silt_rule_key(&r, "match", "[ab", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "not a glob"));
+	assert_int_equal(silt_rule_check(&cfg, &r, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "rule live: has no match = GLOB");
+	assert_int_equal(silt_rule_key(&r, "match", "y/*", err, sizeof(err)), 0);
+	assert_int_equal(silt_rule_key(&r, "pin", "z", err, sizeof(err)), 0);
+	assert_int_equal(silt_rule_check(&cfg, &r, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "rule live: pin = z: no such tier"));
+	assert_int_equal(silt_rule_key(&r, "pin", "b", err, sizeof(err)), 0);
+	assert_int_equal(silt_rule_check(&cfg, &r, err, sizeof(err)), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -212,6 +247,7 @@ int main(void)
 		cmocka_unit_test(test_long_path),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_sizes),
+		cmocka_unit_test(test_rule_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
