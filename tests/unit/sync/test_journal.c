@@ -188,6 +188,40 @@ static void test_dirty_clear_only_dirty(void **state)
 	free(e);
 }
 
+/* Close, then in a child: open, do what(f), and die by SIGKILL; open
+ * again in the parent. */
+static void killed_after(struct fixture *f, void (*what)(struct fixture *f))
+{
+	int status;
+
+	close_all(f);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		open_all(f, 0);
+		what(f);
+		kill(getpid(), SIGKILL);
+		_exit(1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	open_all(f, 0);
+}
+
+static void kill_writes(struct fixture *f)
+{
+	note(f, 21, 100, 100);
+	commit_change(f, CHANGE_MAP, 22, 5, 6);
+}
+
+static void kill_synced(struct fixture *f)
+{
+	note(f, 31, 200, 200);
+	note(f, 31, 3, 3);
+	if (commit_sync(f->commit))
+		_exit(1);
+}
+
 /* A daemon killed with SIGKILL right after a write keeps its entry. */
 static void test_survives_kill(void **state)
 {
@@ -195,20 +229,7 @@ static void test_survives_kill(void **state)
 	struct journal_entry *e;
 	uint64_t base = journal_cut(f->j);
 
-	close_all(f);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		open_all(f, 0);
-		note(f, 21, 100, 100);
-		commit_change(f, CHANGE_MAP, 22, 5, 6);
-		kill(getpid(), SIGKILL);
-		_exit(1);
-	}
-	int status;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFSIGNALED(status));
-	open_all(f, 0);
+	killed_after(f, kill_writes);
 	uint64_t cut = journal_cut(f->j);
 	assert_true(cut > base);
 	size_t n = read_all(f, base, cut, &e);
@@ -233,22 +254,7 @@ static void test_sync_writes_pending(void **state)
 	struct journal_entry *e;
 	uint64_t base = journal_cut(f->j);
 
-	close_all(f);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		open_all(f, 0);
-		note(f, 31, 200, 200);
-		note(f, 31, 3, 3);
-		if (commit_sync(f->commit))
-			_exit(1);
-		kill(getpid(), SIGKILL);
-		_exit(1);
-	}
-	int status;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFSIGNALED(status));
-	open_all(f, 0);
+	killed_after(f, kill_synced);
 	uint64_t cut = journal_cut(f->j);
 	size_t n = read_all(f, base, cut, &e);
 	assert_int_equal(n, 2);
