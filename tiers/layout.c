@@ -128,6 +128,28 @@ void tfiles_release(struct tier_files *tf, struct silt_tier *t)
 	pthread_mutex_unlock(&tf->lock);
 }
 
+/* A net tier's file, opened without tf->lock (held on entry and on
+ * return): its open may take the tier's whole timeout, and the inode's
+ * files on the other tiers need the lock meanwhile. -ESTALE when the
+ * tier's folder changed during the open. */
+static int open_net(struct tier_files *tf, struct fd_table *tab, struct silt_tier *t, unsigned seg,
+		    int create, unsigned gen)
+{
+	int tid = tier_id(t), fd = -1;
+
+	pthread_mutex_unlock(&tf->lock);
+	int nfd = tier_open_file(t, tf->ino, seg, create);
+	pthread_mutex_lock(&tf->lock);
+	if (atomic_load(&tab->gen[tid]) != gen || (fd = atomic_load(&tab->fd[tid][seg])) >= 0) {
+		if (nfd >= 0) /* another thread opened it meanwhile, or the folder changed */
+			close(nfd);
+		return atomic_load(&tab->gen[tid]) != gen ? -ESTALE : fd;
+	}
+	if (nfd >= 0)
+		atomic_store(&tab->fd[tid][seg], nfd);
+	return nfd;
+}
+
 int tfiles_fd(struct tier_files *tf, const struct layout *l, struct silt_tier *t,
 	      uint64_t k, int create)
 {
@@ -149,7 +171,12 @@ int tfiles_fd(struct tier_files *tf, const struct layout *l, struct silt_tier *t
 	if (atomic_load(&tab->gen[tid]) != gen)
 		reopen_tier(tf, tab, t, gen);
 	fd = atomic_load(&tab->fd[tid][seg]);
-	if (fd < 0) {
+	if (fd < 0 && tier_netio(t)) {
+		if ((fd = open_net(tf, tab, t, seg, create, gen)) == -ESTALE) {
+			pthread_mutex_unlock(&tf->lock);
+			return tfiles_fd(tf, l, t, k, create); /* from the new folder */
+		}
+	} else if (fd < 0) {
 		fd = tier_open_file(t, tf->ino, seg, create);
 		if (fd >= 0)
 			atomic_store(&tab->fd[tid][seg], fd);
