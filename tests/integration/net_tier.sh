@@ -10,7 +10,9 @@
 #     own keepalive would wait 15 s): a read of a chunk on t1 fails with EIO
 #     within the timeout and its retry (plus a margin), a read of a t0 chunk
 #     meanwhile is fast, `siltctl status` answers at once and shows t1
-#     failed; the link back up, t1 is active again and every byte reads back.
+#     failed, new data goes elsewhere, and the tier checker still sees t0's
+#     folder go away and come back; the link back up, t1 is active again and every byte
+#     reads back.
 #  3. the server is killed (sshd and its session), then started again: the
 #     same, and the data reads back.
 . "$(dirname "$0")/lib.sh"
@@ -183,6 +185,12 @@ outage() {
 	check 'cp "$W/g" "$M/g" && sync' "$what: a new file is written"
 	check_eq "$(on_tier g t1)" 0 "$what: none of it on t1"
 	rm -f "$M/g"
+	# t1's checker may be stuck in sshfs (its ssh lives 15 s after a cut):
+	# the looks at the other tiers go on
+	mv "$V/t0" "$V/t0.away"
+	check 'wait_state t0 failed 4' "$what: the checker still looks at the other tiers (t0 moved away: failed)"
+	mv "$V/t0.away" "$V/t0"
+	check 'wait_state t0 active 10' "$what: t0 moved back: active"
 }
 
 # back WHAT: t1 reachable again: active, and every byte right
