@@ -801,7 +801,7 @@ int vol_fsync(struct silt_vol *v, struct silt_file *f, int datasync)
 	int r;
 
 	/* data first, then the metadata that points at it */
-	if ((r = tfiles_sync(tf, mask))) {
+	if ((r = tfiles_sync(tf, mask, v->tier_by_id))) {
 		atomic_fetch_or(&tf->dirty, mask);
 		return tier_io_error(r) ? -EIO : r;
 	}

@@ -17,6 +17,7 @@
  * whose file cannot be opened again is kept aside, dead, until the inode
  * leaves memory. */
 #include "tiers/layout.h"
+#include "tiers/netio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -203,7 +204,7 @@ int tfiles_punch(struct tier_files *tf, const struct layout *l, struct silt_tier
 	return 0;
 }
 
-int tfiles_sync(struct tier_files *tf, uint32_t mask)
+int tfiles_sync(struct tier_files *tf, uint32_t mask, struct silt_tier *const *by_id)
 {
 	struct fd_table *tab = atomic_load(&tf->tab);
 	int r = 0;
@@ -212,9 +213,12 @@ int tfiles_sync(struct tier_files *tf, uint32_t mask)
 		if (!(mask & (1u << i)))
 			continue;
 		for (int s = 0; s < SILT_SEG_MAX; s++) {
-			int fd = atomic_load(&tab->fd[i][s]);
-			if (fd >= 0 && fdatasync(fd) < 0 && !r)
-				r = -errno;
+			int fd = atomic_load(&tab->fd[i][s]), e = 0;
+			struct silt_netio *net = by_id[i] ? tier_netio(by_id[i]) : NULL;
+			if (fd >= 0)
+				e = net ? netio_sync(net, fd) : fdatasync(fd) < 0 ? -errno : 0;
+			if (e && !r)
+				r = e;
 		}
 	}
 	return r;

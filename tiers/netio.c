@@ -34,7 +34,7 @@ enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE };
 struct job {
 	enum job_state state;
 	int abandoned;
-	int is_open;
+	enum { JOB_RW, JOB_OPEN, JOB_SYNC } kind;
 	struct tier_io io;      /* io.fd is our dup; io.buf moves along mem */
 	char *mem;              /* our bounce buffer */
 	char name[48];          /* an open: openat(io.fd, name, flags) */
@@ -60,7 +60,7 @@ static void job_free(struct job *j)
 {
 	if (j->io.fd >= 0)
 		close(j->io.fd);
-	if (j->is_open && j->res >= 0)
+	if (j->kind == JOB_OPEN && j->res >= 0)
 		close(j->res); /* an open that came too late */
 	free(j->mem);
 	free(j);
@@ -68,13 +68,14 @@ static void job_free(struct job *j)
 
 static void job_run(struct job *j)
 {
-	if (j->is_open) {
+	if (j->kind == JOB_OPEN)
 		j->res = openat(j->io.fd, j->name, j->flags | O_CLOEXEC, 0600);
-		if (j->res < 0)
-			j->res = -errno;
-		return;
-	}
-	j->res = tier_io_one(&j->io);
+	else if (j->kind == JOB_SYNC)
+		j->res = fdatasync(j->io.fd);
+	else
+		j->res = tier_io_one(&j->io);
+	if (j->kind != JOB_RW && j->res < 0)
+		j->res = -errno;
 }
 
 static void *worker(void *arg)
@@ -273,23 +274,35 @@ int netio_rw(struct silt_netio *n, struct tier_io *op)
 	return r;
 }
 
-int netio_open(struct silt_netio *n, int dirfd, const char *name, int flags)
+/* A job of kind on a dup of fd (an open's name and flags aside), tried
+ * within the bounds: its result. */
+static int call(struct silt_netio *n, int kind, int fd, const char *name, int flags)
 {
 	int r = 0;
 
 	for (unsigned tries = 1;; tries++) {
-		struct job *j = job_new(dirfd, 0, &r);
+		struct job *j = job_new(fd, 0, &r);
 		if (!j)
 			return r;
-		j->is_open = 1;
+		j->kind = kind;
 		j->flags = flags;
-		snprintf(j->name, sizeof(j->name), "%s", name);
+		snprintf(j->name, sizeof(j->name), "%s", name ? name : "");
 		if ((r = job_wait(n, j)) != -ETIMEDOUT) {
-			j->res = -1; /* the fd is the caller's now */
+			j->res = -1; /* an open's fd is the caller's now */
 			job_free(j);
 		}
 		if (!retry(n, tries, r))
 			break;
 	}
 	return r;
+}
+
+int netio_open(struct silt_netio *n, int dirfd, const char *name, int flags)
+{
+	return call(n, JOB_OPEN, dirfd, name, flags);
+}
+
+int netio_sync(struct silt_netio *n, int fd)
+{
+	return call(n, JOB_SYNC, fd, NULL, 0);
 }

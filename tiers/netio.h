@@ -1,6 +1,6 @@
 /* Bounded I/O for net tiers: the calls that may block on a network
- * filesystem whose server is gone (a read, a write, an open of a tier
- * file) run on the tier's own worker threads ("silt-net"), and the caller
+ * filesystem whose server is gone (a read, a write, an open or an fdatasync
+ * of a tier file) run on the tier's own worker threads ("silt-net"), and the caller
  * waits for them only up to the tier's timeout, tries again up to its
  * retries, and then gives up with -ETIMEDOUT (which marks the tier failed,
  * and reaches the guest as EIO). A call still stuck in the kernel keeps
@@ -27,5 +27,7 @@ uint32_t netio_timeout_ms(const struct silt_netio *n);
 int netio_rw(struct silt_netio *n, struct tier_io *op);
 /* openat(dirfd, name, flags, 0600) within the bounds: an fd or -errno. */
 int netio_open(struct silt_netio *n, int dirfd, const char *name, int flags);
+/* fdatasync(fd) within the bounds: 0 or -errno. */
+int netio_sync(struct silt_netio *n, int fd);
 
 #endif

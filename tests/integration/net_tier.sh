@@ -8,7 +8,8 @@
 #     and the chunk files on the server's export).
 #  2. the link is cut (ip link set down in the server's namespace; sshfs's
 #     own keepalive would wait 15 s): a read of a chunk on t1 fails with EIO
-#     within the timeout and its retry (plus a margin), a read of a t0 chunk
+#     within the timeout and its retry (plus a margin), and so does an fsync
+#     of a file with unsynced data there; a read of a t0 chunk
 #     meanwhile is fast, `siltctl status` answers at once and shows t1
 #     failed, new data goes elsewhere, and the tier checker still sees t0's
 #     folder go away and come back; the link back up, t1 is active again and every byte
@@ -111,6 +112,7 @@ class = net
 capacity = 1G
 timeout = 1s
 retries = 1
+write_promote = no
 EOF
 silt_mount "$V/vol.conf" "$M" || silt_abort "cannot mount: $(cat "$SILT_LAST_ERR")"
 PID=$(silt_daemon_pids "$M" | head -n 1)
@@ -204,7 +206,28 @@ back() {
 }
 
 say "2. the link is cut"
-ip -n "$B" link set "v-$B" down
+# chunk 2 rewritten in place on t1 (write_promote = no), then the link cut
+# and the file fsynced (one process, the file open all along)
+read -r rc ms err < <(python3 - "$W/f" "$M/f" "$B" <<'PY'
+import mmap, os, subprocess, sys, time
+src, dst, ns = sys.argv[1:4]
+buf = mmap.mmap(-1, 65536)
+buf.write(open(src, "rb").read()[2 * 65536:3 * 65536])
+fd = os.open(dst, os.O_RDWR | os.O_DIRECT)
+os.pwrite(fd, buf, 2 * 65536)
+subprocess.run(["ip", "-n", ns, "link", "set", "v-" + ns, "down"], check=True)
+t = time.monotonic()
+try:
+	os.fsync(fd); rc, err = 0, "ok"
+except OSError as e:
+	rc, err = e.errno, e.strerror
+print(rc, int((time.monotonic() - t) * 1000), err)
+PY
+)
+check_eq "$(tier_of 2)" t1 "chunk 2 was rewritten in place on t1"
+say "link down: fsync of f: status $rc after $ms ms ($err)"
+check_eq "$rc" 5 "link down: fsync of f fails with EIO"
+check_le "$ms" 3500 "link down: ... within timeout and retry ($ms ms <= 3500)"
 outage "link down"
 ip -n "$B" link set "v-$B" up
 back "link up"
