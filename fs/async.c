@@ -177,8 +177,10 @@ static int single_run(struct silt_vol *v, struct inode *in, uint64_t k0, uint64_
 	uint8_t e0 = cmap_get(in->cf, k0);
 
 	/* checksummed chunks are verified (reads) and their sums renewed
-	 * (writes) on the synchronous path */
+	 * (writes) on the synchronous path; a net tier's I/O is bounded there
+	 * (tiers/netio.h), which the ring cannot do */
 	if (!e0 || (e0 & CM_SUMS) || v->zlevel[cm_tier(e0)] || tier_failed(v->tier_by_id[cm_tier(e0)]) ||
+	    tier_netio(v->tier_by_id[cm_tier(e0)]) ||
 	    layout_seg(&v->layout, k0) != layout_seg(&v->layout, k1))
 		return -EAGAIN;
 	for (uint64_t k = k0 + 1; k <= k1; k++)

@@ -101,7 +101,7 @@ static int queue_io(struct silt_vol *v, struct inode *in, struct tier_io *ops, u
 	if (*n == MAX_OPS)
 		return -E2BIG;
 	ops[(*n)++] = (struct tier_io){ .fd = fd, .write = write, .off = off, .buf = buf, .len = len,
-					.tier = tid };
+					.tier = tid, .net = tier_netio(v->tier_by_id[tid]) };
 	return 0;
 }
 
@@ -801,7 +801,7 @@ int vol_fsync(struct silt_vol *v, struct silt_file *f, int datasync)
 	int r;
 
 	/* data first, then the metadata that points at it */
-	if ((r = tfiles_sync(tf, mask))) {
+	if ((r = tfiles_sync(tf, mask, v->tier_by_id))) {
 		atomic_fetch_or(&tf->dirty, mask);
 		return tier_io_error(r) ? -EIO : r;
 	}

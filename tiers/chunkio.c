@@ -33,7 +33,8 @@ static int slot_io(const struct chunkio *io, struct silt_ioctx *ctx, struct cmap
 	if (fd < 0)
 		return tier_error(io, tid, fd, write ? "creating a chunk file" : "opening a chunk's file");
 	struct tier_io op = { .fd = fd, .write = write, .off = layout_slot(l, k), .buf = buf,
-			      .len = l->chunk_size, .tier = tid };
+			      .len = l->chunk_size, .tier = tid,
+			      .net = tier_netio(io->by_id[tid]) };
 	return tier_error(io, tid, tier_io_run(ctx, &op, 1), write ? "writing a chunk" : "reading a chunk");
 }
 

@@ -5,6 +5,7 @@
  * rest, because a tier file is only as long as the last byte ever written to
  * it and a chunk slot's unwritten tail is a hole. */
 #include "tiers/io.h"
+#include "tiers/netio.h"
 #include "utils/util.h"
 
 #include <errno.h>
@@ -99,7 +100,7 @@ ZSTD_DCtx *silt_ioctx_dctx(struct silt_ioctx *c)
  * advancing off/buf/len in place, so a resubmission is just another SQE. */
 /* One op needs no ring: a plain pread/pwrite is one syscall either way and
  * skips the submission and completion bookkeeping. */
-static int io_one(struct tier_io *op)
+int tier_io_one(struct tier_io *op)
 {
 	while (op->len) {
 		ssize_t r = op->write ? pwrite(op->fd, op->buf, op->len, (off_t)op->off)
@@ -122,26 +123,25 @@ static int io_one(struct tier_io *op)
 	return op->res = 0;
 }
 
-int tier_io_run(struct silt_ioctx *c, struct tier_io *ops, unsigned n)
+/* The ops that are not a net tier's, together on the ring. */
+static int ring_run(struct silt_ioctx *c, struct tier_io *ops, unsigned n)
 {
 	unsigned next = 0, inflight = 0;
 	int first_err = 0;
 
-	if (n == 1)
-		return io_one(ops);
-
 	for (unsigned i = 0; i < n; i++)
-		ops[i].res = 0;
+		if (!ops[i].net)
+			ops[i].res = 0;
 	while (next < n || inflight) {
 		while (next < n && inflight < c->depth) {
-			struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
 			struct tier_io *op = &ops[next];
-			if (!sqe)
-				break;
-			if (op->len == 0) {
+			if (op->len == 0 || op->net) { /* (before taking an SQE: one taken is sent) */
 				next++;
 				continue;
 			}
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
+			if (!sqe)
+				break;
 			if (op->write)
 				io_uring_prep_write(sqe, op->fd, op->buf, op->len, op->off);
 			else
@@ -197,4 +197,24 @@ int tier_io_run(struct silt_ioctx *c, struct tier_io *ops, unsigned n)
 		io_uring_cq_advance(&c->ring, seen);
 	}
 	return first_err;
+}
+
+int tier_io_run(struct silt_ioctx *c, struct tier_io *ops, unsigned n)
+{
+	unsigned direct = 0;
+	int first_err = 0, r = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (!ops[i].net) {
+			direct++;
+			continue;
+		}
+		if ((ops[i].res = netio_rw(ops[i].net, &ops[i])) && !first_err)
+			first_err = ops[i].res;
+	}
+	if (direct == n && n == 1)
+		return tier_io_one(ops);
+	if (direct)
+		r = ring_run(c, ops, n);
+	return first_err ? first_err : r;
 }

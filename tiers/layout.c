@@ -17,6 +17,7 @@
  * whose file cannot be opened again is kept aside, dead, until the inode
  * leaves memory. */
 #include "tiers/layout.h"
+#include "tiers/netio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -128,6 +129,28 @@ void tfiles_release(struct tier_files *tf, struct silt_tier *t)
 	pthread_mutex_unlock(&tf->lock);
 }
 
+/* A net tier's file, opened without tf->lock (held on entry and on
+ * return): its open may take the tier's whole timeout, and the inode's
+ * files on the other tiers need the lock meanwhile. -ESTALE when the
+ * tier's folder changed during the open. */
+static int open_net(struct tier_files *tf, struct fd_table *tab, struct silt_tier *t, unsigned seg,
+		    int create, unsigned gen)
+{
+	int tid = tier_id(t), fd = -1;
+
+	pthread_mutex_unlock(&tf->lock);
+	int nfd = tier_open_file(t, tf->ino, seg, create);
+	pthread_mutex_lock(&tf->lock);
+	if (atomic_load(&tab->gen[tid]) != gen || (fd = atomic_load(&tab->fd[tid][seg])) >= 0) {
+		if (nfd >= 0) /* another thread opened it meanwhile, or the folder changed */
+			close(nfd);
+		return atomic_load(&tab->gen[tid]) != gen ? -ESTALE : fd;
+	}
+	if (nfd >= 0)
+		atomic_store(&tab->fd[tid][seg], nfd);
+	return nfd;
+}
+
 int tfiles_fd(struct tier_files *tf, const struct layout *l, struct silt_tier *t,
 	      uint64_t k, int create)
 {
@@ -149,7 +172,12 @@ int tfiles_fd(struct tier_files *tf, const struct layout *l, struct silt_tier *t
 	if (atomic_load(&tab->gen[tid]) != gen)
 		reopen_tier(tf, tab, t, gen);
 	fd = atomic_load(&tab->fd[tid][seg]);
-	if (fd < 0) {
+	if (fd < 0 && tier_netio(t)) {
+		if ((fd = open_net(tf, tab, t, seg, create, gen)) == -ESTALE) {
+			pthread_mutex_unlock(&tf->lock);
+			return tfiles_fd(tf, l, t, k, create); /* from the new folder */
+		}
+	} else if (fd < 0) {
 		fd = tier_open_file(t, tf->ino, seg, create);
 		if (fd >= 0)
 			atomic_store(&tab->fd[tid][seg], fd);
@@ -176,7 +204,7 @@ int tfiles_punch(struct tier_files *tf, const struct layout *l, struct silt_tier
 	return 0;
 }
 
-int tfiles_sync(struct tier_files *tf, uint32_t mask)
+int tfiles_sync(struct tier_files *tf, uint32_t mask, struct silt_tier *const *by_id)
 {
 	struct fd_table *tab = atomic_load(&tf->tab);
 	int r = 0;
@@ -185,9 +213,12 @@ int tfiles_sync(struct tier_files *tf, uint32_t mask)
 		if (!(mask & (1u << i)))
 			continue;
 		for (int s = 0; s < SILT_SEG_MAX; s++) {
-			int fd = atomic_load(&tab->fd[i][s]);
-			if (fd >= 0 && fdatasync(fd) < 0 && !r)
-				r = -errno;
+			int fd = atomic_load(&tab->fd[i][s]), e = 0;
+			struct silt_netio *net = by_id[i] ? tier_netio(by_id[i]) : NULL;
+			if (fd >= 0)
+				e = net ? netio_sync(net, fd) : fdatasync(fd) < 0 ? -errno : 0;
+			if (e && !r)
+				r = e;
 		}
 	}
 	return r;

@@ -62,8 +62,9 @@ void tfiles_release(struct tier_files *tf, struct silt_tier *t);
  * not exist holds nothing and is fine. */
 int tfiles_punch(struct tier_files *tf, const struct layout *l, struct silt_tier *t,
 		 uint64_t k, uint64_t from, uint64_t len);
-/* fdatasync every open file of the tiers in mask (bit = tier id). */
-int tfiles_sync(struct tier_files *tf, uint32_t mask);
+/* fdatasync every open file of the tiers in mask (bit = tier id; by_id:
+ * the tiers, so that a net tier's syncs are bounded: tiers/netio.h). */
+int tfiles_sync(struct tier_files *tf, uint32_t mask, struct silt_tier *const *by_id);
 static inline void tfiles_mark_dirty(struct tier_files *tf, int tid)
 {
 	atomic_fetch_or(&tf->dirty, 1u << tid);

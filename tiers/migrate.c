@@ -779,7 +779,7 @@ static void copy_one(struct silt_migrate *m, struct move *mv)
 	if ((r = chunk_read_whole(&m->io, m->ctx, mv->cf, mv->k, mv->entry, mv->buf, &bad)) ||
 	    (r = chunk_write_whole(&m->io, m->ctx, mv->cf, mv->k, mv->to, mv->buf, &mv->rec, mv->sums,
 				   &mv->with_sums)) ||
-	    (r = tfiles_sync(cmap_files(mv->cf), 1u << mv->to))) {
+	    (r = tfiles_sync(cmap_files(mv->cf), 1u << mv->to, m->c.by_id))) {
 		if (tier_io_error(r))
 			log_warn("inode %llu chunk %llu: moving it from %s to %s failed: %s",
 				 (unsigned long long)mv->ino, (unsigned long long)mv->k,

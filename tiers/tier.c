@@ -18,6 +18,7 @@
  * inode's cached tier files are opened again from it (tiers/layout.c), and
  * the tier is active again. */
 #include "tiers/tier.h"
+#include "tiers/netio.h"
 #include "fs/meta/events.h"
 #include "utils/log.h"
 #include "utils/util.h"
@@ -60,6 +61,7 @@ struct silt_tier {
 	char why[160];
 	struct silt_events *events;
 	pthread_mutex_t refresh_lock;
+	struct silt_netio *net;     /* class net: its calls bounded (tiers/netio.h) */
 };
 
 #define TIER_ID_MAGIC "siltfs-tier 1"
@@ -135,8 +137,8 @@ static void refresh_capacity(struct silt_tier *t, int force)
 	struct statvfs sv;
 	uint64_t now = silt_now_ns();
 
-	if (!force && now - atomic_load(&t->refreshed) < 1000000000ull)
-		return;
+	if (!force && (t->net || now - atomic_load(&t->refreshed) < 1000000000ull))
+		return; /* a net tier's statvfs may hang: its checker does it (tier_check) */
 	if (atomic_load(&t->released) || pthread_mutex_trylock(&t->refresh_lock))
 		return; /* a tier whose folder is gone keeps what it last knew */
 	if (fstatvfs(t->dirfd, &sv) == 0) {
@@ -215,8 +217,10 @@ int tier_open(const struct silt_tier_conf *c, int id, const char *uuid, uint32_t
 	snprintf(t->uuid, sizeof(t->uuid), "%s", uuid);
 	pthread_mutex_init(&t->refresh_lock, NULL);
 	pthread_mutex_init(&t->fail_lock, NULL);
-	t->dirfd = -1;
-	if ((t->deadfd = open("/dev/null", O_PATH | O_CLOEXEC)) < 0) {
+	t->dirfd = t->deadfd = -1;
+	if (c->cls == SILT_CLASS_NET && (r = netio_new(c->name, c->timeout_ms, c->retries, &t->failed, &t->net))) {
+		snprintf(err, errlen, "tier %s: %s", c->name, strerror(-r));
+	} else if ((t->deadfd = open("/dev/null", O_PATH | O_CLOEXEC)) < 0) {
 		r = -errno;
 		snprintf(err, errlen, "tier %s: cannot open /dev/null: %s", c->name, strerror(-r));
 	} else if (missing) {
@@ -242,6 +246,7 @@ void tier_close(struct silt_tier *t)
 {
 	if (!t)
 		return;
+	netio_free(t->net);
 	if (t->dirfd >= 0)
 		close(t->dirfd);
 	if (t->deadfd >= 0)
@@ -268,11 +273,15 @@ int tier_open_file(struct silt_tier *t, uint64_t ino, unsigned seg, int create)
 	int fd;
 
 	seg_name(name, sizeof(name), ino, seg);
+	if (t->net) /* a server that is gone must not hold the caller (sshfs takes O_DIRECT) */
+		return netio_open(t->net, t->dirfd, name, O_RDWR | O_DIRECT | (create ? O_CREAT : 0));
 	fd = openat(t->dirfd, name, O_RDWR | O_DIRECT | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
 	if (fd < 0 && errno == EROFS && !create) /* a read-only tier still reads */
 		fd = openat(t->dirfd, name, O_RDONLY | O_DIRECT | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }
+
+struct silt_netio *tier_netio(const struct silt_tier *t) { return t->net; }
 
 int tier_remove_inode(struct silt_tier *t, uint64_t ino, unsigned max_seg)
 {
@@ -442,6 +451,8 @@ static void check_active(struct silt_tier *t)
 	struct statvfs sv;
 	struct stat st;
 
+	if (t->net)
+		refresh_capacity(t, 1);
 	if (fstatvfs(t->dirfd, &sv) == 0 && (sv.f_flag & ST_RDONLY))
 		tier_fail(t, -EROFS, "checking its filesystem");
 	else if (fstat(t->dirfd, &st) == 0 && st.st_nlink == 0)

@@ -58,6 +58,10 @@ const char *tier_name(const struct silt_tier *t);
 /* Open (creating if asked) the O_DIRECT tier file of one inode segment;
  * on a read-only tier filesystem, an existing one read-only. */
 int tier_open_file(struct silt_tier *t, uint64_t ino, unsigned seg, int create);
+/* A net tier's bounded calls (tiers/netio.h) for its tier_io ops; NULL
+ * for other tiers (their I/O goes straight to the ring). */
+struct silt_netio;
+struct silt_netio *tier_netio(const struct silt_tier *t);
 /* Remove every segment of an inode up to max_seg. */
 int tier_remove_inode(struct silt_tier *t, uint64_t ino, unsigned max_seg);
 

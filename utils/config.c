@@ -20,7 +20,8 @@
  *   [ram]       size
  *   [placement] policy, migration, epoch, rate, busy_rate, half_life
  *   [tier X]    path, class, capacity, high_watermark, low_watermark,
- *               compression, write_promote
+ *               compression, write_promote, checksum, timeout and
+ *               retries (class net only)
  *   [sync]      private_key, listen, state, max_lag, interval, schedule, bandwidth,
  *               journal_max, verify_interval (replication, sync/)
  *   [peer X]    address, public_key
@@ -499,6 +500,8 @@ static int enter_section(struct parse_state *st, const char *section)
 		st->cur_tier->low_wm = 75;
 		st->cur_tier->write_promote = 1;
 		st->cur_tier->checksum = -1; /* by class, once the class is known */
+		st->cur_tier->timeout_ms = SILT_NET_TIMEOUT_MS;
+		st->cur_tier->retries = SILT_NET_RETRIES;
 		return 1;
 	}
 	if (!strcmp(section, "tier"))
@@ -656,9 +659,22 @@ static int handle_key(struct parse_state *st, const char *section, const char *k
 	} else if (!strcmp(key, "checksum")) {
 		if ((t->checksum = parse_bool(value)) < 0)
 			return fail(st, line, "checksum = %s: must be yes or no", value);
+	} else if (!strcmp(key, "timeout")) {
+		uint64_t v;
+		if (silt_parse_duration(value, &v) || v < 100 || v > 600000)
+			return fail(st, line, "timeout = %s: must be a duration from 100ms to 10min (e.g. 5s)", value);
+		t->timeout_ms = (uint32_t)v;
+		t->timeout_line = line;
+	} else if (!strcmp(key, "retries")) {
+		char *end;
+		unsigned long n = strtoul(value, &end, 10);
+		if (end == value || *end || n > 10)
+			return fail(st, line, "retries = %s: must be a number from 0 to 10", value);
+		t->retries = (unsigned)n;
+		t->timeout_line = line;
 	} else {
 		return fail(st, line, "unknown key '%s' in [%s] (expected path, class, capacity, high_watermark, "
-			    "low_watermark, compression, write_promote, checksum)", key, section);
+			    "low_watermark, compression, write_promote, checksum, timeout, retries)", key, section);
 	}
 	return 1;
 }
@@ -695,6 +711,11 @@ static int check_tier(const struct silt_config *cfg, int i, char *err, size_t er
 	}
 	if ((int)t->cls < 0) {
 		snprintf(err, errlen, "%s:%d: [tier %s] has no class (nvme, ssd, hdd or net)", path, t->line, t->name);
+		return -EINVAL;
+	}
+	if (t->timeout_line && t->cls != SILT_CLASS_NET) {
+		snprintf(err, errlen, "%s:%d: [tier %s] timeout and retries are for class net tiers (this one is %s)",
+			 path, t->timeout_line, t->name, silt_class_name(t->cls));
 		return -EINVAL;
 	}
 	if (t->low_wm > t->high_wm) {

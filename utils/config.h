@@ -8,6 +8,8 @@
 
 #define SILT_MAX_TIERS 8
 #define SILT_NAME_MAX 64
+#define SILT_NET_TIMEOUT_MS 5000 /* a net tier's timeout = by default */
+#define SILT_NET_RETRIES 1
 
 enum silt_tier_class { SILT_CLASS_NVME, SILT_CLASS_SSD, SILT_CLASS_HDD, SILT_CLASS_NET };
 
@@ -21,6 +23,9 @@ struct silt_tier_conf {
 	int zstd_level;         /* 0 = uncompressed */
 	int write_promote;      /* a write into a chunk here first copies it up to the write target */
 	int checksum;           /* per-block checksums of its chunks: 1, 0, or -1 (by class: hdd and net) */
+	uint32_t timeout_ms;    /* net tiers: an I/O not done by then is retried, then fails (EIO) */
+	unsigned retries;       /* net tiers: tries after the first that timed out or failed */
+	int timeout_line;       /* where timeout = or retries = is (0: not given) */
 	int line;               /* where the section starts, for later error messages */
 	int path_line;          /* where path = and capacity = are (0: not given) */
 	int capacity_line;

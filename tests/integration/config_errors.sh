@@ -273,6 +273,35 @@ compression = lz4
 EOF
 expect_refused "compression lz4" 7
 
+# net tiers: timeout and retries (class net only)
+for bad in "timeout = soon" "timeout = 50ms" "timeout = 1h" "retries = -1" "retries = 11" "retries = two"; do
+	new_case
+	conf <<EOF
+[volume]
+name = bad
+
+[tier a]
+path = @T0@
+class = net
+$bad
+EOF
+	expect_refused "net tier: $bad" 7
+	expect_words "$bad"
+done
+
+new_case
+conf <<'EOF'
+[volume]
+name = bad
+
+[tier a]
+path = @T0@
+timeout = 2s
+class = hdd
+EOF
+expect_refused "timeout on an hdd tier" 6
+expect_words "timeout and retries are for class net tiers"
+
 new_case
 conf <<'EOF'
 [volume]
