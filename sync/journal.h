@@ -32,8 +32,10 @@ enum {
 	JE_DATA = 1,  /* chunks first..last of ino: content (or hole) */
 	JE_ATTR = 2,  /* ino's attributes (size, mode, owner, times) */
 	JE_NS = 4,    /* the namespace (names, links, xattrs): ship a snapshot */
+	JE_FACTS = 8, /* the operator's facts (pins, live rules, events): ship them */
 };
 #define JE_INODE UINT64_MAX /* first of an attribute or namespace entry */
+#define JE_FACTS_KEY (JE_INODE - 1) /* first (and last) of the facts entry, of ino 0 */
 
 struct journal_entry {
 	uint64_t ino, first, last;
