@@ -89,6 +89,7 @@ SILT_IN_NS=$B silt_mount_fg "$rconf" "$R" || silt_abort "the promoted volume doe
 RLOG=$SILT_LAST_ERR
 check "facts_are '$R' $img:t0 imgs" "mounted as the primary, the promoted volume follows the pin and the live rule"
 check "has_event '$R' 'placement rule notes removed'" "and keeps the event log it took"
+check_cmd "a live rule on the new primary" silt_ctl -m "$R" policy rule add later 'match=after-*'
 echo after > "$R/vms/after-promote.txt"
 SILT_IN_NS=$A silt_mount_fg "$pconf" "$P" ro || silt_abort "the old primary does not mount as a replica"
 PLOG=$SILT_LAST_ERR
@@ -111,6 +112,8 @@ say "the explicit resolution: discard the old host's changes since the split"
 check_cmd "siltctl replica discard-local" silt_ctl -m "$P" replica discard-local
 wait_same "the old host is a replica of the new primary" 30
 check "[ ! -e '$P/vms/old-side.txt' ] && [ -e '$P/vms/after-promote.txt' ]" "its own write is gone, by request"
+check "silt_wait_for 15 'facts_are \"\$P\" $img:t0 imgs,later'" "the full sync brought the new primary's pins and live rules"
+check "has_event '$P' 'placement rule later added: match=after-*'" "and its event log"
 
 silt_umount "$P"
 silt_umount "$R"
