@@ -93,6 +93,29 @@ int vol_facts_list(struct silt_vol *v, int (*cb)(void *ctx, const struct vol_fac
 	return r;
 }
 
+struct inos {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+/* A pinned inode into the list (the pins before a new set). */
+static int was_pinned(struct silt_vol *v, const char *k, size_t kl, const char *val, size_t vl, void *ctx)
+{
+	struct inos *l = ctx;
+
+	(void)v, (void)val, (void)vl;
+	if (kl != 8)
+		return 0;
+	if (l->n == l->cap) {
+		uint64_t *na = realloc(l->v, (l->cap = l->cap ? l->cap * 2 : 64) * sizeof(*na));
+		if (!na)
+			return -ENOMEM;
+		l->v = na;
+	}
+	l->v[l->n++] = silt_get_be64((const uint8_t *)k);
+	return 0;
+}
+
 /* Tier id of the tier called name, or -1. */
 static int tier_named(struct silt_vol *v, const char *name)
 {
@@ -143,14 +166,14 @@ static void stage_fact(struct silt_vol *v, struct meta_batch *b, const struct vo
 int vol_replica_facts(struct silt_vol *v, const struct vol_fact *f, size_t n)
 {
 	struct meta_batch *b = meta_batch_new();
-	uint64_t *was;
-	size_t nwas;
+	struct inos was = { 0 };
 	int r;
 
 	if (!b)
 		return -ENOMEM;
-	if ((r = pins_list(v, &was, &nwas))) {
+	if ((r = each(v, K_PIN_PREFIX, was_pinned, &was))) {
 		meta_batch_free(b);
+		free(was.v);
 		return r;
 	}
 	stage_clear(v, b, K_PIN_PREFIX);
@@ -164,10 +187,10 @@ int vol_replica_facts(struct silt_vol *v, const struct vol_fact *f, size_t n)
 		events_reload(v->events);
 		r = rules_reload(v); /* before the pins: an unpinned file falls back to its rule */
 		pthread_mutex_lock(&v->ns_lock);
-		int p = pins_refresh(v, was, nwas);
+		int p = pins_refresh(v, was.v, was.n);
 		pthread_mutex_unlock(&v->ns_lock);
 		r = r ? r : p;
 	}
-	free(was);
+	free(was.v);
 	return r;
 }

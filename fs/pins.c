@@ -147,39 +147,6 @@ void pins_forget_done(struct silt_vol *v, uint64_t ino)
 	heat_set_weight(v->heat, ino, 1); /* (a rule's: the number may come back) */
 }
 
-int pins_list(struct silt_vol *v, uint64_t **out, size_t *n)
-{
-	struct meta_iter *it = meta_iter_new(v->meta, CF_FACTS, K_PIN_PREFIX, sizeof(K_PIN_PREFIX) - 1);
-	const char *k, *val;
-	size_t kl, vl, cap = 0;
-	int r;
-
-	*out = NULL;
-	*n = 0;
-	if (!it)
-		return -ENOMEM;
-	while ((r = meta_iter_next(it, &k, &kl, &val, &vl)) == 1) {
-		if (kl != PIN_KEY_LEN)
-			continue;
-		if (*n == cap) {
-			uint64_t *na = realloc(*out, (cap = cap ? cap * 2 : 64) * sizeof(*na));
-			if (!na) {
-				r = -ENOMEM;
-				break;
-			}
-			*out = na;
-		}
-		(*out)[(*n)++] = silt_get_be64((const uint8_t *)k + kl - 8);
-	}
-	meta_iter_free(it);
-	if (r < 0) {
-		free(*out);
-		*out = NULL;
-		*n = 0;
-	}
-	return r < 0 ? r : 0;
-}
-
 int pins_refresh(struct silt_vol *v, const uint64_t *was, size_t n)
 {
 	int r = 0;

@@ -33,7 +33,5 @@ void pins_forget_done(struct silt_vol *v, uint64_t ino);
  * primary's, fs/facts.c): the inodes in was (the pins before) lose their
  * pin, the store's pins are loaded again. Caller holds ns_lock. */
 int pins_refresh(struct silt_vol *v, const uint64_t *was, size_t n);
-/* The inodes pinned in the store now, malloc'd. */
-int pins_list(struct silt_vol *v, uint64_t **out, size_t *n);
 
 #endif

@@ -3,7 +3,8 @@
  * (CF_JOURNAL), so that it survives kill -9.
  *
  * The journal records *what* changed (a chunk range of an inode, an
- * inode's attributes, the namespace), never the bytes: the sender reads
+ * inode's attributes, the namespace, the operator's facts: pins, live
+ * rules, events), never the bytes: the sender reads
  * the current state when it ships. Changes fall into numbered batches; a
  * chunk changed a thousand times in one batch is one entry, recorded by
  * the first write only (an in-memory set per open batch). The sender cuts

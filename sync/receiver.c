@@ -195,18 +195,31 @@ static void free_ns(struct sync_receiver *r)
 	r->ns_pending = 0;
 }
 
+/* Room in array *a (of *cap elements of size each) for element n, which
+ * must be under max. */
+static int grow(void *a, size_t *cap, size_t n, size_t size, size_t max)
+{
+	void **p = a;
+
+	if (n >= max)
+		return -E2BIG;
+	if (n < *cap)
+		return 0;
+	size_t nc = *cap ? *cap * 2 : 256;
+	void *na = realloc(*p, nc * size);
+	if (!na)
+		return -ENOMEM;
+	*p = na;
+	*cap = nc;
+	return 0;
+}
+
 static int add_node(struct sync_receiver *r, const struct msg_node *m)
 {
-	if (r->nn == MAX_NODES)
-		return -E2BIG;
-	if (r->nn == r->ncap) {
-		size_t nc = r->ncap ? r->ncap * 2 : 256;
-		struct rnode *na = realloc(r->nodes, nc * sizeof(*na));
-		if (!na)
-			return -ENOMEM;
-		r->nodes = na;
-		r->ncap = nc;
-	}
+	int e = grow(&r->nodes, &r->ncap, r->nn, sizeof(*r->nodes), MAX_NODES);
+
+	if (e)
+		return e;
 	struct rnode *n = &r->nodes[r->nn];
 	size_t need = strlen(m->symlink) + 1;
 	for (uint32_t i = 0; i < m->nxattr; i++)
@@ -240,16 +253,10 @@ static int add_node(struct sync_receiver *r, const struct msg_node *m)
 
 static int add_dent(struct sync_receiver *r, const struct msg_dent *d)
 {
-	if (r->nd == MAX_NODES)
-		return -E2BIG;
-	if (r->nd == r->dcap) {
-		size_t nc = r->dcap ? r->dcap * 2 : 256;
-		struct vol_rdent *na = realloc(r->dents, nc * sizeof(*na));
-		if (!na)
-			return -ENOMEM;
-		r->dents = na;
-		r->dcap = nc;
-	}
+	int e = grow(&r->dents, &r->dcap, r->nd, sizeof(*r->dents), MAX_NODES);
+
+	if (e)
+		return e;
 	char *name = strdup(d->name);
 	if (!name)
 		return -ENOMEM;
@@ -270,16 +277,9 @@ static int add_fact(struct sync_receiver *r, const struct msg_fact *f)
 	}
 	if (!r->facts_pending)
 		return -EPROTO; /* (handle() refuses it first) */
-	if (r->nf == MAX_FACTS)
-		return -E2BIG;
-	if (r->nf == r->fcap) {
-		size_t nc = r->fcap ? r->fcap * 2 : 256;
-		struct vol_fact *na = realloc(r->facts, nc * sizeof(*na));
-		if (!na)
-			return -ENOMEM;
-		r->facts = na;
-		r->fcap = nc;
-	}
+	int e = grow(&r->facts, &r->fcap, r->nf, sizeof(*r->facts), MAX_FACTS);
+	if (e)
+		return e;
 	struct vol_fact *v = &r->facts[r->nf];
 	*v = (struct vol_fact){ .kind = kinds[f->kind], .id = f->id, .time_ns = f->time, .sub = f->sub,
 				.name = strdup(f->name), .text = strdup(f->text) };

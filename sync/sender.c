@@ -11,6 +11,9 @@
  *   - journal batches: everything the peer has not acknowledged up to a
  *     cut, coalesced, as one JOURNAL batch that the receiver applies
  *     whole; then the acknowledgement moves the peer's position on.
+ * The operator's facts (pins, live rules, the event log: vol.h) go whole,
+ * as FACT messages at the end of a journal batch whose entries say they
+ * changed (JE_FACTS), and with the namespace of every full sync and resync.
  * RESYNC batches are pipelined: up to WINDOW of them in flight, their
  * acknowledgements (the receiver sends them in order) read as they come
  * back, each moving the recorded position (the full sync's, or the dirty
