@@ -146,3 +146,12 @@ void pins_forget_done(struct silt_vol *v, uint64_t ino)
 	bounds_del(v->bounds, ino);
 	heat_set_weight(v->heat, ino, 1); /* (a rule's: the number may come back) */
 }
+
+int pins_refresh(struct silt_vol *v, const uint64_t *was, size_t n)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < n && !r; i++)
+		r = set_bound(v, was[i], -1);
+	return r ? r : pins_load(v);
+}

@@ -10,6 +10,7 @@
 #ifndef SILT_PINS_H
 #define SILT_PINS_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -28,5 +29,9 @@ void pins_report(struct silt_vol *v, FILE *o);
  * is committed, its bound. */
 void pins_stage_forget(struct silt_vol *v, struct meta_batch *b, uint64_t ino);
 void pins_forget_done(struct silt_vol *v, uint64_t ino);
+/* The store's pins changed under the bounds (a replica took its
+ * primary's, fs/facts.c): the inodes in was (the pins before) lose their
+ * pin, the store's pins are loaded again. Caller holds ns_lock. */
+int pins_refresh(struct silt_vol *v, const uint64_t *was, size_t n);
 
 #endif

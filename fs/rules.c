@@ -604,3 +604,26 @@ int rules_live(struct silt_vol *v, const char *req, FILE *o, char *why, size_t l
 	pthread_mutex_unlock(&v->ns_lock);
 	return r;
 }
+
+int rules_reload(struct silt_vol *v)
+{
+	int r;
+
+	pthread_mutex_lock(&v->ns_lock); /* the namespace hooks match under it */
+	struct silt_rules *rs = v->rules ? v->rules : rules_new();
+	if (!rs) {
+		pthread_mutex_unlock(&v->ns_lock);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&rs->lock);
+	rs->nlive = 0;
+	if (!(r = load_live(v, rs)) && (v->rules || rs->nlive))
+		r = rematch(v, rs);
+	pthread_mutex_unlock(&rs->lock);
+	if (!v->rules) { /* none before, none now */
+		pthread_mutex_destroy(&rs->lock);
+		free(rs);
+	}
+	pthread_mutex_unlock(&v->ns_lock);
+	return r;
+}

@@ -46,5 +46,8 @@ void rules_report(struct silt_vol *v, FILE *o);
  * weight; -EEXIST: a live rule of that name; -E2BIG: too many rules;
  * -ENOENT: no such rule; -EPERM: a config rule), and nothing changes. */
 int rules_live(struct silt_vol *v, const char *req, FILE *o, char *why, size_t len);
+/* The store's live rules changed under us (a replica took its primary's,
+ * fs/facts.c): load them again and match every file. */
+int rules_reload(struct silt_vol *v);
 
 #endif

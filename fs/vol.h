@@ -173,6 +173,25 @@ int vol_replica_namespace(struct silt_vol *v, const struct vol_rnode *nodes, siz
 /* One inode's attributes and size; -ENOENT if it is not there. */
 int vol_replica_attr(struct silt_vol *v, const struct vol_rnode *n);
 
+/* Facts (fs/facts.c): the operator's records of a volume that a replica
+ * takes from its primary: pins (id: the inode, name: the tier), live
+ * placement rules (name, text: "key=value ..."), events (id: the number,
+ * time_ns, sub: the kind, text). */
+enum { VOL_FACT_PIN = 1, VOL_FACT_RULE, VOL_FACT_EVENT };
+struct vol_fact {
+	uint32_t kind;
+	uint64_t id;
+	int64_t time_ns;
+	uint32_t sub;
+	const char *name, *text;     /* never NULL ("" when unused) */
+};
+/* Every fact of v to cb, pins, then rules, then events oldest first; a
+ * non-zero return of cb stops and is returned. */
+int vol_facts_list(struct silt_vol *v, int (*cb)(void *ctx, const struct vol_fact *f), void *ctx);
+/* Make v's facts these, in one commit, and follow them at once (bounds,
+ * rules, the event log); a pin to a tier v lacks is left out (logged). */
+int vol_replica_facts(struct silt_vol *v, const struct vol_fact *f, size_t n);
+
 /* Operator queries (control socket): text lines of key=value records. */
 int vol_ctl(struct silt_vol *v, const char *request, char **reply, size_t *replylen);
 

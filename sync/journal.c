@@ -254,6 +254,12 @@ static unsigned change_entries(const struct change *ch, struct journal_entry out
 		out[0] = (struct journal_entry){ ch->ino, ch->first, MAX(ch->first, ch->last), JE_DATA };
 		out[1] = (struct journal_entry){ ch->ino, JE_INODE, JE_INODE, JE_ATTR };
 		return ch->kind == CHANGE_MAP ? 2 : 1;
+	case CHANGE_EVENT:
+	case CHANGE_PLACEMENT:
+		/* its own key: an entry of the same batch on the namespace's
+		 * would overwrite that one's flags */
+		out[0] = (struct journal_entry){ 0, JE_FACTS_KEY, JE_FACTS_KEY, JE_FACTS };
+		return 1;
 	default:
 		return 0; /* the engine's own bookkeeping: nothing a replica sees */
 	}

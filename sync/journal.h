@@ -3,7 +3,8 @@
  * (CF_JOURNAL), so that it survives kill -9.
  *
  * The journal records *what* changed (a chunk range of an inode, an
- * inode's attributes, the namespace), never the bytes: the sender reads
+ * inode's attributes, the namespace, the operator's facts: pins, live
+ * rules, events), never the bytes: the sender reads
  * the current state when it ships. Changes fall into numbered batches; a
  * chunk changed a thousand times in one batch is one entry, recorded by
  * the first write only (an in-memory set per open batch). The sender cuts
@@ -32,8 +33,10 @@ enum {
 	JE_DATA = 1,  /* chunks first..last of ino: content (or hole) */
 	JE_ATTR = 2,  /* ino's attributes (size, mode, owner, times) */
 	JE_NS = 4,    /* the namespace (names, links, xattrs): ship a snapshot */
+	JE_FACTS = 8, /* the operator's facts (pins, live rules, events): ship them */
 };
 #define JE_INODE UINT64_MAX /* first of an attribute or namespace entry */
+#define JE_FACTS_KEY (JE_INODE - 1) /* first (and last) of the facts entry, of ino 0 */
 
 struct journal_entry {
 	uint64_t ino, first, last;

@@ -176,6 +176,16 @@ int proto_encode(const struct proto_msg *m, struct proto_buf *b)
 		put_u32(b, m->vdiff.count);
 		put(b, m->vdiff.bits, (m->vdiff.count + 7) / 8);
 		break;
+	case M_FACT:
+		if (proto_fact_problem(&m->fact))
+			return -EINVAL;
+		put_u32(b, m->fact.kind);
+		put_u64(b, m->fact.id);
+		put_u64(b, (uint64_t)m->fact.time);
+		put_u32(b, m->fact.sub);
+		put_str(b, m->fact.name, strlen(m->fact.name));
+		put_str(b, m->fact.text, strlen(m->fact.text));
+		break;
 	default:
 		return -EINVAL;
 	}
@@ -401,6 +411,62 @@ static void get_verify(struct cur *c, struct proto_msg *m)
 	c->p += plen;
 }
 
+/* 1-63 characters of [A-Za-z0-9._-] (tier and rule names). */
+static int fact_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	return n > 0 && n <= PROTO_MAX_FACT_NAME &&
+	       strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
+static int printable(const char *s)
+{
+	for (; *s; s++)
+		if (*s < 0x20 || *s > 0x7e)
+			return 0;
+	return 1;
+}
+
+const char *proto_fact_problem(const struct msg_fact *f)
+{
+	size_t nl = strnlen(f->name, sizeof(f->name)), tl = strnlen(f->text, sizeof(f->text));
+
+	if (nl == sizeof(f->name) || tl == sizeof(f->text))
+		return "fact name or text too long";
+	switch (f->kind) {
+	case FACT_ALL:
+		return f->id || f->time || f->sub || nl || tl ? "fact 'all' with a value" : NULL;
+	case FACT_PIN:
+		if (!ino_ok(f->id) || !fact_name_ok(f->name))
+			return "pin: bad inode number or tier name";
+		return f->time || f->sub || tl ? "pin with a text" : NULL;
+	case FACT_RULE:
+		if (!fact_name_ok(f->name) || tl == 0 || !printable(f->text))
+			return "rule: bad name, or a text empty or not printable";
+		return f->id || f->time || f->sub ? "rule with a number" : NULL;
+	case FACT_EVENT:
+		if (f->id >= PROTO_MAX_INO || f->sub > PROTO_MAX_EVENT_KIND || tl > PROTO_MAX_EVENT_TEXT)
+			return "event: number, kind or text out of range";
+		return nl ? "event with a name" : NULL;
+	default:
+		return "unknown fact kind";
+	}
+}
+
+static void get_fact(struct cur *c, struct msg_fact *f)
+{
+	f->kind = get_u32(c, "fact kind");
+	f->id = get_u64(c, "fact number");
+	f->time = (int64_t)get_u64(c, "fact time");
+	f->sub = get_u32(c, "fact sub-kind");
+	if (get_str(c, f->name, PROTO_MAX_FACT_NAME, "fact name") < 0 ||
+	    get_str(c, f->text, PROTO_MAX_FACT_TEXT, "fact text") < 0 || c->why)
+		return;
+	const char *p = proto_fact_problem(f);
+	if (p)
+		bad(c, p);
+}
+
 int proto_decode(const void *buf, size_t len, struct proto_msg *m, const char **why)
 {
 	struct cur c = { .p = buf, .end = (const uint8_t *)buf + len };
@@ -475,6 +541,9 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *m, const char **
 	case M_VDIFF:
 		get_verify(&c, m);
 		break;
+	case M_FACT:
+		get_fact(&c, &m->fact);
+		break;
 	default:
 		bad(&c, "unknown message type");
 	}
@@ -487,8 +556,8 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *m, const char **
 const char *proto_type_name(int type)
 {
 	static const char *n[] = { "?", "START", "STATE", "BATCH", "NODE", "DENT", "ATTR", "CHUNK",
-				   "END", "ACK", "ERR", "PING", "VERIFY", "VDIFF" };
-	return type > 0 && type <= M_VDIFF ? n[type] : "?";
+				   "END", "ACK", "ERR", "PING", "VERIFY", "VDIFF", "FACT" };
+	return type > 0 && type <= M_FACT ? n[type] : "?";
 }
 
 /* ---- chunks ---- */

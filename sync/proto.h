@@ -10,18 +10,23 @@
  *
  * A session: the sender says START (its volume, its generations), the
  * receiver answers STATE (what it holds, the last batch it applied); then
- * batches: BATCH, any of NODE / DENT / ATTR / CHUNK, END; the receiver
+ * batches: BATCH, any of NODE / DENT / ATTR / CHUNK / FACT, END; the receiver
  * applies the batch and answers ACK (or ERR, and closes). Outside batches,
  * a verify: VERIFY carries hashes of a file's checksum tree (one level,
  * a run of nodes), the receiver answers VDIFF with a bit per node that
- * differs from its own tree; the sender descends only into those. */
+ * differs from its own tree; the sender descends only into those.
+ *
+ * FACT carries the operator's facts of the volume (its pins, live placement
+ * rules, event log): a FACT "all" says the whole set follows and replaces
+ * the replica's, one FACT per record after it (bounded: events by the log's
+ * bound, rules by the rules', pins by the files). Version 2 added FACT. */
 #ifndef SILT_SYNC_PROTO_H
 #define SILT_SYNC_PROTO_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2
 #define PROTO_MAX_MSG ((4u << 20) + 4096) /* a 4 MiB chunk uncompressed, plus its header */
 #define PROTO_MAX_CHUNK (4u << 20)
 #define PROTO_MAX_NAME 255
@@ -33,7 +38,7 @@
 
 enum msg_type {
 	M_START = 1, M_STATE, M_BATCH, M_NODE, M_DENT, M_ATTR, M_CHUNK, M_END, M_ACK, M_ERR, M_PING,
-	M_VERIFY, M_VDIFF,
+	M_VERIFY, M_VDIFF, M_FACT,
 };
 
 #define PROTO_TREE_FANOUT 64
@@ -108,6 +113,27 @@ struct msg_chunk {
 	uint32_t plen;
 };
 
+/* FACT kinds */
+enum {
+	FACT_ALL = 1,   /* the whole set follows: the replica's goes */
+	FACT_PIN = 2,   /* id: the inode; name: the tier it is pinned to */
+	FACT_RULE = 3,  /* name: the rule's; text: its "key=value ..." */
+	FACT_EVENT = 4, /* id: its sequence number; time, sub (its kind), text */
+};
+#define PROTO_MAX_FACT_NAME 63   /* a tier's or a rule's: 1-63 of [A-Za-z0-9._-] */
+#define PROTO_MAX_FACT_TEXT 1023 /* a rule's (printable ASCII), an event's */
+#define PROTO_MAX_EVENT_TEXT 399
+#define PROTO_MAX_EVENT_KIND 63
+
+struct msg_fact {
+	uint32_t kind;
+	uint64_t id;
+	int64_t time;                  /* ns since the epoch */
+	uint32_t sub;
+	char name[PROTO_MAX_FACT_NAME + 1];
+	char text[PROTO_MAX_FACT_TEXT + 1];
+};
+
 struct msg_end {
 	uint64_t seq, count;           /* messages in the batch, END excluded */
 };
@@ -147,6 +173,7 @@ struct proto_msg {
 		struct msg_err err;
 		struct msg_verify verify;
 		struct msg_vdiff vdiff;
+		struct msg_fact fact;
 	};
 };
 
@@ -181,6 +208,10 @@ void proto_tree_free(struct proto_tree *t);
 
 /* Name a peer may send: 1-255 bytes, no '/', no NUL, not "." or "..". */
 int proto_name_ok(const char *s, size_t len);
+
+/* A FACT as the decoder takes it: NULL, or what is wrong (the encoder
+ * refuses the same). */
+const char *proto_fact_problem(const struct msg_fact *f);
 
 /* Chunks on the wire: compress (falls back to raw when zstd does not
  * save), checksum; dst has room for proto_chunk_bound(len). */

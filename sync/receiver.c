@@ -17,7 +17,10 @@
  * a state, not a difference. RESYNC batches carry no order to keep and are
  * applied as they come; the replica is marked inconsistent until the next
  * JOURNAL batch. A connection that breaks mid-batch applies nothing of a
- * JOURNAL batch. */
+ * JOURNAL batch. The primary's facts (pins, live rules, events: FACT) are
+ * collected like the namespace and applied as one set, in one commit,
+ * after the rest of their batch (fs/facts.c): a spool applied again after
+ * a crash applies them again, as it does the rest. */
 #include "sync/receiver.h"
 #include "sync/chan.h"
 #include "sync/journal.h"
@@ -42,6 +45,7 @@
 #include <unistd.h>
 
 #define MAX_NODES (1u << 20)
+#define MAX_FACTS (1u << 20)   /* pins, rules and events of one set */
 #define MAX_SPOOL (4ull << 30)
 
 struct rnode {
@@ -86,6 +90,10 @@ struct sync_receiver {
 	struct vol_rdent *dents;
 	size_t nd, dcap;
 	int ns_pending;
+	struct vol_fact *facts;   /* the set being collected (strings malloc'd) */
+	size_t nf, fcap;
+	int facts_pending;        /* a set began: it replaces ours once whole */
+	int facts_open;           /* (the session's view) a FACT "all" came in this batch */
 	uint64_t file_ino;
 	struct silt_file *file;
 	uint8_t *buf;
@@ -165,6 +173,16 @@ static void drop_file(struct sync_receiver *r, int sync)
 	r->file_ino = 0;
 }
 
+static void free_facts(struct sync_receiver *r)
+{
+	for (size_t i = 0; i < r->nf; i++) {
+		free((char *)r->facts[i].name);
+		free((char *)r->facts[i].text);
+	}
+	r->nf = 0;
+	r->facts_pending = 0;
+}
+
 static void free_ns(struct sync_receiver *r)
 {
 	for (size_t i = 0; i < r->nn; i++) {
@@ -177,18 +195,31 @@ static void free_ns(struct sync_receiver *r)
 	r->ns_pending = 0;
 }
 
+/* Room in array *a (of *cap elements of size each) for element n, which
+ * must be under max. */
+static int grow(void *a, size_t *cap, size_t n, size_t size, size_t max)
+{
+	void **p = a;
+
+	if (n >= max)
+		return -E2BIG;
+	if (n < *cap)
+		return 0;
+	size_t nc = *cap ? *cap * 2 : 256;
+	void *na = realloc(*p, nc * size);
+	if (!na)
+		return -ENOMEM;
+	*p = na;
+	*cap = nc;
+	return 0;
+}
+
 static int add_node(struct sync_receiver *r, const struct msg_node *m)
 {
-	if (r->nn == MAX_NODES)
-		return -E2BIG;
-	if (r->nn == r->ncap) {
-		size_t nc = r->ncap ? r->ncap * 2 : 256;
-		struct rnode *na = realloc(r->nodes, nc * sizeof(*na));
-		if (!na)
-			return -ENOMEM;
-		r->nodes = na;
-		r->ncap = nc;
-	}
+	int e = grow(&r->nodes, &r->ncap, r->nn, sizeof(*r->nodes), MAX_NODES);
+
+	if (e)
+		return e;
 	struct rnode *n = &r->nodes[r->nn];
 	size_t need = strlen(m->symlink) + 1;
 	for (uint32_t i = 0; i < m->nxattr; i++)
@@ -222,21 +253,55 @@ static int add_node(struct sync_receiver *r, const struct msg_node *m)
 
 static int add_dent(struct sync_receiver *r, const struct msg_dent *d)
 {
-	if (r->nd == MAX_NODES)
-		return -E2BIG;
-	if (r->nd == r->dcap) {
-		size_t nc = r->dcap ? r->dcap * 2 : 256;
-		struct vol_rdent *na = realloc(r->dents, nc * sizeof(*na));
-		if (!na)
-			return -ENOMEM;
-		r->dents = na;
-		r->dcap = nc;
-	}
+	int e = grow(&r->dents, &r->dcap, r->nd, sizeof(*r->dents), MAX_NODES);
+
+	if (e)
+		return e;
 	char *name = strdup(d->name);
 	if (!name)
 		return -ENOMEM;
 	r->dents[r->nd++] = (struct vol_rdent){ .parent = d->parent, .ino = d->ino, .type = d->type, .name = name };
 	return 0;
+}
+
+/* A FACT: "all" starts a set, the others join it. */
+static int add_fact(struct sync_receiver *r, const struct msg_fact *f)
+{
+	static const uint32_t kinds[] = { [FACT_PIN] = VOL_FACT_PIN, [FACT_RULE] = VOL_FACT_RULE,
+					  [FACT_EVENT] = VOL_FACT_EVENT };
+
+	if (f->kind == FACT_ALL) {
+		free_facts(r);
+		r->facts_pending = 1;
+		return 0;
+	}
+	if (!r->facts_pending)
+		return -EPROTO; /* (handle() refuses it first) */
+	int e = grow(&r->facts, &r->fcap, r->nf, sizeof(*r->facts), MAX_FACTS);
+	if (e)
+		return e;
+	struct vol_fact *v = &r->facts[r->nf];
+	*v = (struct vol_fact){ .kind = kinds[f->kind], .id = f->id, .time_ns = f->time, .sub = f->sub,
+				.name = strdup(f->name), .text = strdup(f->text) };
+	if (!v->name || !v->text) {
+		free((char *)v->name);
+		free((char *)v->text);
+		return -ENOMEM;
+	}
+	r->nf++;
+	return 0;
+}
+
+/* The set of facts collected, once the batch is in: ours from now on. */
+static int flush_facts(struct sync_receiver *r)
+{
+	if (!r->facts_pending)
+		return 0;
+	int e = vol_replica_facts(r->c.vol, r->facts, r->nf);
+	if (!e)
+		log_info("replica: took the primary's %zu pins, rules and events", r->nf);
+	free_facts(r);
+	return e;
 }
 
 /* The namespace collected so far, once its last entry is in. */
@@ -325,6 +390,8 @@ static int apply_msg(struct sync_receiver *r, const struct proto_msg *m)
 		if ((e = flush_ns(r)))
 			return e;
 		return apply_chunk(r, &m->chunk);
+	case M_FACT:
+		return add_fact(r, &m->fact);
 	default:
 		return -EPROTO;
 	}
@@ -358,9 +425,12 @@ static int apply_spool(struct sync_receiver *r, const char *path)
 	}
 	if (!e)
 		e = flush_ns(r);
+	if (!e)
+		e = flush_facts(r);
 out:
 	drop_file(r, 1);
 	free_ns(r);
+	free_facts(r);
 	free(msg);
 	if (fd >= 0)
 		close(fd);
@@ -468,6 +538,7 @@ static int on_batch(struct sync_receiver *r, const struct msg_batch *b)
 	r->in_batch = 1;
 	r->batch = *b;
 	r->count = 0;
+	r->facts_open = 0;
 	if (b->kind == B_JOURNAL) {
 		path_of(r, "spool.tmp", tmp, sizeof(tmp));
 		r->spool_fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -503,7 +574,7 @@ static int on_end(struct sync_receiver *r, const struct msg_end *e, const char *
 		if ((x = finish_spool(r, e->seq)))
 			return x;
 	} else {
-		if ((x = flush_ns(r)))
+		if ((x = flush_ns(r)) || (x = flush_facts(r)))
 			return x;
 		drop_file(r, 1);
 		if (!r->origin[0]) {
@@ -612,6 +683,13 @@ static int handle(struct sync_receiver *r, char origin[37])
 		if (!r->in_batch || !r->batch.ns)
 			return refuse(r, EPROTO, "namespace outside a namespace batch");
 		/* fall through */
+	case M_FACT:
+		if (!r->in_batch)
+			return refuse(r, EPROTO, "a fact outside a batch");
+		if (m.fact.kind != FACT_ALL && !r->facts_open)
+			return refuse(r, EPROTO, "a fact before the set it belongs to");
+		r->facts_open = 1;
+		/* fall through */
 	case M_ATTR:
 	case M_CHUNK:
 		if (!r->in_batch)
@@ -638,6 +716,7 @@ static void end_conn(struct sync_receiver *r)
 	drop_file(r, 1);
 	drop_tree(r);
 	free_ns(r);
+	free_facts(r);
 	r->in_batch = 0;
 	r->started = 0;
 	chan_free(r->ch);
@@ -890,6 +969,7 @@ void receiver_stop(struct sync_receiver *r)
 	close(r->wake[1]);
 	free(r->nodes);
 	free(r->dents);
+	free(r->facts);
 	proto_buf_free(&r->out);
 	free(r->buf);
 	free(r);

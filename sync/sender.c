@@ -11,6 +11,9 @@
  *   - journal batches: everything the peer has not acknowledged up to a
  *     cut, coalesced, as one JOURNAL batch that the receiver applies
  *     whole; then the acknowledgement moves the peer's position on.
+ * The operator's facts (pins, live rules, the event log: vol.h) go whole,
+ * as FACT messages at the end of a journal batch whose entries say they
+ * changed (JE_FACTS), and with the namespace of every full sync and resync.
  * RESYNC batches are pipelined: up to WINDOW of them in flight, their
  * acknowledgements (the receiver sends them in order) read as they come
  * back, each moving the recorded position (the full sync's, or the dirty
@@ -427,6 +430,37 @@ static int send_entries(struct sync_sender *s, const struct journal_entry *e, si
 	return r;
 }
 
+/* ---- facts: pins, live rules, events (vol.h) ---- */
+
+static int send_fact(void *ctx, const struct vol_fact *f)
+{
+	struct sync_sender *s = ctx;
+	struct proto_msg m = { .type = M_FACT };
+	static const uint32_t kinds[] = { [VOL_FACT_PIN] = FACT_PIN, [VOL_FACT_RULE] = FACT_RULE,
+					  [VOL_FACT_EVENT] = FACT_EVENT };
+
+	m.fact = (struct msg_fact){ .kind = kinds[f->kind], .id = f->id, .time = f->time_ns, .sub = f->sub };
+	snprintf(m.fact.name, sizeof(m.fact.name), "%s", f->name);
+	snprintf(m.fact.text, sizeof(m.fact.text), "%.*s",
+		 f->kind == VOL_FACT_EVENT ? PROTO_MAX_EVENT_TEXT : PROTO_MAX_FACT_TEXT, f->text);
+	if (proto_fact_problem(&m.fact)) { /* (a record the peer would refuse) */
+		log_warn("replication to %s: %s %s is not replicated: %s", s->c.name,
+			 f->kind == VOL_FACT_PIN ? "the pin of" : f->kind == VOL_FACT_RULE ? "rule" : "event",
+			 f->kind == VOL_FACT_RULE ? f->name : "a record", proto_fact_problem(&m.fact));
+		return 0;
+	}
+	return send_msg(s, &m);
+}
+
+/* The whole set, which replaces the replica's. */
+static int send_facts(struct sync_sender *s)
+{
+	struct proto_msg m = { .type = M_FACT, .fact = { .kind = FACT_ALL } };
+	int r = send_msg(s, &m);
+
+	return r ? r : vol_facts_list(s->c.vol, send_fact, s);
+}
+
 /* ---- batches ---- */
 
 static int begin_batch(struct sync_sender *s, uint64_t seq, unsigned kind, int ns)
@@ -550,7 +584,8 @@ static int run_full(struct sync_sender *s)
 			return r;
 	}
 	set_state(s, "full-sync", NULL);
-	if ((r = begin_batch(s, seq, B_RESYNC, 1)) || (r = send_namespace(s, &w)) || (r = end_batch(s, seq)))
+	if ((r = begin_batch(s, seq, B_RESYNC, 1)) || (r = send_namespace(s, &w)) || (r = send_facts(s)) ||
+	    (r = end_batch(s, seq)))
 		goto out;
 	pthread_mutex_lock(&s->lock);
 	s->full_total = w.chunks;
@@ -618,6 +653,8 @@ static int run_resync(struct sync_sender *s)
 	r = begin_batch(s, seq, B_RESYNC, 1);
 	if (!r)
 		r = send_namespace(s, &w);
+	if (!r)
+		r = send_facts(s);
 	walk_free(&w);
 	if (r || (r = end_batch(s, seq)))
 		return r;
@@ -655,17 +692,21 @@ static int ship_journal(struct sync_sender *s, uint64_t cut)
 	struct journal_entry *e;
 	struct walk w = { 0 };
 	size_t n;
-	int r, ns = 0;
+	int r, ns = 0, facts = 0;
 
 	if ((r = journal_read(j, from, cut, JOURNAL_MAX, &e, &n, &covered)))
 		return r;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		ns |= !!(e[i].flags & JE_NS);
+		facts |= !!(e[i].flags & JE_FACTS);
+	}
 	r = begin_batch(s, covered, B_JOURNAL, ns);
 	if (!r && ns)
 		r = send_namespace(s, &w);
 	if (!r)
 		r = send_entries(s, e, n, !ns);
+	if (!r && facts) /* last: the pins name inodes the namespace has made */
+		r = send_facts(s);
 	if (!r)
 		r = end_batch(s, covered);
 	if (!r)

@@ -46,29 +46,69 @@ static void event_key(uint8_t k[K_EVENT_LEN], uint64_t seq)
 	silt_put_be64(k + sizeof(K_EVENT) - 1, seq);
 }
 
+/* The next number, from the last event in the store (caller holds the
+ * lock, or is alone); they are few (EVENTS_KEEP). */
+static int find_next(struct silt_events *e)
+{
+	struct meta_iter *it = meta_iter_new(e->meta, CF_FACTS, K_EVENT, sizeof(K_EVENT) - 1);
+	const char *k, *v;
+	size_t kl, vl;
+
+	if (!it)
+		return -ENOMEM;
+	e->next = 0;
+	while (meta_iter_next(it, &k, &kl, &v, &vl) == 1)
+		if (kl == K_EVENT_LEN)
+			e->next = silt_get_be64((const uint8_t *)k + sizeof(K_EVENT) - 1) + 1;
+	meta_iter_free(it);
+	return 0;
+}
+
 int events_open(struct silt_meta *m, struct silt_commit *c, struct silt_events **out)
 {
 	struct silt_events *e = calloc(1, sizeof(*e));
-	struct meta_iter *it;
-	const char *k, *v;
-	size_t kl, vl;
 
 	if (!e)
 		return -ENOMEM;
 	e->meta = m;
 	e->commit = c;
 	pthread_mutex_init(&e->lock, NULL);
-	/* the last one tells the next number; they are few (EVENTS_KEEP) */
-	if (!(it = meta_iter_new(m, CF_FACTS, K_EVENT, sizeof(K_EVENT) - 1))) {
+	if (find_next(e)) {
 		events_close(e);
 		return -ENOMEM;
 	}
-	while (meta_iter_next(it, &k, &kl, &v, &vl) == 1)
-		if (kl == K_EVENT_LEN)
-			e->next = silt_get_be64((const uint8_t *)k + sizeof(K_EVENT) - 1) + 1;
-	meta_iter_free(it);
 	*out = e;
 	return 0;
+}
+
+void events_stage_clear(struct silt_events *e, struct meta_batch *b)
+{
+	uint8_t lo[K_EVENT_LEN], hi[K_EVENT_LEN];
+
+	event_key(lo, 0);
+	event_key(hi, UINT64_MAX);
+	meta_del_range(b, e->meta, CF_FACTS, lo, sizeof(lo), hi, sizeof(hi));
+	meta_del(b, e->meta, CF_FACTS, hi, sizeof(hi)); /* (the range ends before hi) */
+}
+
+void events_stage_put(struct silt_events *e, struct meta_batch *b, const struct silt_event *ev)
+{
+	char val[sizeof(struct ev_rec) + EVENT_TEXT_MAX];
+	struct ev_rec rec = { .time_ns = ev->time_ns, .kind = (uint8_t)ev->kind };
+	uint8_t key[K_EVENT_LEN];
+	size_t n = strnlen(ev->text, EVENT_TEXT_MAX - 1);
+
+	memcpy(val, &rec, sizeof(rec));
+	memcpy(val + sizeof(rec), ev->text, n);
+	event_key(key, ev->seq);
+	meta_put(b, e->meta, CF_FACTS, key, sizeof(key), val, sizeof(rec) + n);
+}
+
+void events_reload(struct silt_events *e)
+{
+	pthread_mutex_lock(&e->lock);
+	find_next(e); /* (out of memory: the number stays, events may overwrite) */
+	pthread_mutex_unlock(&e->lock);
 }
 
 void events_close(struct silt_events *e)

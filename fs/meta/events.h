@@ -48,4 +48,11 @@ long events_last(struct silt_events *e, struct silt_event *out, size_t n);
 void events_counts(struct silt_events *e, uint64_t out[EVENT__COUNT]);
 const char *event_kind_name(enum event_kind kind);
 
+/* A replica takes its primary's log (fs/facts.c): into b, the removal of
+ * every event, then ev as it was on the primary; once b is committed,
+ * events_reload() finds the next number again. */
+void events_stage_clear(struct silt_events *e, struct meta_batch *b);
+void events_stage_put(struct silt_events *e, struct meta_batch *b, const struct silt_event *ev);
+void events_reload(struct silt_events *e);
+
 #endif

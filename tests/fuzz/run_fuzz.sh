@@ -3,8 +3,10 @@
 # over a corpus kept in the build tree; a crash fails the test and leaves
 # its input (crash-*) in the corpus directory.
 set -euo pipefail
-target=$1 corpus=$2
+target=$1 corpus=$2 seeds=${3:-}
 mkdir -p "$corpus"
+# the seeds join the corpus (libFuzzer writes new inputs to the first directory)
+if [ -n "$seeds" ]; then cp -n "$seeds"/* "$corpus"/ 2>/dev/null || true; fi
 secs=${SILT_FUZZ_SECONDS:-30}
 cd "$corpus"
 nice -n 10 "$target" -max_total_time="$secs" -rss_limit_mb=2048 -max_len=8192 \

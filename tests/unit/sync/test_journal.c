@@ -168,6 +168,44 @@ static void test_batches(void **state)
 	assert_int_equal(journal_cut(f->j), c2);
 }
 
+/* Pins, live rules and events (the commit point's PLACEMENT and EVENT
+ * changes) are one facts entry per batch, of its own key: not folded into
+ * the namespace mark of the same batch. */
+static void test_facts(void **state)
+{
+	struct fixture *f = *state;
+	struct journal_entry *e;
+	struct journal_stats st;
+	uint64_t base = journal_cut(f->j);
+
+	journal_stats(f->j, 0, &st);
+	uint64_t before = st.entries;
+	commit_change(f, CHANGE_NS, 12, 0, 0);
+	for (int i = 0; i < 50; i++) {
+		commit_change(f, CHANGE_PLACEMENT, 12, 0, 0);
+		commit_change(f, CHANGE_EVENT, 0, 0, 0);
+	}
+	journal_stats(f->j, 0, &st);
+	assert_int_equal(st.entries, before + 3); /* ns mark, ino 12 attributes, facts */
+	uint64_t cut = journal_cut(f->j);
+	size_t n = read_all(f, base, cut, &e);
+	assert_int_equal(n, 3);
+	assert_int_equal(e[0].ino, 0);
+	assert_int_equal(e[0].first, JE_FACTS_KEY);
+	assert_int_equal(e[0].flags, JE_FACTS);
+	assert_int_equal(e[1].ino, 0);
+	assert_int_equal(e[1].flags, JE_NS);
+	free(e);
+	/* and again in the next batch */
+	commit_change(f, CHANGE_EVENT, 0, 0, 0);
+	uint64_t cut2 = journal_cut(f->j);
+	assert_int_equal(cut2, cut + 1);
+	n = read_all(f, cut, cut2, &e);
+	assert_int_equal(n, 1);
+	assert_int_equal(e[0].flags, JE_FACTS);
+	free(e);
+}
+
 /* Clearing a peer's dirty set (a full sync begins) takes its dirty keys
  * only: not the journal's entries of the batch that goes on meanwhile
  * (their keys sort right after the dirty sets' and once went with them),
@@ -396,6 +434,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_coalesce, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_facts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dirty_clear_only_dirty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_survives_kill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sync_writes_pending, setup, teardown),

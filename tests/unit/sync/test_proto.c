@@ -212,6 +212,86 @@ static void test_refused(void **state)
 	proto_buf_free(&b);
 }
 
+/* A FACT encoded by hand (the encoder refuses what the decoder would),
+ * decoded: 0 or -EBADMSG. */
+static int decode_fact(uint32_t kind, uint64_t id, int64_t time, uint32_t sub, const char *name, size_t nl,
+		       const char *text, size_t tl)
+{
+	uint8_t buf[4096], *p = buf;
+	struct proto_msg o;
+	const char *why;
+
+	*p++ = M_FACT;
+	memcpy(p, &kind, 4), p += 4; /* (little-endian hosts only, as the rest of this test) */
+	memcpy(p, &id, 8), p += 8;
+	memcpy(p, &time, 8), p += 8;
+	memcpy(p, &sub, 4), p += 4;
+	*p++ = (uint8_t)nl, *p++ = (uint8_t)(nl >> 8);
+	memcpy(p, name, nl), p += nl;
+	*p++ = (uint8_t)tl, *p++ = (uint8_t)(tl >> 8);
+	memcpy(p, text, tl), p += tl;
+	return proto_decode(buf, (size_t)(p - buf), &o, &why);
+}
+
+static void test_facts(void **state)
+{
+	struct proto_msg m = { .type = M_FACT }, o;
+	struct proto_buf b = { 0 };
+	char big[1100];
+
+	(void)state;
+	m.fact = (struct msg_fact){ .kind = FACT_ALL };
+	roundtrip(&m, &o);
+	assert_int_equal(o.fact.kind, FACT_ALL);
+	m.fact = (struct msg_fact){ .kind = FACT_PIN, .id = 42, .name = "ssd" };
+	roundtrip(&m, &o);
+	assert_int_equal(o.fact.id, 42);
+	assert_string_equal(o.fact.name, "ssd");
+	m.fact = (struct msg_fact){ .kind = FACT_RULE, .name = "vm-disks", .text = "match=vms/*.img pin=hdd" };
+	roundtrip(&m, &o);
+	assert_string_equal(o.fact.text, "match=vms/*.img pin=hdd");
+	m.fact = (struct msg_fact){ .kind = FACT_EVENT, .id = 7, .time = 1700000000000000000ll, .sub = 2,
+				    .text = "inode 5 pinned to tier ssd" };
+	roundtrip(&m, &o);
+	assert_int_equal(o.fact.time, 1700000000000000000ll);
+	assert_int_equal(o.fact.sub, 2);
+
+	/* good by hand, then every way of being wrong */
+	assert_int_equal(decode_fact(FACT_PIN, 5, 0, 0, "ssd", 3, "", 0), 0);
+	assert_int_equal(decode_fact(FACT_PIN, 0, 0, 0, "ssd", 3, "", 0), -EBADMSG);         /* inode 0 */
+	assert_int_equal(decode_fact(FACT_PIN, 1ull << 62, 0, 0, "ssd", 3, "", 0), -EBADMSG);
+	assert_int_equal(decode_fact(FACT_PIN, 5, 0, 0, "", 0, "", 0), -EBADMSG);            /* no tier */
+	assert_int_equal(decode_fact(FACT_PIN, 5, 0, 0, "../x", 4, "", 0), -EBADMSG);        /* a path */
+	assert_int_equal(decode_fact(FACT_PIN, 5, 0, 0, "s\0d", 3, "", 0), -EBADMSG);
+	assert_int_equal(decode_fact(FACT_PIN, 5, 0, 0, "ssd", 3, "x", 1), -EBADMSG);        /* a text */
+	memset(big, 'a', sizeof(big));
+	assert_int_equal(decode_fact(FACT_PIN, 5, 0, 0, big, 63, "", 0), 0);
+	assert_int_equal(decode_fact(FACT_PIN, 5, 0, 0, big, 64, "", 0), -EBADMSG);          /* name too long */
+	assert_int_equal(decode_fact(FACT_RULE, 0, 0, 0, "r", 1, "match=*", 7), 0);
+	assert_int_equal(decode_fact(FACT_RULE, 0, 0, 0, "r", 1, "", 0), -EBADMSG);          /* no text */
+	assert_int_equal(decode_fact(FACT_RULE, 0, 0, 0, "r", 1, "a\nb", 3), -EBADMSG);      /* not printable */
+	assert_int_equal(decode_fact(FACT_RULE, 0, 0, 0, "r", 1, "a\0b", 3), -EBADMSG);      /* a NUL */
+	assert_int_equal(decode_fact(FACT_RULE, 0, 0, 0, "r", 1, big, 1023), 0);
+	assert_int_equal(decode_fact(FACT_RULE, 0, 0, 0, "r", 1, big, 1024), -EBADMSG);      /* text too long */
+	assert_int_equal(decode_fact(FACT_RULE, 3, 0, 0, "r", 1, "match=*", 7), -EBADMSG);   /* a number */
+	assert_int_equal(decode_fact(FACT_RULE, 0, 0, 0, "a b", 3, "match=*", 7), -EBADMSG); /* bad name */
+	assert_int_equal(decode_fact(FACT_EVENT, 9, 1, 6, "", 0, big, 399), 0);
+	assert_int_equal(decode_fact(FACT_EVENT, 9, 1, 6, "", 0, big, 400), -EBADMSG);       /* text too long */
+	assert_int_equal(decode_fact(FACT_EVENT, 9, 1, 64, "", 0, "x", 1), -EBADMSG);        /* kind */
+	assert_int_equal(decode_fact(FACT_EVENT, 9, 1, 1, "n", 1, "x", 1), -EBADMSG);        /* a name */
+	assert_int_equal(decode_fact(FACT_ALL, 1, 0, 0, "", 0, "", 0), -EBADMSG);
+	assert_int_equal(decode_fact(0, 0, 0, 0, "", 0, "", 0), -EBADMSG);                   /* kinds */
+	assert_int_equal(decode_fact(5, 0, 0, 0, "", 0, "", 0), -EBADMSG);
+
+	/* the encoder refuses the same */
+	m.fact = (struct msg_fact){ .kind = FACT_PIN, .id = 5, .name = "a/b" };
+	assert_int_equal(proto_encode(&m, &b), -EINVAL);
+	m.fact = (struct msg_fact){ .kind = FACT_RULE, .name = "r", .text = "a\tb" };
+	assert_int_equal(proto_encode(&m, &b), -EINVAL);
+	proto_buf_free(&b);
+	assert_string_equal(proto_type_name(M_FACT), "FACT");
+}
+
 static void test_chunk_checksum(void **state)
 {
 	uint8_t raw[4096], z[8192], out[4096];
@@ -411,7 +491,8 @@ static void test_version(void **state)
 	int ss[2], which;
 	struct sync_chan *ch;
 	char err[256];
-	uint8_t hello[76] = { 'S', 'I', 'L', 'T', 'S', 'Y', 'N', 'C', 2, 0 };
+	uint8_t hello[76] = { 'S', 'I', 'L', 'T', 'S', 'Y', 'N', 'C', PROTO_VERSION + 1, 0 };
+	char want[32];
 
 	make_keys(&k);
 	memcpy(hello + 12, k.cpk, 32);
@@ -420,7 +501,8 @@ static void test_version(void **state)
 	const uint8_t (*allowed)[32] = (const uint8_t (*)[32])k.cpk;
 	assert_int_equal(chan_server(ss[1], k.ssk, allowed, 1, &which, &ch, err, sizeof(err)),
 			 -EPROTONOSUPPORT);
-	assert_non_null(strstr(err, "version 2"));
+	snprintf(want, sizeof(want), "version %d", PROTO_VERSION + 1);
+	assert_non_null(strstr(err, want));
 	close(ss[0]);
 	close(ss[1]);
 }
@@ -431,6 +513,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_messages),
 		cmocka_unit_test(test_refused),
+		cmocka_unit_test_teardown(test_facts, free_last),
 		cmocka_unit_test(test_chunk_checksum),
 		cmocka_unit_test(test_tree),
 		cmocka_unit_test(test_channel),
