@@ -566,6 +566,22 @@ static void win_forget(struct sync_sender *s)
 	s->win_head = 0;
 }
 
+/* Chunks a full sync resumed at (pos_ino, pos_k) did before: the files
+ * below pos_ino, and pos_ino's chunks below pos_k. */
+static uint64_t resumed_chunks(struct sync_sender *s, const struct walk *w, uint64_t pos_ino, uint64_t pos_k)
+{
+	uint64_t n = 0;
+	struct stat st;
+
+	for (size_t i = 0; i < w->nfiles && w->files[i] <= pos_ino; i++) {
+		if (vol_getattr(s->c.vol, w->files[i], &st))
+			continue;
+		uint64_t end = ((uint64_t)st.st_size + s->c.chunk_size - 1) / s->c.chunk_size;
+		n += w->files[i] < pos_ino ? end : MIN(pos_k, end);
+	}
+	return n;
+}
+
 /* A full sync from the position the journal keeps. */
 static int run_full(struct sync_sender *s)
 {
@@ -583,14 +599,9 @@ static int run_full(struct sync_sender *s)
 		    (r = journal_fold_floor_clear(j, s->c.peer)))
 			return r;
 	}
-	set_state(s, "full-sync", NULL);
 	if ((r = begin_batch(s, seq, B_RESYNC, 1)) || (r = send_namespace(s, &w)) || (r = send_facts(s)) ||
 	    (r = end_batch(s, seq)))
 		goto out;
-	pthread_mutex_lock(&s->lock);
-	s->full_total = w.chunks;
-	s->full_done = 0;
-	pthread_mutex_unlock(&s->lock);
 	/* inode order, so that a position means the same after a restart */
 	for (size_t i = 1; i < w.nfiles; i++)
 		for (size_t x = i; x > 0 && w.files[x - 1] > w.files[x]; x--) {
@@ -598,20 +609,20 @@ static int run_full(struct sync_sender *s)
 			w.files[x] = w.files[x - 1];
 			w.files[x - 1] = t;
 		}
+	/* the progress says full-sync only once it counts what a resumed
+	 * sync did before (a watcher must never see it start from 0) */
+	pthread_mutex_lock(&s->lock);
+	s->full_total = w.chunks;
+	s->full_done = resumed_chunks(s, &w, pos_ino, pos_k);
+	pthread_mutex_unlock(&s->lock);
+	set_state(s, "full-sync", NULL);
 	uint64_t per = MAX(1, MIN(FULL_BATCH, BATCH_BYTES / s->c.chunk_size));
 	for (size_t i = 0; i < w.nfiles && !r; i++) {
 		uint64_t ino = w.files[i], k = ino == pos_ino ? pos_k : 0;
 		struct stat st;
-		if (vol_getattr(s->c.vol, ino, &st))
-			continue;
+		if (ino < pos_ino || vol_getattr(s->c.vol, ino, &st))
+			continue; /* done before the cut, or gone */
 		uint64_t end = ((uint64_t)st.st_size + s->c.chunk_size - 1) / s->c.chunk_size;
-		if (ino < pos_ino || k) { /* resuming: done before the cut */
-			pthread_mutex_lock(&s->lock);
-			s->full_done += ino < pos_ino ? end : MIN(k, end);
-			pthread_mutex_unlock(&s->lock);
-			if (ino < pos_ino)
-				continue;
-		}
 		while (k < end && !r) {
 			uint64_t last = MIN(end, k + per) - 1;
 			struct inflight b = { .ino = ino, .next = last + 1, .done = last + 1 - k };
