@@ -23,6 +23,7 @@
  * a crash applies them again, as it does the rest. */
 #include "sync/receiver.h"
 #include "sync/chan.h"
+#include "sync/sync.h"
 #include "sync/journal.h"
 #include "sync/proto.h"
 #include "fs/vol.h"
@@ -884,6 +885,10 @@ static void *receiver_thread(void *arg)
 	char origin[37] = "";
 
 	pthread_setname_np(pthread_self(), "silt-rx");
+	/* applying yields the CPU to the replica host's own guests */
+	int e = silt_thread_nice(SYNC_NICE);
+	if (e)
+		log_warn("replica: cannot lower the receiver's priority: %s", strerror(-e));
 	while (!atomic_load(&r->stop)) {
 		struct pollfd p[3] = { { .fd = r->lfd, .events = POLLIN }, { .fd = r->wake[0], .events = POLLIN },
 				       { .fd = r->fd, .events = POLLIN } };

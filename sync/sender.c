@@ -28,6 +28,7 @@
  * shutting the socket down. */
 #include "sync/sender.h"
 #include "sync/chan.h"
+#include "sync/sync.h"
 #include "sync/journal.h"
 #include "sync/proto.h"
 #include "sync/schedule.h"
@@ -1017,6 +1018,11 @@ static void *sender_thread(void *arg)
 
 	snprintf(name, sizeof(name), "silt-tx-%.7s", s->c.name);
 	pthread_setname_np(pthread_self(), name);
+	/* shipping yields the CPU to the guests' I/O (max_lag still makes it
+	 * ship: lower priority, not starved) */
+	int r = silt_thread_nice(SYNC_NICE);
+	if (r)
+		log_warn("replication to %s: cannot lower the sender's priority: %s", s->c.name, strerror(-r));
 	while (!atomic_load(&s->stop)) {
 		journal_maintain(s->c.journal); /* the bound holds while disconnected too */
 		set_state(s, "connecting", NULL);

@@ -11,6 +11,11 @@
 
 #include <stdio.h>
 
+/* The nice value of the sender and receiver threads: replication yields
+ * the CPU to the guests' I/O on both hosts (it is not starved: nice 10
+ * still gets about a tenth of a busy core, and max_lag makes it ship) */
+#define SYNC_NICE 10
+
 struct silt_vol;
 struct silt_config;
 struct silt_sync;

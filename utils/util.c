@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <sys/resource.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,6 +133,11 @@ void *silt_aligned_alloc(size_t len)
 		return NULL;
 	memset(p, 0, len);
 	return p;
+}
+
+int silt_thread_nice(int nice)
+{
+	return setpriority(PRIO_PROCESS, (id_t)gettid(), nice) < 0 ? -errno : 0;
 }
 
 int silt_mkdir_p(const char *path, unsigned mode)

@@ -21,6 +21,8 @@ const char *silt_fmt_size(uint64_t v, char *buf, size_t len);
 
 uint64_t silt_now_ns(void);          /* CLOCK_MONOTONIC */
 uint64_t silt_wall_ns(void);         /* CLOCK_REALTIME */
+/* The calling thread's nice value (Linux keeps one per thread): 0 or -errno. */
+int silt_thread_nice(int nice);
 
 void *silt_aligned_alloc(size_t len); /* SILT_ALIGN-aligned, zeroed; NULL on failure */
 

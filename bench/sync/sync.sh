@@ -53,6 +53,15 @@ fi
 key() { sed -n "s/^$1 = //p" <<<"$2"; }
 kp=$("$SILTCTL" sync keygen) kr=$("$SILTCTL" sync keygen)
 silt_make_volume "$SILT_TMP/p" 1
+# The replica stands for another host: its disk is RAM (tmpfs), so that
+# its writes do not compete with the primary's for this machine's one disk
+# (its threads run at a lower priority anyway: SYNC_NICE in sync/sync.h);
+# BENCH_REPLICA_DISK=same puts it on the primary's disk
+if [ "${BENCH_REPLICA_DISK:-tmpfs}" = tmpfs ]; then
+	mkdir -p "$SILT_TMP/r"
+	mount -t tmpfs -o size=3g silt-bench-replica "$SILT_TMP/r" || silt_abort "a tmpfs for the replica"
+	silt_at_exit "umount -l '$SILT_TMP/r' 2>/dev/null"
+fi
 silt_make_volume "$SILT_TMP/r" 1
 pconf=$SILT_TMP/p/vol.conf rconf=$SILT_TMP/r/vol.conf
 cp "$pconf" "$SILT_TMP/p/plain.conf" # the same volume, replication off

@@ -32,6 +32,14 @@ check_eq "$(json_get "$st" '.peers[0].progress_done')" "$(json_get "$st" '.peers
 	"primary: full sync progress complete"
 check "[ $(json_get "$st" '.peers[0].sent_bytes') -lt $(json_get "$st" '.peers[0].data_bytes') ]" \
 	"chunks travel compressed (wire bytes < data bytes)"
+thread_nice() { # thread_nice PID COMM-PREFIX: the nice value of the daemon's thread of that name
+	local t
+	for t in /proc/"$1"/task/*; do
+		[[ "$(cat "$t/comm" 2>/dev/null)" == "$2"* ]] && { awk '{ print $19 }' "$t/stat"; return; }
+	done
+}
+check_eq "$(thread_nice "$PPID_" silt-tx-)/$(thread_nice "$RPID" silt-rx)" 10/10 \
+	"the sender and the receiver run at nice 10: guests' I/O first"
 
 metric() { # metric MOUNT NAME: the value of the first sample of NAME in siltctl metrics --json
 	json_get "$(silt_ctl -m "$1" metrics --json)" "[.metrics[] | select(.name == \"$2\") | .samples[0].value] | .[0]"
