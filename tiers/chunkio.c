@@ -55,7 +55,8 @@ int chunk_read_whole(const struct chunkio *io, struct silt_ioctx *ctx, struct cm
 		int fd = tfiles_fd(cmap_files(cf), l, io->by_id[tid], k, 0);
 		if (fd < 0)
 			return tier_error(io, tid, fd, "opening a chunk's file");
-		r = zchunk_read(ctx, fd, layout_slot(l, k), l->chunk_size, !!(e & CM_PLAIN), rec.csum, buf);
+		r = zchunk_read(ctx, fd, tier_netio(io->by_id[tid]), layout_slot(l, k), l->chunk_size,
+				!!(e & CM_PLAIN), rec.csum, buf);
 		return r == -EIO ? -EIO : tier_error(io, tid, r, "reading a chunk");
 	}
 	if ((r = slot_io(io, ctx, cf, k, tid, 0, buf)))
@@ -93,7 +94,8 @@ int chunk_write_whole(const struct chunkio *io, struct silt_ioctx *ctx, struct c
 		bsum_chunk(sums, buf, l->chunk_size);
 	if (io->zlevel[to]) {
 		struct zchunk_info zi;
-		if ((r = zchunk_write(ctx, fd, layout_slot(l, k), l->chunk_size, io->zlevel[to], buf, &zi)))
+		if ((r = zchunk_write(ctx, fd, tier_netio(t), layout_slot(l, k), l->chunk_size, io->zlevel[to], buf,
+				      &zi)))
 			return tier_error(io, to, r, "writing a chunk");
 		rec->flags = zi.plain ? CHUNK_PLAIN : 0;
 		rec->stored_len = zi.stored_len;

@@ -52,9 +52,10 @@ static uint32_t used_of(uint32_t stored_len)
 	return (uint32_t)((sizeof(struct zc_hdr) + stored_len + SILT_ALIGN - 1) & ~(size_t)(SILT_ALIGN - 1));
 }
 
-static int io1(struct silt_ioctx *c, int fd, int write, uint64_t off, void *buf, uint32_t len)
+static int io1(struct silt_ioctx *c, int fd, struct silt_netio *net, int write, uint64_t off, void *buf,
+	       uint32_t len)
 {
-	struct tier_io op = { .fd = fd, .write = write, .off = off, .buf = buf, .len = len };
+	struct tier_io op = { .fd = fd, .write = write, .off = off, .buf = buf, .len = len, .net = net };
 	return tier_io_run(c, &op, 1);
 }
 
@@ -67,8 +68,8 @@ static int all_zero(const void *p, size_t n)
 	return 1;
 }
 
-int zchunk_read(struct silt_ioctx *c, int fd, uint64_t slot, uint32_t chunk_size, int plain,
-		uint64_t csum, void *raw)
+int zchunk_read(struct silt_ioctx *c, int fd, struct silt_netio *net, uint64_t slot, uint32_t chunk_size,
+		int plain, uint64_t csum, void *raw)
 {
 	char *buf = silt_ioctx_scratch(c, 0, chunk_size);
 	struct zc_hdr h;
@@ -77,7 +78,7 @@ int zchunk_read(struct silt_ioctx *c, int fd, uint64_t slot, uint32_t chunk_size
 	if (!buf)
 		return -ENOMEM;
 	if (plain) {
-		if ((r = io1(c, fd, 0, slot, raw, chunk_size)))
+		if ((r = io1(c, fd, net, 0, slot, raw, chunk_size)))
 			return r;
 		if (csum && XXH3_64bits(raw, chunk_size) != csum) {
 			log_err("chunk stored plain at offset %llu: checksum mismatch", (unsigned long long)slot);
@@ -85,7 +86,7 @@ int zchunk_read(struct silt_ioctx *c, int fd, uint64_t slot, uint32_t chunk_size
 		}
 		return 0;
 	}
-	if ((r = io1(c, fd, 0, slot, buf, chunk_size)))
+	if ((r = io1(c, fd, net, 0, slot, buf, chunk_size)))
 		return r;
 	memcpy(&h, buf, sizeof(h));
 	if (h.magic != ZC_MAGIC) {
@@ -114,8 +115,8 @@ int zchunk_read(struct silt_ioctx *c, int fd, uint64_t slot, uint32_t chunk_size
 	return 0;
 }
 
-int zchunk_write(struct silt_ioctx *c, int fd, uint64_t slot, uint32_t chunk_size, int level,
-		 const void *raw, struct zchunk_info *info)
+int zchunk_write(struct silt_ioctx *c, int fd, struct silt_netio *net, uint64_t slot, uint32_t chunk_size,
+		 int level, const void *raw, struct zchunk_info *info)
 {
 	char *buf = silt_ioctx_scratch(c, 0, chunk_size);
 	struct zc_hdr h = { .magic = ZC_MAGIC, .version = ZC_VERSION, .codec = ZC_CODEC_ZSTD,
@@ -133,7 +134,7 @@ int zchunk_write(struct silt_ioctx *c, int fd, uint64_t slot, uint32_t chunk_siz
 	if (chunk_size <= 2 * SILT_ALIGN || ZSTD_isError(n)) { /* store it plain */
 		info->plain = 1;
 		info->stored_len = chunk_size;
-		return io1(c, fd, 1, slot, (void *)raw, chunk_size);
+		return io1(c, fd, net, 1, slot, (void *)raw, chunk_size);
 	}
 	h.stored_len = (uint32_t)n;
 	h.csum = info->csum;
@@ -142,10 +143,13 @@ int zchunk_write(struct silt_ioctx *c, int fd, uint64_t slot, uint32_t chunk_siz
 	memset(buf + sizeof(h) + n, 0, used - sizeof(h) - n);
 	h.hcsum = stored_sum(buf, used);
 	memcpy(buf + HCSUM_OFF, &h.hcsum, sizeof(h.hcsum));
-	if ((r = io1(c, fd, 1, slot, buf, used)))
+	if ((r = io1(c, fd, net, 1, slot, buf, used)))
 		return r;
+	/* the rest of the slot back to the filesystem: the saving du shows.
+	 * One that cannot punch (sshfs) keeps the old bytes there, which no
+	 * read looks at (the header says how much is stored) */
 	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(slot + used),
-		      (off_t)(chunk_size - used)) < 0)
+		      (off_t)(chunk_size - used)) < 0 && errno != EOPNOTSUPP)
 		return -errno;
 	info->plain = 0;
 	info->stored_len = used;

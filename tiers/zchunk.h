@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 struct silt_ioctx;
+struct silt_netio;
 
 struct zchunk_info {
 	int plain;            /* stored raw, no header */
@@ -26,14 +27,15 @@ struct zchunk_info {
 	uint64_t csum;        /* XXH3-64 of the raw chunk */
 };
 
-/* Read the chunk at slot into raw (chunk_size bytes). plain and csum come
+/* net: the tier's bounded I/O (tiers/netio.h) for a net tier, else NULL.
+ * Read the chunk at slot into raw (chunk_size bytes). plain and csum come
  * from its record (csum 0: allocated, never written: a slot that reads as
  * zeros is right then, and only then). 0, or -EIO on a bad header or a
  * checksum that does not match. */
-int zchunk_read(struct silt_ioctx *c, int fd, uint64_t slot, uint32_t chunk_size, int plain,
-		uint64_t csum, void *raw);
+int zchunk_read(struct silt_ioctx *c, int fd, struct silt_netio *net, uint64_t slot, uint32_t chunk_size,
+		int plain, uint64_t csum, void *raw);
 /* Compress raw (chunk_size bytes) and store it at slot. */
-int zchunk_write(struct silt_ioctx *c, int fd, uint64_t slot, uint32_t chunk_size, int level,
-		 const void *raw, struct zchunk_info *info);
+int zchunk_write(struct silt_ioctx *c, int fd, struct silt_netio *net, uint64_t slot, uint32_t chunk_size,
+		 int level, const void *raw, struct zchunk_info *info);
 
 #endif
