@@ -18,6 +18,7 @@
  * leaves memory. */
 #include "tiers/layout.h"
 #include "tiers/netio.h"
+#include "utils/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -198,10 +199,30 @@ int tfiles_punch(struct tier_files *tf, const struct layout *l, struct silt_tier
 		return 0;
 	if (fd < 0)
 		return fd;
-	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		      (off_t)(layout_slot(l, k) + from), (off_t)len) < 0)
+	return layout_punch_fd(fd, layout_slot(l, k) + from, len);
+}
+
+int layout_punch_fd(int fd, uint64_t off, uint64_t len)
+{
+	const size_t piece = 1u << 16;
+	char *z;
+	int r = 0;
+
+	if (!fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len))
+		return 0;
+	if (errno != EOPNOTSUPP)
 		return -errno;
-	return 0;
+	if (!(z = silt_aligned_alloc(piece)))
+		return -ENOMEM;
+	while (len && !r) {
+		ssize_t w = pwrite(fd, z, len < piece ? len : piece, (off_t)off);
+		if (w <= 0)
+			r = w < 0 ? -errno : -EIO;
+		else
+			off += (uint64_t)w, len -= (uint64_t)w;
+	}
+	free(z);
+	return r;
 }
 
 int tfiles_sync(struct tier_files *tf, uint32_t mask, struct silt_tier *const *by_id)

@@ -62,6 +62,9 @@ void tfiles_release(struct tier_files *tf, struct silt_tier *t);
  * not exist holds nothing and is fine. */
 int tfiles_punch(struct tier_files *tf, const struct layout *l, struct silt_tier *t,
 		 uint64_t k, uint64_t from, uint64_t len);
+/* [off, off+len) of fd a hole, or zeros written where the filesystem
+ * cannot punch (sshfs, NFS before 4.2): it reads as zeros either way. */
+int layout_punch_fd(int fd, uint64_t off, uint64_t len);
 /* fdatasync every open file of the tiers in mask (bit = tier id; by_id:
  * the tiers, so that a net tier's syncs are bounded: tiers/netio.h). */
 int tfiles_sync(struct tier_files *tf, uint32_t mask, struct silt_tier *const *by_id);

@@ -195,9 +195,7 @@ static int punch_slot(const struct layout *l, struct silt_tier *t, uint64_t ino,
 		return 0;
 	if (fd < 0)
 		return fd;
-	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)layout_slot(l, k),
-		      l->chunk_size) < 0)
-		r = -errno;
+	r = layout_punch_fd(fd, layout_slot(l, k), l->chunk_size);
 	close(fd);
 	return r;
 }
