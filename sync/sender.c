@@ -193,6 +193,12 @@ static void node_of(const struct stat *st, struct msg_node *n)
 	n->symlink = "";
 }
 
+/* The chunks a file of st's size spans. */
+static uint64_t chunks_of(const struct sync_sender *s, const struct stat *st)
+{
+	return ((uint64_t)st->st_size + s->c.chunk_size - 1) / s->c.chunk_size;
+}
+
 /* NODE: attributes, symlink target, xattrs. */
 static int send_node(struct sync_sender *s, uint64_t ino, struct stat *st_out)
 {
@@ -407,7 +413,7 @@ static int send_range(struct sync_sender *s, uint64_t ino, uint64_t first, uint6
 		return 0;
 	if ((r = vol_open_file(s->c.vol, ino, O_RDONLY, &f)))
 		return r == -ENOENT ? 0 : r;
-	uint64_t end = ((uint64_t)st.st_size + s->c.chunk_size - 1) / s->c.chunk_size;
+	uint64_t end = chunks_of(s, &st);
 	for (uint64_t k = first; k <= last && k < end && !r; k++)
 		r = send_chunk(s, f, ino, k, (uint64_t)st.st_size);
 	vol_release(s->c.vol, f);
@@ -577,7 +583,7 @@ static uint64_t resumed_chunks(struct sync_sender *s, const struct walk *w, uint
 	for (size_t i = 0; i < w->nfiles && w->files[i] <= pos_ino; i++) {
 		if (vol_getattr(s->c.vol, w->files[i], &st))
 			continue;
-		uint64_t end = ((uint64_t)st.st_size + s->c.chunk_size - 1) / s->c.chunk_size;
+		uint64_t end = chunks_of(s, &st);
 		n += w->files[i] < pos_ino ? end : MIN(pos_k, end);
 	}
 	return n;
@@ -623,7 +629,7 @@ static int run_full(struct sync_sender *s)
 		struct stat st;
 		if (ino < pos_ino || vol_getattr(s->c.vol, ino, &st))
 			continue; /* done before the cut, or gone */
-		uint64_t end = ((uint64_t)st.st_size + s->c.chunk_size - 1) / s->c.chunk_size;
+		uint64_t end = chunks_of(s, &st);
 		while (k < end && !r) {
 			uint64_t last = MIN(end, k + per) - 1;
 			struct inflight b = { .ino = ino, .next = last + 1, .done = last + 1 - k };
