@@ -222,19 +222,25 @@ void inode_stage_orphan(struct silt_vol *v, struct meta_batch *b, uint64_t ino, 
 }
 
 /* The inode is gone from the namespace and from the kernel: free it all in
- * one batch (records, xattrs, chunk map), then its tier files. */
+ * one batch (records, xattrs, chunk map), then its tier files. The batch is
+ * synced first when there are chunks to lose: the files' removal may reach
+ * the disk before an unsynced batch does, and a power cut in between would
+ * bring the inode back (its unlink was not durable, as ext4 may lose one)
+ * mapped onto missing files. The sync also covers the unlink or rename
+ * that dropped the last link, which went to the WAL before it. */
 static int inode_destroy(struct silt_vol *v, struct inode *in)
 {
 	struct meta_batch *b = meta_batch_new();
 	struct cmap_txn t;
 	uint8_t k[8], kend[8];
-	int r;
+	int r, sync;
 
 	if (!b)
 		return -ENOMEM;
 	cmap_file_quiesce(v->cmap, in->cf);
 	pthread_mutex_lock(&in->lock);
 	cmap_txn_begin(v->cmap, &t, in->cf, b);
+	sync = inode_load_chunks(v, in) || cmap_last_mapped(in->cf) != UINT64_MAX;
 	r = data_destroy(v, in, &t);
 	key_ino(k, in->ino);
 	key_ino(kend, in->ino + 1);
@@ -242,7 +248,7 @@ static int inode_destroy(struct silt_vol *v, struct inode *in)
 	meta_del_range(b, v->meta, CF_XATTRS, k, 8, kend, 8);
 	inode_stage_orphan(v, b, in->ino, 0);
 	pins_stage_forget(v, b, in->ino);
-	if (!r && !(r = vol_commit(v, b, 0, CHANGE_NS, in->ino, 0, 0))) {
+	if (!r && !(r = vol_commit(v, b, sync, CHANGE_NS, in->ino, 0, 0))) {
 		pins_forget_done(v, in->ino);
 		r = cmap_txn_publish(&t); /* then the tier files go */
 	}

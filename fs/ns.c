@@ -679,6 +679,11 @@ void vol_releasedir(struct silt_vol *v, struct silt_dir *d)
 	free(d);
 }
 
+int vol_fsyncdir(struct silt_vol *v)
+{
+	return commit_sync(v->commit);
+}
+
 int vol_statfs(struct silt_vol *v, struct statvfs *sv)
 {
 	uint64_t cap = 0, used = 0;

@@ -80,6 +80,9 @@ typedef int (*vol_dir_fill)(void *ctx, const char *name, uint64_t ino, mode_t ty
 int vol_opendir(struct silt_vol *v, uint64_t ino, struct silt_dir **d);
 int vol_readdir(struct silt_vol *v, struct silt_dir *d, uint64_t off, vol_dir_fill fill, void *ctx);
 void vol_releasedir(struct silt_vol *v, struct silt_dir *d);
+/* fsync of a directory: every namespace change committed so far is durable
+ * when it returns (they all live in the store's WAL). */
+int vol_fsyncdir(struct silt_vol *v);
 
 int vol_statfs(struct silt_vol *v, struct statvfs *sv);
 

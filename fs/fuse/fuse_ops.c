@@ -320,6 +320,13 @@ static void silt_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse
 	fuse_reply_err(req, -vol_fsync(VOL(req), FH(fi), datasync));
 }
 
+/* Without it the kernel makes fsync(dir) a no-op, and a rename that an
+ * application made durable the POSIX way would not be. */
+static void silt_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, -vol_fsyncdir(VOL(req)));
+}
+
 static void silt_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct silt_dir *d;
@@ -478,6 +485,7 @@ const struct fuse_lowlevel_ops silt_fuse_ops = {
 	.opendir = silt_opendir,
 	.readdir = silt_readdir,
 	.releasedir = silt_releasedir,
+	.fsyncdir = silt_fsyncdir,
 	.statfs = silt_statfs,
 	.setxattr = silt_setxattr,
 	.getxattr = silt_getxattr,

@@ -3,7 +3,8 @@
 # after lib.sh: network namespaces $A and $B joined by a veth pair shaped
 # to 200 Mbit/s each way (tc tbf), a key
 # pair for each host, a primary volume (config $pconf, mounted on $P, in
-# $A) that ships to a replica volume ($rconf on $R, in $B, read-only).
+# $A; in $SYNC_PRIMARY_DIR, default $SILT_TMP/p) that ships to a replica
+# volume ($rconf on $R, in $B, read-only).
 # Namespaces, mounts and daemons go at exit through lib.sh's trap.
 #   replica_conf KEY   (re)write the replica's [sync]: accept KEY
 #   start_replica / start_primary   mount in their namespaces (RPID/RLOG, PPID_/PLOG)
@@ -27,9 +28,9 @@ keys=$("$SILTCTL" sync keygen)
 rsec=$(sed -n 's/^private_key = //p' <<<"$keys"); rpub=$(sed -n 's/^public_key = //p' <<<"$keys")
 wrong=$(sed -n 's/^public_key = //p' <<<"$("$SILTCTL" sync keygen)") # nobody's
 
-silt_make_volume "$SILT_TMP/p" 2
+silt_make_volume "${SYNC_PRIMARY_DIR:=$SILT_TMP/p}" 2
 silt_make_volume "$SILT_TMP/r" 1
-pconf=$SILT_TMP/p/vol.conf rconf=$SILT_TMP/r/vol.conf
+pconf=$SYNC_PRIMARY_DIR/vol.conf rconf=$SILT_TMP/r/vol.conf
 cat >> "$pconf" <<EOF
 
 [sync]
