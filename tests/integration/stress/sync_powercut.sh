@@ -21,7 +21,8 @@
 # the replica has and the primary does not.
 #
 # Env: SILTFS, SILTCTL, CRASHWRITER, PCDISK; SYNC_POWERCUT_ITERATIONS
-# (default 6), SYNC_POWERCUT_SEED (default 1).
+# (default 4: both replica states with both kinds of cut),
+# SYNC_POWERCUT_SEED (default 1).
 : "${SILT_DEADLINE:=270}"
 export SILT_DEADLINE
 . "$(dirname "$0")/../lib.sh"
@@ -29,7 +30,7 @@ export SILT_DEADLINE
 
 : "${CRASHWRITER:=$BUILDDIR/tests/integration/stress/crashwriter}"
 [ -x "$CRASHWRITER" ] || { echo "sync_powercut: $CRASHWRITER is not built"; exit 1; }
-iterations=${SYNC_POWERCUT_ITERATIONS:-6}
+iterations=${SYNC_POWERCUT_ITERATIONS:-4}
 seed=${SYNC_POWERCUT_SEED:-1}
 RANDOM=$seed
 
