@@ -4,8 +4,10 @@
 #   1. gcc build (build/): unit, integration and stress tests
 #   2. clang build (build-clang/), warnings as errors: the unit tests
 #   3. AddressSanitizer + UBSan build (build-asan/): the unit and
-#      integration tests once (not the stress ones); any sanitizer report,
-#      from a test program or from a daemon, fails the run
+#      integration tests once (not the stress ones, nor sync_schedule, a
+#      measurement of the wire's timing that the sanitizers only slow
+#      down); any sanitizer report, from a test program or from a daemon,
+#      fails the run
 #
 # Benchmarks are not part of it (meson test -C build --suite bench runs
 # them). Arguments go to the first meson test. SILT_QUICK=1 runs step 1 only.
@@ -39,7 +41,7 @@ export LSAN_OPTIONS="suppressions=$PWD/tests/sanitizers/lsan.supp"
 # foreground daemons' reports and fails their test)
 export UBSAN_OPTIONS="log_path=$logs/ubsan:print_stacktrace=1:halt_on_error=1"
 export SILT_SANITIZED=1
-meson test -C build-asan --suite unit --suite integration --no-suite stress --print-errorlogs
+meson test -C build-asan --suite unit --suite integration --no-suite stress --no-suite timing --print-errorlogs
 # (a file with only LeakSanitizer's "suppressions used" summary is no report)
 reports=$(grep -lE "ERROR: (Address|Leak|UndefinedBehavior)Sanitizer|runtime error:" "$logs"/* 2>/dev/null || true)
 if [ -n "$reports" ]; then
