@@ -707,6 +707,8 @@ int vol_statfs(struct silt_vol *v, struct statvfs *sv)
 
 /* ---- xattrs ---- */
 
+#define XATTR_CAPS "security.capability"
+
 static size_t xkey(uint8_t *k, uint64_t ino, const char *name)
 {
 	return dkey(k, ino, name);
@@ -757,6 +759,8 @@ int vol_setxattr(struct silt_vol *v, uint64_t ino, const char *name, const void 
 		r = vol_commit_ns(v, b, 0, in->ino);
 		meta_batch_free(b);
 	}
+	if (!r && !strcmp(name, XATTR_CAPS))
+		atomic_store(&in->caps, CAPS_SET);
 	pthread_mutex_unlock(&v->ns_lock);
 	inode_put(v, in);
 	return r;
@@ -814,12 +818,19 @@ int vol_removexattr(struct silt_vol *v, uint64_t ino, const char *name)
 {
 	uint8_t k[8 + NAME_MAX_LEN + 1];
 	struct meta_batch *b;
+	struct inode *in;
 	char *val;
 	size_t vl;
 	int r;
 
 	if (strlen(name) > NAME_MAX_LEN)
 		return -ERANGE;
+	if (!strcmp(name, XATTR_CAPS)) { /* (before the store: never SET over a removed one) */
+		if ((r = inode_get(v, ino, &in)))
+			return r;
+		atomic_store(&in->caps, CAPS_UNKNOWN);
+		inode_put(v, in);
+	}
 	pthread_mutex_lock(&v->ns_lock);
 	size_t kl = xkey(k, ino, name);
 	r = meta_get(v->meta, CF_XATTRS, k, kl, &val, &vl);
@@ -887,4 +898,74 @@ void vol_release(struct silt_vol *v, struct silt_file *f)
 	inode_detach_file(v, f);
 	inode_put(v, in);
 	free(f);
+}
+
+/* ---- killing privileges (vol.h) ---- */
+
+/* The setuid bit, and the setgid bit of a group-executable file: 1 if
+ * the mode changed. */
+static int kill_suidgid(struct silt_vol *v, struct inode *in)
+{
+	struct meta_batch *b;
+	int r = 0;
+
+	pthread_mutex_lock(&in->lock);
+	mode_t kill = S_ISUID | ((in->rec.mode & S_IXGRP) ? S_ISGID : 0);
+	if (in->rec.mode & kill) {
+		if (!(b = meta_batch_new())) {
+			r = -ENOMEM;
+		} else {
+			mode_t old = in->rec.mode;
+			in->rec.mode &= ~kill;
+			in->rec.ctime = silt_now_wall();
+			inode_stage(v, b, in);
+			if ((r = vol_commit(v, b, 0, CHANGE_ATTR, in->ino, 0, 0)))
+				in->rec.mode = old;
+			else
+				r = 1;
+			meta_batch_free(b);
+		}
+	}
+	pthread_mutex_unlock(&in->lock);
+	return r;
+}
+
+/* security.capability, if the file has it; whether it has is remembered
+ * (set and removed through the xattr calls above), so that a write, which
+ * comes here every time, looks in the store once per inode. */
+static int kill_caps(struct silt_vol *v, struct inode *in)
+{
+	int state = atomic_load(&in->caps), r;
+
+	if (state == CAPS_UNKNOWN) {
+		r = vol_getxattr(v, in->ino, XATTR_CAPS, NULL, 0);
+		if (r < 0 && r != -ENODATA)
+			return r;
+		state = r >= 0 ? CAPS_SET : CAPS_NONE;
+		int unknown = CAPS_UNKNOWN; /* a setxattr meanwhile wins */
+		atomic_compare_exchange_strong(&in->caps, &unknown, state);
+	}
+	if (state != CAPS_SET)
+		return 0;
+	r = vol_removexattr(v, in->ino, XATTR_CAPS);
+	if (r == 0 || r == -ENODATA)
+		atomic_store(&in->caps, CAPS_NONE);
+	return r == -ENODATA ? 0 : r;
+}
+
+int vol_kill_priv(struct silt_vol *v, uint64_t ino, int suidgid)
+{
+	struct inode *in;
+	int r = inode_get(v, ino, &in);
+
+	if (r)
+		return r;
+	if (S_ISREG(in->rec.mode)) {
+		int changed = suidgid ? kill_suidgid(v, in) : 0;
+		r = changed < 0 ? changed : kill_caps(v, in);
+		if (!r)
+			r = changed;
+	}
+	inode_put(v, in);
+	return r;
 }

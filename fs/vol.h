@@ -93,6 +93,15 @@ int vol_setxattr(struct silt_vol *v, uint64_t ino, const char *name, const void 
 int vol_getxattr(struct silt_vol *v, uint64_t ino, const char *name, void *buf, size_t len);
 int vol_listxattr(struct silt_vol *v, uint64_t ino, char *buf, size_t len);
 int vol_removexattr(struct silt_vol *v, uint64_t ino, const char *name);
+/* What a write, a truncate, an O_TRUNC open or a chown takes from a regular
+ * file when siltfs rather than the kernel kills privileges (the FUSE
+ * session negotiated FUSE_HANDLE_KILLPRIV_V2): its file capabilities
+ * (security.capability) always, and with suidgid (the kernel says the
+ * caller lacks CAP_FSETID, or it is a chown) its setuid bit and, if the
+ * group may execute it, its setgid bit. As the kernel does for every other
+ * filesystem. 1 when the mode changed (the kernel's cached one is stale
+ * then), 0 when it did not or for anything but a regular file. */
+int vol_kill_priv(struct silt_vol *v, uint64_t ino, int suidgid);
 
 /* files */
 int vol_open_file(struct silt_vol *v, uint64_t ino, int flags, struct silt_file **f);

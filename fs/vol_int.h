@@ -42,7 +42,10 @@ struct inode {
 	int dirty;                 /* rec changed in memory only (times) */
 	struct cmap_file *cf;      /* where its chunks live, its tier files, its pins */
 	struct silt_file *files;   /* open handles: freed at unmount if never released */
+	_Atomic int caps;          /* has security.capability: CAPS_* (vol_kill_priv) */
 };
+
+enum { CAPS_UNKNOWN, CAPS_NONE, CAPS_SET };
 
 struct silt_file {
 	struct inode *ino;

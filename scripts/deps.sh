@@ -8,7 +8,7 @@ pkgs=(
   libsodium-dev libinih-dev libcmocka-dev libmount-dev
   fio qemu-utils e2fsprogs util-linux kmod python3 jq gnuplot-nox
   qemu-system-x86 busybox-static
-  sshfs openssh-server openssh-client
+  sshfs openssh-server openssh-client libcap2-bin
 )
 missing=()
 for p in "${pkgs[@]}"; do

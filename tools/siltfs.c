@@ -546,7 +546,7 @@ int main(int argc, char **argv)
 	if (status_fd >= 0)
 		detach();
 
-	if ((r = silt_fuse_loop(se, fs.vol, o.threads)))
+	if ((r = silt_fuse_loop(se, &fs, o.threads)))
 		log_err("serving %s: %s", mnt, strerror(-r));
 
 	log_info("unmounting %s", mnt);

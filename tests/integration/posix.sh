@@ -439,6 +439,54 @@ sec_allow_other() {
 }
 
 # ---------------------------------------------------------------------------
+# What writes, truncates, O_TRUNC opens and chowns take from a file, as the
+# kernel takes it on ext4: siltfs does it itself (FUSE_HANDLE_KILLPRIV_V2,
+# see fs/fuse/fuse_loop.c), and the kernel must not go on showing a mode
+# that is gone (no cache dropped before the checks).
+sec_privileges() {
+	say "privileges killed by writes, truncates and chowns (${1:-write-through})"
+	priv_case() { # priv_case MODE EXPECTED WHAT CMD...: a fresh file in MODE, CMD, its mode
+		local f="$M/priv-case" what=$3 want=$2
+		rm -f "$f"; echo data > "$f"; chmod "$1" "$f"; shift 3
+		"$@" "$f" || true
+		check_eq "$(stat -c %a "$f")" "$want" "$what"
+	}
+	append() { echo more >> "$1"; }
+	nobody_append() { nobody sh -c "echo more >> \"\$1\"" _ "$1"; }
+	nobody_trunc() { nobody truncate -s 2 "$1"; }
+	nobody_otrunc() { nobody sh -c ": > \"\$1\"" _ "$1"; }
+	dio() { dd if=/dev/zero of="$1" bs=4k count=1 oflag=direct conv=notrunc status=none; }
+	nobody_dio() { nobody dd if=/dev/zero of="$1" bs=4k count=1 oflag=direct conv=notrunc status=none; }
+	chown_nobody() { chown 65534 "$1"; }
+	priv_case 6777 777 "a write by another user clears setuid and setgid (group-executable)" nobody_append
+	priv_case 2666 2666 "... and keeps setgid where the group cannot execute" nobody_append
+	priv_case 4777 4777 "a write by root (CAP_FSETID) keeps the setuid bit" append
+	priv_case 4777 777 "a truncate by another user clears the setuid bit" nobody_trunc
+	priv_case 4777 777 "an O_TRUNC open by another user clears the setuid bit" nobody_otrunc
+	priv_case 4777 777 "an O_DIRECT write by another user clears the setuid bit" nobody_dio
+	priv_case 4755 755 "a chown clears the setuid bit, also by root" chown_nobody
+	cap_case() { # cap_case WHAT CMD...: a file with file capabilities, CMD, are they gone
+		local f="$M/cap-case" what=$1
+		rm -f "$f"; echo data > "$f"; chmod 0777 "$f"; shift
+		setcap cap_net_raw+ep "$f"
+		check "getcap '$f' | grep -q cap_net_raw" "$what: the file has capabilities first"
+		"$@" "$f"
+		check "[ -z \"\$(getcap '$f')\" ]" "$what: they are gone"
+	}
+	cap_case "a write by root" append
+	cap_case "an O_DIRECT write by root" dio
+	cap_case "a truncate" truncate -s 1
+	cap_case "a chown" chown_nobody
+}
+sec_privileges_wb() {
+	check_cmd "umount" silt_umount "$M"
+	silt_mount "$V/vol.conf" "$M" allow_other,cache=writeback || silt_abort "cannot mount: $(cat "$SILT_LAST_ERR")"
+	sec_privileges "the writeback cache"
+	check_cmd "umount" silt_umount "$M"
+	silt_mount "$V/vol.conf" "$M" allow_other || silt_abort "cannot mount: $(cat "$SILT_LAST_ERR")"
+}
+
+# ---------------------------------------------------------------------------
 # Everything above must survive an unmount and a new mount.
 verify_state() {
 	local when=$1
@@ -500,7 +548,7 @@ sec_crash() {
 # Run the sections in order; SILT_SKIP="fallocate seek" skips some (for
 # debugging: later sections use files made by earlier ones).
 for sec in files dirs symlinks hardlinks rename unlink attrs xattrs statfs truncate fallocate \
-	seek odirect fsync mmap sparse4t allow_other remount crash; do
+	seek odirect fsync mmap sparse4t allow_other privileges privileges_wb remount crash; do
 	if [[ " ${SILT_SKIP:-} " == *" $sec "* ]]; then skip "section $sec (SILT_SKIP)"; continue; fi
 	"sec_$sec"
 done
