@@ -27,6 +27,20 @@
  * and, once per window, by background promotion of the leading expert's
  * best keys that it lacks, within a migration budget ('sync').
  *
+ * Sampled mode ('sample' < 1, or a 'shadow_budget' that sets it): the
+ * experts are SHARDS-style spatially sampled shadows.  An expert only sees
+ * the keys whose hash falls under sample x 2^24, its capacity is the
+ * fast tier's times the same rate, and its hits are scaled back by it, so
+ * that scoring the experts costs about 'sample' of the memory and CPU.
+ * Without full shadows there is no mask per real key; instead the real
+ * tier is one ordinary policy of one expert's kind: the expert with the
+ * most sampled hits (decayed by 'follow_decay' per window), rebuilt (same
+ * keys, the new rule) when another expert gets ahead of it by
+ * 'follow_margin'.  The GRU and the heuristics still pick a leader per
+ * window, but in this mode it only chooses whose sampled keys 'sync'
+ * promotes.  Measured in docs/predictor.md: this loses most of what the
+ * mixture gains over the best classical policy.
+ *
  * Not thread safe (the caller serialises, like every policy).
  */
 #ifndef SILTFS_PREDICTOR_MIX_H
@@ -53,8 +67,26 @@ struct mix_config {
 	float sync;              /* background promotions of the leader's keys,
 				  * per window, as a share of the window */
 	int sync_on_switch;      /* promote all the new leader's keys at a switch */
+	float sample;            /* share of the keys the experts see, (0, 1];
+				  * 1: full shadows (the unsampled mode) */
+	uint64_t shadow_budget;  /* bytes for all the experts' shadows; 0: use
+				  * 'sample', else it sets the rate (<= 1) */
+	uint32_t ring;           /* windows kept for training; 0: 1024 */
+	float follow_margin;     /* sampled: the real tier takes the leader's
+				  * rule when its smoothed hit ratio is this
+				  * share above the rule's in use */
+	float follow_decay;      /* sampled: per window decay of the hit counts
+				  * that choose the real tier's rule; 0: all */
 	uint64_t seed;
 };
+
+/* What one shadow key costs, the mean of the four default experts measured
+ * in siltfs-sim (S3-FIFO 100, LIRS 118, SIEVE 46, W-TinyLFU 55 bytes per
+ * key of capacity), rounded up: a budget sets the rate with it. */
+#define MIX_SHADOW_KEY_BYTES 96
+/* A sampled shadow smaller than this is refused: the policies' own small
+ * queues (S3-FIFO's 10%, LIRS's 1%) would round to nothing. */
+#define MIX_MIN_SHADOW 64
 
 struct mix_stats {
 	uint64_t windows, train_steps, switches;
@@ -68,12 +100,20 @@ struct mix_stats {
 	uint64_t model_bytes;         /* the GRU, serialised */
 	uint32_t nexperts;
 	enum policy_kind expert[MIX_MAX_EXPERTS];
-	uint64_t expert_hits[MIX_MAX_EXPERTS]; /* since creation */
+	uint64_t expert_hits[MIX_MAX_EXPERTS]; /* since creation; sampled:
+						* scaled back by 1 / rate */
+	double sample_rate;           /* 1 when unsampled */
+	uint64_t shadow_capacity;     /* keys per expert shadow */
+	uint64_t rebuilds;            /* sampled: real tier re-made at a switch */
 };
 
 void mix_config_default(struct mix_config *c);
-/* -EINVAL on a bad config (no expert, more than 8, Belady or a learned kind
- * among them), -ENOMEM. */
+/* NULL if c can run a fast tier of 'capacity' keys, else what is wrong
+ * (a constant string naming the setting). */
+const char *mix_config_error(const struct mix_config *c, uint64_t capacity);
+/* The rate c gives at that capacity (the budget's, or 'sample'). */
+double mix_sample_rate(const struct mix_config *c, uint64_t capacity);
+/* -EINVAL on a bad config (mix_config_error() says why), -ENOMEM. */
 int mix_create(const struct mix_config *c, uint64_t capacity, policy_t **out);
 /* p must come from mix_create() or policy_create(POLICY_MIX, ...). */
 void mix_get_stats(const policy_t *p, struct mix_stats *s);

@@ -92,6 +92,7 @@ struct options {
 	float pf_deep;                  /* --prefetch-deep-threshold, 0: default */
 	struct predictor_config pcfg;
 	struct mix_config mcfg;
+	double mix_budget;              /* --mix-budget, bytes per MiB tracked */
 };
 
 struct result {
@@ -108,6 +109,7 @@ struct result {
 	uint64_t model_bytes;
 	uint64_t state_bytes;       /* heap held by the policy and prefetcher */
 	uint64_t mix_switches;
+	double mix_sample;          /* the mixture's sampling rate, 1: full */
 	int mix_using_gru;
 	double mix_gru_share;       /* share of windows the GRU set the weights */
 	const char *mix_leader;
@@ -116,6 +118,8 @@ struct result {
 	double pl_loss, pl_base;  /* placement model: mean BCE, positive share */
 	uint64_t anomalies;
 };
+
+static double tracked_mib(const struct trace *t);
 
 /* ---- per-run state --------------------------------------------------------- */
 
@@ -344,6 +348,13 @@ static int setup_run(struct run *r, const struct sim_spec *sp, uint64_t cap,
 		if (sp->kind == POLICY_MIX) {
 			struct mix_config mc = o->mcfg;
 			mc.seed = o->pcfg.seed;
+			mc.shadow_budget = (uint64_t)(o->mix_budget * tracked_mib(r->t));
+			const char *why = mix_config_error(&mc, cap - pf_cap);
+			if (why) {
+				fprintf(stderr, "siltfs-sim: mix at %llu blocks: %s\n",
+					(unsigned long long)(cap - pf_cap), why);
+				return -EINVAL;
+			}
 			rc = mix_create(&mc, cap - pf_cap, &r->pol);
 		} else {
 			rc = policy_create(sp->kind, cap - pf_cap, &r->pol);
@@ -394,6 +405,7 @@ static void collect_stats(const struct run *r, struct result *res)
 		res->train_ns += ms.train_cpu_ns;
 		res->model_bytes += ms.model_bytes;
 		res->mix_switches = ms.switches;
+		res->mix_sample = ms.sample_rate;
 		res->migr_bytes += (ms.promotions - r->promo_mark) * r->t->block_size;
 		res->mix_using_gru = ms.using_gru;
 		res->mix_gru_share = ms.windows ? (double)ms.gru_windows / (double)ms.windows : 0;
@@ -561,7 +573,7 @@ static void print_json(const struct result *r, const char *trace,
 	       "\"gru_better\": %d, "
 	       "\"shadow_gru_hit_ratio\": %.6f, \"shadow_best_hit_ratio\": %.6f, "
 	       "\"mix_leader\": \"%s\", \"mix_switches\": %llu, \"mix_using_gru\": %d, "
-	       "\"mix_gru_share\": %.4f, "
+	       "\"mix_gru_share\": %.4f, \"mix_sample\": %.5f, "
 	       "\"anomalies\": %llu, \"placement_loss\": %.4f, "
 	       "\"placement_base_rate\": %.4f}",
 	       first ? "" : ",", trace, r->spec->name,
@@ -581,7 +593,7 @@ static void print_json(const struct result *r, const char *trace,
 	       (unsigned long long)r->state_bytes,
 	       (double)r->state_bytes / tracked_mib(t), r->gru_better,
 	       r->shadow_gru, r->shadow_best, r->mix_leader,
-	       (unsigned long long)r->mix_switches, r->mix_using_gru, r->mix_gru_share,
+	       (unsigned long long)r->mix_switches, r->mix_using_gru, r->mix_gru_share, r->mix_sample,
 	       (unsigned long long)r->anomalies, r->pl_loss, r->pl_base);
 }
 
@@ -735,7 +747,10 @@ static void usage(FILE *f)
 "  --leap-window N    Leap's largest window, requests (8)\n"
 "  --mix-window N --mix-horizon N --mix-temperature F --mix-smoothing F\n"
 "  --mix-train-interval N --mix-hidden N --mix-sync F --mix-sync-on-switch 0|1\n"
-"  --mix-experts LIST\n"
+"  --mix-experts LIST --mix-ring N (windows kept for training, 1024)\n"
+"  --mix-sample F     share of keys the experts' sampled shadows see (1: full)\n"
+"  --mix-budget B     bytes of expert shadows per MiB of tracked data; sets\n"
+"                     the sampling rate (not with --mix-sample)\n"
 "                     (mix.h)\n"
 "  --seed N --hidden N --region-shift N --window N --horizon N --lr F\n"
 "  --margin F --train-interval N (0: no training) --prefetch-threshold F\n"
@@ -751,8 +766,46 @@ enum {
 	OPT_MARGIN, OPT_PF_HIDDEN, OPT_PF_DEPTH, OPT_SHADOWS, OPT_MIX_WINDOW,
 	OPT_MIX_HORIZON, OPT_MIX_TEMP, OPT_MIX_SMOOTH, OPT_MIX_TRAIN, OPT_MIX_EXPERTS,
 	OPT_MIX_HIDDEN, OPT_RA_WINDOW, OPT_LEAP_WINDOW, OPT_MIX_SYNC, OPT_MIX_SWITCH,
-	OPT_PF_DEEP,
+	OPT_PF_DEEP, OPT_MIX_SAMPLE, OPT_MIX_BUDGET, OPT_MIX_RING,
+	OPT_MIX_FOLLOW, OPT_MIX_DECAY,
 };
+
+/* A number with nothing after it (strtod alone takes "0.1x" as 0.1). */
+static int parse_num(const char *arg, double *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtod(arg, &end);
+	return end == arg || *end || errno ? -EINVAL : 0;
+}
+
+/* --mix-sample F: the share of keys the experts see, (0, 1]. */
+static int parse_mix_sample(struct options *o, const char *arg)
+{
+	double v;
+
+	if (parse_num(arg, &v) || !(v > 0 && v <= 1)) {
+		fprintf(stderr, "siltfs-sim: --mix-sample %s: a share in (0, 1]\n", arg);
+		return -EINVAL;
+	}
+	o->mcfg.sample = (float)v;
+	return 0;
+}
+
+/* --mix-budget B: bytes of expert shadows per MiB of tracked data. */
+static int parse_mix_budget(struct options *o, const char *arg)
+{
+	double v;
+
+	if (parse_num(arg, &v) || !(v > 0) || v > 1e9) {
+		fprintf(stderr, "siltfs-sim: --mix-budget %s: bytes per MiB of tracked "
+			"data, more than 0\n", arg);
+		return -EINVAL;
+	}
+	o->mix_budget = v;
+	return 0;
+}
 
 /* A comma list of classical policies as a mask of 1 << kind ("none": 0);
  * Belady and the learned policies are refused. */
@@ -829,6 +882,11 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "mix-hidden", required_argument, NULL, OPT_MIX_HIDDEN },
 		{ "mix-sync", required_argument, NULL, OPT_MIX_SYNC },
 		{ "mix-sync-on-switch", required_argument, NULL, OPT_MIX_SWITCH },
+		{ "mix-sample", required_argument, NULL, OPT_MIX_SAMPLE },
+		{ "mix-budget", required_argument, NULL, OPT_MIX_BUDGET },
+		{ "mix-ring", required_argument, NULL, OPT_MIX_RING },
+		{ "mix-follow-margin", required_argument, NULL, OPT_MIX_FOLLOW },
+		{ "mix-follow-decay", required_argument, NULL, OPT_MIX_DECAY },
 		{ "ra-window", required_argument, NULL, OPT_RA_WINDOW },
 		{ "leap-window", required_argument, NULL, OPT_LEAP_WINDOW },
 		{ NULL, 0, NULL, 0 },
@@ -887,6 +945,11 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case OPT_MIX_HIDDEN: o->mcfg.hidden = (uint32_t)atoi(optarg); break;
 		case OPT_MIX_SYNC: o->mcfg.sync = (float)atof(optarg); break;
 		case OPT_MIX_SWITCH: o->mcfg.sync_on_switch = atoi(optarg); break;
+		case OPT_MIX_SAMPLE: bad = parse_mix_sample(o, optarg); break;
+		case OPT_MIX_BUDGET: bad = parse_mix_budget(o, optarg); break;
+		case OPT_MIX_RING: o->mcfg.ring = (uint32_t)atoi(optarg); break;
+		case OPT_MIX_FOLLOW: o->mcfg.follow_margin = (float)atof(optarg); break;
+		case OPT_MIX_DECAY: o->mcfg.follow_decay = (float)atof(optarg); break;
 		case OPT_RA_WINDOW: o->pf_window[PFE_READAHEAD] = (uint32_t)atoi(optarg); break;
 		case OPT_LEAP_WINDOW: o->pf_window[PFE_LEAP] = (uint32_t)atoi(optarg); break;
 		default: bad = 1;
