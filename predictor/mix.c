@@ -538,6 +538,7 @@ static int rebuild_real(struct mix *m, uint32_t L)
 	policy_set_observer(p, on_real_change, m);
 	m->base.size = policy_size(p);
 	m->re = L;
+	m->st.real_kind = k;
 	m->st.rebuilds++;
 	return 0;
 }
@@ -709,26 +710,44 @@ static const struct policy_ops mix_ops = {
 	mix_access, mix_contains, mix_victims, mix_destroy,
 };
 
+uint64_t mix_fixed_bytes(const struct mix_config *c)
+{
+	uint64_t K = (uint64_t)__builtin_popcount(c->experts), F = K + 2, H = c->hidden;
+	uint64_t R = c->ring ? c->ring : MIX_RING;
+	uint64_t params = 3 * H * (F + H + 1) + K * (H + 1);
+
+	/* The ring (inputs, hidden states, labels, hits, three choices); the
+	 * GRU's weights, gradients and Adam's two moments; its BPTT buffers. */
+	return R * (F + H + 1 + K) * 4 + 3 * R + params * 4 * 4 +
+	       (uint64_t)c->bptt * (F + 6 * H + K) * 4;
+}
+
 double mix_sample_rate(const struct mix_config *c, uint64_t capacity)
 {
 	uint32_t K = (uint32_t)__builtin_popcount(c->experts);
 	double full = (double)K * (double)capacity * MIX_SHADOW_KEY_BYTES;
+	double left = (double)c->state_budget - (double)mix_fixed_bytes(c);
 
-	if (!c->shadow_budget)
+	if (!c->state_budget)
 		return c->sample;
-	return full > 0 ? fmin(1.0, (double)c->shadow_budget / full) : 1.0;
+	if (left <= 0)
+		return 0;
+	return full > 0 ? fmin(1.0, left / full) : 1.0;
 }
 
 static const char *mix_sample_error(const struct mix_config *c, uint64_t capacity)
 {
 	if (!(c->sample > 0 && c->sample <= 1))
 		return "sample: the share of keys the experts see must be in (0, 1]";
-	if (c->shadow_budget && c->sample != 1)
-		return "sample and shadow_budget: give one of them, not both";
+	if (c->state_budget && c->sample != 1)
+		return "sample and state_budget: give one of them, not both";
+	if (c->state_budget && c->state_budget <= mix_fixed_bytes(c))
+		return "state_budget: not more than the GRU and its training ring need "
+		       "(mix_fixed_bytes(); a smaller ring or hidden size needs less)";
 	double r = mix_sample_rate(c, capacity);
 	if (r < 1 && (double)capacity * r < MIX_MIN_SHADOW)
-		return c->shadow_budget ?
-			"shadow_budget: too small, the experts' shadows would hold fewer "
+		return c->state_budget ?
+			"state_budget: too small, the experts' shadows would hold fewer "
 			"than 64 keys (MIX_MIN_SHADOW)" :
 			"sample: too small for this capacity, the experts' shadows would "
 			"hold fewer than 64 keys (MIX_MIN_SHADOW)";
@@ -904,6 +923,7 @@ int mix_create(const struct mix_config *c, uint64_t capacity, policy_t **out)
 	/* Until the first window closes: the first expert leads. */
 	m->w[0] = 1.0f;
 	m->st.leader_kind = m->kind[0];
+	m->st.real_kind = m->sampled ? m->kind[0] : POLICY_MIX;
 	if (!m->sampled)
 		sort_buckets(m);
 	*out = &m->base;

@@ -27,7 +27,7 @@
  * and, once per window, by background promotion of the leading expert's
  * best keys that it lacks, within a migration budget ('sync').
  *
- * Sampled mode ('sample' < 1, or a 'shadow_budget' that sets it): the
+ * Sampled mode ('sample' < 1, or a 'state_budget' that sets it): the
  * experts are SHARDS-style spatially sampled shadows.  An expert only sees
  * the keys whose hash falls under sample x 2^24, its capacity is the
  * fast tier's times the same rate, and its hits are scaled back by it, so
@@ -69,8 +69,10 @@ struct mix_config {
 	int sync_on_switch;      /* promote all the new leader's keys at a switch */
 	float sample;            /* share of the keys the experts see, (0, 1];
 				  * 1: full shadows (the unsampled mode) */
-	uint64_t shadow_budget;  /* bytes for all the experts' shadows; 0: use
-				  * 'sample', else it sets the rate (<= 1) */
+	uint64_t state_budget;   /* bytes for the mixture's own state: the
+				  * experts' shadows, the GRU and its ring (not
+				  * the real tier, an index any policy needs);
+				  * 0: use 'sample', else it sets the rate */
 	uint32_t ring;           /* windows kept for training; 0: 1024 */
 	float follow_margin;     /* sampled: the real tier takes the leader's
 				  * rule when its smoothed hit ratio is this
@@ -105,12 +107,17 @@ struct mix_stats {
 	double sample_rate;           /* 1 when unsampled */
 	uint64_t shadow_capacity;     /* keys per expert shadow */
 	uint64_t rebuilds;            /* sampled: real tier re-made at a switch */
+	enum policy_kind real_kind;   /* sampled: the rule the real tier runs;
+				       * POLICY_MIX when unsampled */
 };
 
 void mix_config_default(struct mix_config *c);
 /* NULL if c can run a fast tier of 'capacity' keys, else what is wrong
  * (a constant string naming the setting). */
 const char *mix_config_error(const struct mix_config *c, uint64_t capacity);
+/* What the GRU, its training state and the ring take (an estimate from the
+ * shapes; the budget's share left for the shadows is the rest). */
+uint64_t mix_fixed_bytes(const struct mix_config *c);
 /* The rate c gives at that capacity (the budget's, or 'sample'). */
 double mix_sample_rate(const struct mix_config *c, uint64_t capacity);
 /* -EINVAL on a bad config (mix_config_error() says why), -ENOMEM. */

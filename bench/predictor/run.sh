@@ -8,7 +8,8 @@
 # runs online through the first 80% before the measured part starts).
 # cloudphysics_vm_io's last 20% holds only 1.2% of its block accesses, so
 # it is also reported on a 50/50 split (chosen before looking at it).
-# Then the tables (report.py).  Deterministic: fixed seeds, inline
+# Then the mixture with sampled shadows (sampled.*, chunk64*.*), and the
+# tables (report.py).  Deterministic: fixed seeds, inline
 # training.  Runs under nice -n 19, one process at a time.
 set -eu
 sim=$1
@@ -25,4 +26,21 @@ for t in cloudphysics_vm_io msn_fs_30s aux_cloudphysics_w106_keyonly; do
 done
 nice -n 19 "$sim" --trace "$dir/cloudphysics_vm_io.csv.gz" --fast 1%,5%,10% \
 	--eval-from 0.5 --json --policy all >"$out/split50.cloudphysics_vm_io.json"
+# The mixture with sampled expert shadows (the setting chosen with tune.sh:
+# a budget of 100 bytes per MiB of tracked data for its own state), at
+# 4 KiB blocks and at the daemon's 64 KiB chunks, beside the unsampled
+# mixture and the classical policies at 64 KiB.
+sampled="--mix-budget 100 --mix-ring 256"
+for t in cloudphysics_vm_io msn_fs_30s aux_cloudphysics_w106_keyonly; do
+	f="$dir/$t.csv.gz"
+	# shellcheck disable=SC2086
+	nice -n 19 "$sim" --trace "$f" --fast 1%,5%,10% --eval-from 0.8 --json \
+		--policy mix,mix+gru $sampled >"$out/sampled.$t.json"
+	nice -n 19 "$sim" --trace "$f" --fast 1%,5%,10% --eval-from 0.8 --json \
+		--block 64K --policy lru,arc,s3fifo,lirs,sieve,tinylfu,mix,belady \
+		>"$out/chunk64.$t.json"
+	# shellcheck disable=SC2086
+	nice -n 19 "$sim" --trace "$f" --fast 1%,5%,10% --eval-from 0.8 --json \
+		--block 64K --policy mix $sampled >"$out/chunk64s.$t.json"
+done
 python3 "$here/report.py" "$out"

@@ -7,6 +7,7 @@
 #                           chosen settings (report.py OUT_DIR prints the
 #                           same tables as for the evaluation)
 #   mix_*.TRACE.json        the mixture's settings that were compared
+#                           (mix_b*, mix_s*: sampled expert shadows)
 #   pf_*.TRACE.json         the GRU prefetch engine's thresholds
 #
 # Everything runs under nice -n 19, one process at a time, fixed seeds.
@@ -35,6 +36,18 @@ run mix_sync0 --policy mix --mix-sync 0
 run mix_sync025 --policy mix --mix-sync 0.25 --mix-sync-on-switch 0
 run mix_six --policy mix --mix-experts lru,arc,s3fifo,lirs,sieve,tinylfu
 run mix_nogru --policy mix --mix-train-interval 0
+# Sampled expert shadows (mix.h): a budget for the mixture's own state
+# (shadows, GRU, training ring) in bytes per MiB of tracked data, with the
+# ring cut to 256 windows so that 100 bytes leave room for shadows; and
+# fixed sampling rates.  Chosen for the evaluation (run.sh, sampled.*):
+# --mix-budget 100 --mix-ring 256, promotion as in the unsampled mode.
+for b in 100 200 400; do
+	run "mix_b$b" --policy mix --mix-budget "$b" --mix-ring 256
+done
+run mix_b100_sync0 --policy mix --mix-budget 100 --mix-ring 256 --mix-sync 0
+for s in 0.1 0.3; do
+	run "mix_s$s" --policy mix --mix-sample "$s" --mix-sync 0
+done
 # The GRU prefetch engine: confidence to prefetch / to look deeper than
 # one request (chosen: 0.9 / 0.9, in all.*).
 for v in 0.5:0.8 0.7:0.8 0.8:0.8; do

@@ -110,6 +110,7 @@ struct result {
 	uint64_t state_bytes;       /* heap held by the policy and prefetcher */
 	uint64_t mix_switches;
 	double mix_sample;          /* the mixture's sampling rate, 1: full */
+	const char *mix_real;       /* the rule its real tier runs */
 	int mix_using_gru;
 	double mix_gru_share;       /* share of windows the GRU set the weights */
 	const char *mix_leader;
@@ -348,7 +349,7 @@ static int setup_run(struct run *r, const struct sim_spec *sp, uint64_t cap,
 		if (sp->kind == POLICY_MIX) {
 			struct mix_config mc = o->mcfg;
 			mc.seed = o->pcfg.seed;
-			mc.shadow_budget = (uint64_t)(o->mix_budget * tracked_mib(r->t));
+			mc.state_budget = (uint64_t)(o->mix_budget * tracked_mib(r->t));
 			const char *why = mix_config_error(&mc, cap - pf_cap);
 			if (why) {
 				fprintf(stderr, "siltfs-sim: mix at %llu blocks: %s\n",
@@ -406,6 +407,7 @@ static void collect_stats(const struct run *r, struct result *res)
 		res->model_bytes += ms.model_bytes;
 		res->mix_switches = ms.switches;
 		res->mix_sample = ms.sample_rate;
+		res->mix_real = policy_kind_name(ms.real_kind);
 		res->migr_bytes += (ms.promotions - r->promo_mark) * r->t->block_size;
 		res->mix_using_gru = ms.using_gru;
 		res->mix_gru_share = ms.windows ? (double)ms.gru_windows / (double)ms.windows : 0;
@@ -452,6 +454,7 @@ static int replay(struct run *r, const struct sim_spec *sp, double frac,
 	res->cache_blocks = cap;
 	res->gru_better = -1;
 	res->mix_leader = "";
+	res->mix_real = "";
 	for (size_t i = 0; i < t->nreq; i++)
 		if (t->req_first[i + 1] - t->req_first[i] > maxn)
 			maxn = t->req_first[i + 1] - t->req_first[i];
@@ -573,7 +576,7 @@ static void print_json(const struct result *r, const char *trace,
 	       "\"gru_better\": %d, "
 	       "\"shadow_gru_hit_ratio\": %.6f, \"shadow_best_hit_ratio\": %.6f, "
 	       "\"mix_leader\": \"%s\", \"mix_switches\": %llu, \"mix_using_gru\": %d, "
-	       "\"mix_gru_share\": %.4f, \"mix_sample\": %.5f, "
+	       "\"mix_gru_share\": %.4f, \"mix_sample\": %.5f, \"mix_real\": \"%s\", "
 	       "\"anomalies\": %llu, \"placement_loss\": %.4f, "
 	       "\"placement_base_rate\": %.4f}",
 	       first ? "" : ",", trace, r->spec->name,
@@ -593,7 +596,7 @@ static void print_json(const struct result *r, const char *trace,
 	       (unsigned long long)r->state_bytes,
 	       (double)r->state_bytes / tracked_mib(t), r->gru_better,
 	       r->shadow_gru, r->shadow_best, r->mix_leader,
-	       (unsigned long long)r->mix_switches, r->mix_using_gru, r->mix_gru_share, r->mix_sample,
+	       (unsigned long long)r->mix_switches, r->mix_using_gru, r->mix_gru_share, r->mix_sample, r->mix_real,
 	       (unsigned long long)r->anomalies, r->pl_loss, r->pl_base);
 }
 
@@ -749,7 +752,8 @@ static void usage(FILE *f)
 "  --mix-train-interval N --mix-hidden N --mix-sync F --mix-sync-on-switch 0|1\n"
 "  --mix-experts LIST --mix-ring N (windows kept for training, 1024)\n"
 "  --mix-sample F     share of keys the experts' sampled shadows see (1: full)\n"
-"  --mix-budget B     bytes of expert shadows per MiB of tracked data; sets\n"
+"  --mix-budget B     bytes of the mixture's own state (shadows, GRU, ring)\n"
+"                     per MiB of tracked data; sets\n"
 "                     the sampling rate (not with --mix-sample)\n"
 "                     (mix.h)\n"
 "  --seed N --hidden N --region-shift N --window N --horizon N --lr F\n"
@@ -793,7 +797,7 @@ static int parse_mix_sample(struct options *o, const char *arg)
 	return 0;
 }
 
-/* --mix-budget B: bytes of expert shadows per MiB of tracked data. */
+/* --mix-budget B: bytes of the mixture's own state per MiB of tracked data. */
 static int parse_mix_budget(struct options *o, const char *arg)
 {
 	double v;

@@ -126,7 +126,10 @@ static void test_budget_sets_rate(void **state)
 	uint64_t cap = 10000;
 
 	mix_config_default(&c);
-	c.shadow_budget = (uint64_t)(4 * cap * MIX_SHADOW_KEY_BYTES / 20); /* 5% */
+	/* The GRU and its ring first, then shadows at 5% of full size. */
+	uint64_t fixed = mix_fixed_bytes(&c);
+	assert_true(fixed > 10000 && fixed < 200000);
+	c.state_budget = fixed + (uint64_t)(4 * cap * MIX_SHADOW_KEY_BYTES / 20);
 	assert_null(mix_config_error(&c, cap));
 	assert_true(fabs(mix_sample_rate(&c, cap) - 0.05) < 1e-9);
 	assert_int_equal(mix_create(&c, cap, &p), 0);
@@ -134,7 +137,7 @@ static void test_budget_sets_rate(void **state)
 	assert_int_equal(st.shadow_capacity, 500);
 	policy_destroy(p);
 	/* A budget above the full shadows' cost: the unsampled mode. */
-	c.shadow_budget = 4 * cap * MIX_SHADOW_KEY_BYTES * 2;
+	c.state_budget = fixed + 4 * cap * MIX_SHADOW_KEY_BYTES * 2;
 	assert_int_equal(mix_create(&c, cap, &p), 0);
 	mix_get_stats(p, &st);
 	assert_true(st.sample_rate == 1.0);
@@ -160,12 +163,16 @@ static void test_bad_rate_and_budget_refused(void **state)
 	c.sample = 0.005f;
 	assert_non_null(mix_config_error(&c, 10000));
 	assert_int_equal(mix_create(&c, 10000, &p), -EINVAL);
+	/* Below what the GRU and its ring need, or leaving shadows too small. */
 	mix_config_default(&c);
-	c.shadow_budget = 1000;
-	assert_non_null(strstr(mix_config_error(&c, 10000), "shadow_budget"));
+	c.state_budget = 1000;
+	assert_non_null(strstr(mix_config_error(&c, 10000), "state_budget: not more"));
+	assert_int_equal(mix_create(&c, 10000, &p), -EINVAL);
+	c.state_budget = mix_fixed_bytes(&c) + 1000;
+	assert_non_null(strstr(mix_config_error(&c, 10000), "state_budget: too small"));
 	assert_int_equal(mix_create(&c, 10000, &p), -EINVAL);
 	/* Both given. */
-	c.shadow_budget = 1000000;
+	c.state_budget = 1000000;
 	c.sample = 0.5f;
 	assert_non_null(strstr(mix_config_error(&c, 10000), "not both"));
 	assert_int_equal(mix_create(&c, 10000, &p), -EINVAL);
