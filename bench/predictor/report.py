@@ -16,6 +16,11 @@ the learned stack (mix + the GRU prefetcher) is the best classical policy
 with the best classical prefetcher (or none) at each point.
 
   report.py --tune DIR    the tuning comparisons of tune.sh (first 80%)
+
+The mixture with sampled expert shadows (sampled.*, chunk64*.* from run.sh)
+is compared with the unsampled one; its "overhead" is its state minus that
+of the one classical policy its real tier runs (the index any policy needs;
+LRU's when it ran unsampled).
 """
 import glob
 import json
@@ -197,6 +202,93 @@ def targets(rows):
     print()
 
 
+def tune_row(base, rows):
+    wins, gaps, mem, ns = 0, [], [], []
+    for t, fr in points(base):
+        r = rows.get((t, fr, "mix"))
+        if not r:
+            continue
+        m = r["miss_ratio"]
+        lru, opt = miss(base, t, fr, "lru"), miss(base, t, fr, "belady")
+        wins += m < best_classical(base, t, fr)[0]
+        gaps.append(gap(lru, m, opt))
+        mem.append(r["state_bytes_per_mib"])
+        ns.append(r["ns_per_access"])
+    return [f"{wins}/{len(gaps)}", f"{sum(gaps) / max(1, len(gaps)):.1%}",
+            f"{max(mem or [0]):.0f}", f"{max(ns or [0]):.0f}"]
+
+
+def overhead(classic, r):
+    """State of a mixture beyond the one policy its real tier runs."""
+    real = r.get("mix_real") or "lru"
+    c = classic.get((r["trace"].replace(".csv.gz", ""), round(r["fast_fraction"], 4),
+                     "lru" if real == "mix" else real))
+    return r["state_bytes_per_mib"] - c["state_bytes_per_mib"] if c else float("nan")
+
+
+def sampled_tables(d):
+    base, smp = load(d, "all"), load(d, "sampled")
+    if not smp:
+        return
+    print("### The mixture with sampled expert shadows (last 20%, 4 KiB blocks)\n")
+    body, wins, gaps, gfull, over, ns = [], 0, [], [], [], []
+    for t, f in points(base):
+        r, rf = smp.get((t, f, "mix")), base.get((t, f, "mix"))
+        if not r or not rf:
+            continue
+        lru, opt = miss(base, t, f, "lru"), miss(base, t, f, "belady")
+        bm, bp = best_classical(base, t, f)
+        wins += r["miss_ratio"] < bm
+        if lru - opt >= SMALL_GAP:
+            gaps.append(gap(lru, r["miss_ratio"], opt))
+            gfull.append(gap(lru, rf["miss_ratio"], opt))
+        o = overhead(base, r)
+        over.append(o)
+        g = smp.get((t, f, "mix+gru"))
+        ns.append(g["ns_per_access"] if g else r["ns_per_access"])
+        body.append([SHORT[t], f"{f:.0%}", f"{bp} {bm:.4f}", f"{rf['miss_ratio']:.4f}",
+                     f"{r['miss_ratio']:.4f}", f"{r['mix_sample']:.4f}", r["mix_real"],
+                     f"{gap(lru, rf['miss_ratio'], opt):.1%}",
+                     f"{gap(lru, r['miss_ratio'], opt):.1%}",
+                     f"{rf['state_bytes_per_mib']:.0f}", f"{r['state_bytes_per_mib']:.0f}",
+                     f"{o:.0f}", f"{rf['ns_per_access']:.0f}", f"{r['ns_per_access']:.0f}",
+                     f"{g['ns_per_access']:.0f}" if g else "-"])
+    print(f"- sampled mix below the best classical policy on **{wins} of {len(body)}** points")
+    if gaps:
+        print(f"- mean LRU-to-Belady gap closed: sampled **{sum(gaps) / len(gaps):.1%}**, "
+              f"unsampled {sum(gfull) / len(gfull):.1%} (points with a gap of {SMALL_GAP} "
+              f"or more)")
+    print(f"- state beyond the real tier's own policy, 4 KiB blocks: max **{max(over):.0f} "
+          f"bytes per MiB**; CPU of sampled mix + GRU prefetcher: max **{max(ns):.0f} ns** "
+          f"per access\n")
+    table(["trace", "fast", "best classical", "mix", "sampled mix", "rate", "real rule",
+           "mix gap", "sampled gap", "mix B/MiB", "sampled B/MiB", "sampled overhead",
+           "mix ns", "sampled ns", "sampled+gru ns"], body)
+
+
+def chunk_table(d):
+    c, cs = load(d, "chunk64"), load(d, "chunk64s")
+    if not c or not cs:
+        return
+    print("### At the daemon's 64 KiB chunks (last 20%): miss ratio and state per MiB\n")
+    body = []
+    for t, f in points(c):
+        r, rf = cs.get((t, f, "mix")), c.get((t, f, "mix"))
+        if not r or not rf:
+            continue
+        bm, bp = best_classical(c, t, f)
+        body.append([SHORT[t], f"{f:.0%}", str(r["cache_blocks"]), f"{miss(c, t, f, 'lru'):.4f}",
+                     f"{bp} {bm:.4f}", f"{rf['miss_ratio']:.4f}", f"{r['miss_ratio']:.4f}",
+                     f"{miss(c, t, f, 'belady'):.4f}",
+                     f"{c[(t, f, 'lru')]['state_bytes_per_mib']:.0f}",
+                     f"{rf['state_bytes_per_mib']:.0f}", f"{overhead(c, rf):.0f}",
+                     f"{r['state_bytes_per_mib']:.0f}", f"{overhead(c, r):.0f}",
+                     f"{r['mix_sample']:.3f} {r['mix_real']}"])
+    table(["trace", "fast", "chunks", "lru", "best classical", "mix", "sampled mix", "belady",
+           "lru B/MiB", "mix B/MiB", "mix overhead", "sampled B/MiB", "sampled overhead",
+           "rate, real rule"], body)
+
+
 def tune(d):
     base = load(d, "all")
     print("Tuning on the first 80% (mix settings; chosen: window 256, sync 1 with a full "
@@ -207,22 +299,10 @@ def tune(d):
         rows = load(d, setting)
         if setting in {b[0] for b in body}:
             continue
-        wins, gaps = 0, []
-        for t, fr in points(base):
-            m = miss(rows, t, fr, "mix")
-            if m != m:
-                continue
-            lru, opt = miss(base, t, fr, "lru"), miss(base, t, fr, "belady")
-            wins += m < best_classical(base, t, fr)[0]
-            gaps.append(gap(lru, m, opt))
-        body.append([setting, f"{wins}/{len(gaps)}", f"{sum(gaps) / max(1, len(gaps)):.1%}"])
-    wins, gaps = 0, []
-    for t, fr in points(base):
-        m = miss(base, t, fr, "mix")
-        wins += m < best_classical(base, t, fr)[0]
-        gaps.append(gap(miss(base, t, fr, "lru"), m, miss(base, t, fr, "belady")))
-    body.insert(0, ["chosen (all.*)", f"{wins}/{len(gaps)}", f"{sum(gaps) / len(gaps):.1%}"])
-    table(["setting", "below best classical", "mean gap closed"], body)
+        body.append([setting] + tune_row(base, rows))
+    body.insert(0, ["chosen (all.*)"] + tune_row(base, base))
+    table(["setting", "below best classical", "mean gap closed", "max B/MiB", "max ns/acc"],
+          body)
     print("GRU prefetch engine thresholds (prefetch / look deeper), miss ratio on mix and "
           "accuracy:\n")
     body = []
@@ -259,6 +339,8 @@ def main():
         demand_tables(rows)
         prefetch_tables(rows)
         cost_table(rows)
+    sampled_tables(d)
+    chunk_table(d)
 
 
 if __name__ == "__main__":

@@ -45,9 +45,8 @@ for b in 100 200 400; do
 	run "mix_b$b" --policy mix --mix-budget "$b" --mix-ring 256
 done
 run mix_b100_sync0 --policy mix --mix-budget 100 --mix-ring 256 --mix-sync 0
-for s in 0.1 0.3; do
-	run "mix_s$s" --policy mix --mix-sample "$s" --mix-sync 0
-done
+run mix_s010 --policy mix --mix-sample 0.1 --mix-sync 0
+run mix_s030 --policy mix --mix-sample 0.3 --mix-sync 0
 # The GRU prefetch engine: confidence to prefetch / to look deeper than
 # one request (chosen: 0.9 / 0.9, in all.*).
 for v in 0.5:0.8 0.7:0.8 0.8:0.8; do
