@@ -17,6 +17,7 @@
 #include "fs/ctl.h"
 #include "fs/fuse/fuse_ops.h"
 #include "fs/vol.h"
+#include "tools/bdi.h"
 #include "tools/utab.h"
 #include "sync/sync.h"
 #include "utils/config.h"
@@ -538,6 +539,15 @@ int main(int argc, char **argv)
 			log_warn("cannot link %s to %s: %s", ctl_default, o.ctl, strerror(errno));
 			ctl_link = 0;
 		}
+	}
+	if (o.writeback) {
+		char dev[32] = "?";
+		if ((r = bdi_relax(mnt, dev, sizeof(dev))))
+			log_warn("writeback cache: cannot raise the dirty-page limit of bdi %s (%s): "
+				 "buffered writes are flushed early", dev, strerror(-r));
+		else
+			log_info("writeback cache: bdi %s takes dirty pages as a disk does "
+				 "(max_ratio 100, strict_limit 0)", dev);
 	}
 	if ((r = utab_add(cfgpath, mnt)))
 		log_warn("cannot record the mount in libmount's utab (%s): umount %s will not wait for this daemon",

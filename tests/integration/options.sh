@@ -86,6 +86,13 @@ writes() { json_get "$(silt_ctl -m "$M" status --json)" .volume.writes; }
 for mode in writethrough writeback; do
 	silt_mount "$V/vol.conf" "$M" cache=$mode || silt_abort "cannot mount: $(cat "$SILT_LAST_ERR")"
 	check_eq "$(json_get "$(silt_ctl -m "$M" status --json)" .volume.cache)" $mode "siltctl status says cache $mode"
+	bdi=/sys/class/bdi/$(mountpoint -d "$M")
+	limits="$(cat "$bdi/max_ratio") $(cat "$bdi/strict_limit")"
+	if [ $mode = writeback ]; then
+		check_eq "$limits" "100 0" "$mode: the mount's bdi takes dirty pages as a disk's does (max_ratio, strict_limit)"
+	else
+		check_eq "$limits" "1 1" "$mode: the mount's bdi keeps the kernel's FUSE limits"
+	fi
 	w0=$(writes)
 	dd if="$SILT_TMP/data" of="$M/wb-$mode" bs=4k conv=fsync status=none
 	n=$(( $(writes) - w0 ))
