@@ -546,8 +546,8 @@ int main(int argc, char **argv)
 			log_warn("writeback cache: cannot raise the dirty-page limit of bdi %s (%s): "
 				 "buffered writes are flushed early", dev, strerror(-r));
 		else
-			log_info("writeback cache: bdi %s takes dirty pages as a disk does "
-				 "(max_ratio 100, strict_limit 0)", dev);
+			silt_log_quiet(SILT_LOG_INFO, "writeback cache: bdi %s takes dirty pages as a disk does "
+				       "(max_ratio 100, strict_limit 0)", dev);
 	}
 	if ((r = utab_add(cfgpath, mnt)))
 		log_warn("cannot record the mount in libmount's utab (%s): umount %s will not wait for this daemon",

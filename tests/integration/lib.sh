@@ -347,7 +347,8 @@ silt_track_mount() { SILT_MOUNTS+=("$1"); }
 # $SILT_LAST_ERR (and is echoed).  Returns non-zero (after echoing stderr) if
 # siltfs fails or MNT does not get mounted.
 silt_mount() {
-	local conf=$1 mnt=$2 opts=${3:-} rc=0 p
+	local conf=$1 mnt=$2 opts rc=0 p
+	opts=$(silt_cache_opts "${3:-}")
 	mkdir -p "$mnt"
 	SILT_LAST_ERR=$(mktemp "$SILT_TMP/mount-err.XXXXXX")
 	silt_track_mount "$mnt"
@@ -369,11 +370,23 @@ silt_mount() {
 	return 0
 }
 
+# silt_cache_opts OPTS: OPTS, with cache=$SILT_CACHE added when that is set
+# and OPTS name no cache mode (SILT_CACHE=writeback runs a whole suite with
+# the kernel's writeback cache; tests that check the default mode then fail).
+silt_cache_opts() {
+	if [ -n "${SILT_CACHE:-}" ] && [[ ",$1," != *,cache=* ]]; then
+		echo "${1:+$1,}cache=$SILT_CACHE"
+	else
+		echo "$1"
+	fi
+}
+
 # silt_mount_fg CONF MNT [OPTS]: like silt_mount but runs "$SILTFS" ... -f in
 # the background and records its pid in SILT_FG_PID (for kill -9 tests).
 # Returns non-zero if the daemon dies or MNT is not mounted within 20 s.
 silt_mount_fg() {
-	local conf=$1 mnt=$2 opts=${3:-}
+	local conf=$1 mnt=$2 opts
+	opts=$(silt_cache_opts "${3:-}")
 	mkdir -p "$mnt"
 	SILT_LAST_ERR=$(mktemp "$SILT_TMP/mount-err.XXXXXX")
 	silt_track_mount "$mnt"
